@@ -1,0 +1,143 @@
+//! The file name a blob is stored under, derived from the client's part filename. Clients send
+//! whatever their OS or a malicious script gives them (`C:\Users\x\a.png`, `../../etc/passwd`,
+//! control characters), so the name is reduced to a conservative character set that is safe as
+//! one segment of a blob path and of a local file path.
+
+use std::fmt;
+
+/// Longest name kept, in bytes: well under Azure's 1,024-character blob name limit once the
+/// prefix and the file id are added, and under the 255 bytes of common file systems.
+const MAX_LEN: usize = 200;
+/// Longest extension kept when a long name is shortened.
+const MAX_EXTENSION: usize = 16;
+const FALLBACK: &str = "file";
+
+/// A sanitized file name: one path segment, never empty, never `.`/`..`, no hidden-file dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileName(String);
+
+impl FileName {
+    /// Keeps the last path component of `raw` (either separator), replaces every character
+    /// outside letters, digits and `-_.()[]+,@ ` by `_`, drops leading dots and surrounding
+    /// spaces, and shortens it to `MAX_LEN` bytes keeping the extension. Falls back to `file`.
+    pub fn sanitize(raw: &str) -> Self {
+        let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+        let mapped: String = last
+            .chars()
+            .map(|c| if Self::is_allowed(c) { c } else { '_' })
+            .collect();
+        let trimmed = mapped.trim_matches(' ').trim_start_matches('.').trim_end_matches([' ', '.']);
+        let shortened = Self::shorten(trimmed);
+        if shortened.is_empty() {
+            return Self(FALLBACK.to_owned());
+        }
+        Self(shortened)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The lower-cased extension without its dot, if any.
+    pub fn extension(&self) -> Option<String> {
+        self.0
+            .rsplit_once('.')
+            .filter(|(stem, ext)| !stem.is_empty() && !ext.is_empty())
+            .map(|(_, ext)| ext.to_ascii_lowercase())
+    }
+
+    fn is_allowed(c: char) -> bool {
+        c.is_alphanumeric() && !c.is_control()
+            || matches!(c, '-' | '_' | '.' | '(' | ')' | '[' | ']' | '+' | ',' | '@' | ' ')
+    }
+
+    fn shorten(name: &str) -> String {
+        if name.len() <= MAX_LEN {
+            return name.to_owned();
+        }
+        let (stem, ext) = match name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() && ext.len() <= MAX_EXTENSION => (stem, Some(ext)),
+            _ => (name, None),
+        };
+        let budget = MAX_LEN - ext.map_or(0, |e| e.len() + 1);
+        let mut cut = budget.min(stem.len());
+        while !stem.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let stem = stem[..cut].trim_end_matches([' ', '.']);
+        match ext {
+            Some(ext) => format!("{stem}.{ext}"),
+            None => stem.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn directories_of_either_os_are_dropped() {
+        assert_eq!(FileName::sanitize("C:\\Users\\me\\logo.png").as_str(), "logo.png");
+        assert_eq!(FileName::sanitize("/home/me/photo.jpeg").as_str(), "photo.jpeg");
+    }
+
+    #[test]
+    fn path_tricks_fall_back_or_lose_their_dots() {
+        assert_eq!(FileName::sanitize("../../etc/passwd").as_str(), "passwd");
+        assert_eq!(FileName::sanitize("..").as_str(), "file");
+        assert_eq!(FileName::sanitize(".").as_str(), "file");
+        assert_eq!(FileName::sanitize("").as_str(), "file");
+        assert_eq!(FileName::sanitize(".bashrc").as_str(), "bashrc");
+        assert_eq!(FileName::sanitize("dir/").as_str(), "file");
+    }
+
+    #[test]
+    fn control_and_odd_characters_become_underscores() {
+        assert_eq!(FileName::sanitize("a\u{0}b\nc?.txt").as_str(), "a_b_c_.txt");
+        assert_eq!(FileName::sanitize("résumé 2024.pdf").as_str(), "résumé 2024.pdf");
+    }
+
+    #[test]
+    fn a_long_name_keeps_its_extension() {
+        let long = format!("{}.pdf", "x".repeat(500));
+        let name = FileName::sanitize(&long);
+        assert_eq!(name.as_str().len(), MAX_LEN);
+        assert_eq!(name.extension().as_deref(), Some("pdf"));
+    }
+
+    proptest! {
+        #[test]
+        fn a_sanitized_name_is_always_one_safe_segment(raw in any::<String>()) {
+            let name = FileName::sanitize(&raw);
+            let s = name.as_str();
+            prop_assert!(!s.is_empty());
+            prop_assert!(s.len() <= MAX_LEN);
+            prop_assert!(!s.contains('/') && !s.contains('\\'));
+            prop_assert!(!s.chars().any(char::is_control));
+            prop_assert!(!s.starts_with('.'));
+            prop_assert!(s != "." && s != "..");
+            prop_assert!(!s.starts_with(' ') && !s.ends_with(' ') && !s.ends_with('.'));
+        }
+
+        #[test]
+        fn sanitizing_twice_changes_nothing(raw in any::<String>()) {
+            let once = FileName::sanitize(&raw);
+            prop_assert_eq!(FileName::sanitize(once.as_str()), once);
+        }
+
+        #[test]
+        fn plain_names_pass_unchanged(stem in "[A-Za-z0-9_-]{1,40}", ext in "[a-z]{1,5}") {
+            let raw = format!("{stem}.{ext}");
+            let name = FileName::sanitize(&raw);
+            prop_assert_eq!(name.as_str(), raw.as_str());
+        }
+    }
+}
