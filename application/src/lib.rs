@@ -1,1 +1,16 @@
-//! placeholder
+//! The use cases of filegate (upload a chunk, read a file's status, manage API keys) and the
+//! ports they need, as traits: a metadata store, a blob store, a clock and an id source. Use
+//! cases are generic over their ports so that the same rules run on Postgres + Azure, on the
+//! embedded adapters and on the in-memory fakes of the unit tests; only the binary picks the
+//! concrete adapters.
+
+pub mod keys;
+pub mod ports;
+pub mod system;
+pub mod uploads;
+
+#[cfg(test)]
+mod fakes;
+
+pub use keys::{ApiKeys, AuthError, CreatedKey, KeyAdminError, Principal};
+pub use uploads::{ChunkCommand, ChunkReceipt, FileStatus, FileStatusError, UploadChunkError, Uploads};

@@ -1,0 +1,418 @@
+//! Uploading a file in chunks, and reading where an upload stands.
+//!
+//! Block 0 without a `FileId` opens a session; every block is staged in the blob store first
+//! and recorded in the metadata store second, so a recorded block is always really staged.
+//! The metadata store decides completion under the session's lock and runs the commit inside
+//! that decision, which is what makes the commit happen exactly once.
+
+use bytes::Bytes;
+use filegate_domain::{
+    BlobPath, BlockRuleError, ChunkMismatch, FileId, FileName, FileRecord, Mode, SessionState,
+    TotalBlocks, UploadSession,
+};
+
+use crate::keys::Principal;
+use crate::ports::{
+    BlobError, BlobStore, BlockOutcome, Clock, CommitPlan, IdSource, MetadataStore, RecordError,
+    SessionSnapshot, StagedBlock, StoreError,
+};
+
+/// One chunk as received, before any rule is checked. Numbers are kept wide so that an
+/// out-of-range value is reported as such rather than as a parse failure.
+#[derive(Debug, Clone)]
+pub struct ChunkCommand {
+    pub file_id: Option<FileId>,
+    pub block_index: i64,
+    pub total_blocks: i64,
+    pub mode: Mode,
+    /// The part's filename as the client sent it (sanitized here).
+    pub file_name: Option<String>,
+    /// The part's declared content type.
+    pub content_type: Option<String>,
+    pub data: Bytes,
+}
+
+/// What a client learns after a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkReceipt {
+    pub file_id: FileId,
+    pub is_complete: bool,
+    pub url: Option<String>,
+    pub received_blocks: u32,
+    pub total_blocks: u32,
+}
+
+/// Where an upload stands, for a client that wants to resume it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStatus {
+    pub file_id: FileId,
+    pub mode: Mode,
+    pub file_name: String,
+    pub content_type: String,
+    pub is_complete: bool,
+    pub url: Option<String>,
+    pub total_blocks: u32,
+    pub received: Vec<u32>,
+    pub missing: Vec<u32>,
+    /// Bytes staged so far, or the file's size once complete.
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadChunkError {
+    /// A request field breaks a rule; `field` is its name on the wire.
+    #[error("{field}: {message}")]
+    InvalidField { field: &'static str, message: String },
+    #[error("no upload with FileId {0} exists for this firm")]
+    NotFound(FileId),
+    #[error("{0}")]
+    Conflict(#[from] ChunkMismatch),
+    #[error("a backend is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileStatusError {
+    #[error("no file with id {0} exists for this firm")]
+    NotFound(FileId),
+    #[error("a backend is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
+
+impl From<StoreError> for UploadChunkError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+            other => Self::Unknown(other.into()),
+        }
+    }
+}
+
+impl From<BlobError> for UploadChunkError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Unavailable(e) => Self::Unavailable(e),
+            BlobError::ContainerMissing(c) => Self::Unavailable(anyhow::anyhow!("blob container missing: {c}")),
+            other => Self::Unknown(other.into()),
+        }
+    }
+}
+
+impl From<StoreError> for FileStatusError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+            other => Self::Unknown(other.into()),
+        }
+    }
+}
+
+impl From<BlobError> for FileStatusError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Unavailable(e) => Self::Unavailable(e),
+            other => Self::Unknown(other.into()),
+        }
+    }
+}
+
+/// The upload use cases, generic over their ports.
+#[derive(Debug, Clone)]
+pub struct Uploads<M, B, C, I> {
+    store: M,
+    blobs: B,
+    clock: C,
+    ids: I,
+}
+
+impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
+    pub fn new(store: M, blobs: B, clock: C, ids: I) -> Self {
+        Self { store, blobs, clock, ids }
+    }
+
+    /// Stages one chunk and, when it is the last missing one, commits the file.
+    #[tracing::instrument(skip_all, fields(firm = %who.firm, file_id, block_index = cmd.block_index, total_blocks = cmd.total_blocks, size = cmd.data.len()))]
+    pub async fn upload_chunk(&self, who: Principal, cmd: ChunkCommand) -> Result<ChunkReceipt, UploadChunkError> {
+        let total = TotalBlocks::new(cmd.total_blocks).map_err(|e| invalid("TotalBlocks", e))?;
+        let index = total.index(cmd.block_index).map_err(|e| invalid("BlockIndex", e))?;
+        if cmd.data.is_empty() {
+            return Err(UploadChunkError::InvalidField { field: "File", message: "the chunk is empty".into() });
+        }
+        let session = match cmd.file_id {
+            Some(id) => {
+                let snapshot = self.store.find_session(who.firm, id).await?.ok_or(UploadChunkError::NotFound(id))?;
+                snapshot.session.admit(cmd.mode, total)?;
+                snapshot.session
+            }
+            None if index.is_first() => self.open(who, &cmd, total).await?,
+            None => {
+                return Err(UploadChunkError::InvalidField {
+                    field: "FileId",
+                    message: "is required when BlockIndex is greater than 0; use the fileId returned for block 0".into(),
+                });
+            }
+        };
+        tracing::Span::current().record("file_id", tracing::field::display(session.file_id));
+
+        let size = cmd.data.len() as u64;
+        let part_id = self.blobs.stage_block(&session.blob_path, &session.upload_id, index, cmd.data).await?;
+        let block = StagedBlock { index, part_id, size };
+        let outcome = self
+            .store
+            .record_block(session.file_id, block, |plan| self.commit(&session, plan))
+            .await;
+        let receipt = |complete: bool, url: Option<String>, received: u32| ChunkReceipt {
+            file_id: session.file_id,
+            is_complete: complete,
+            url,
+            received_blocks: received,
+            total_blocks: total.get(),
+        };
+        match outcome {
+            Ok(BlockOutcome::Staged { received }) => Ok(receipt(false, None, received)),
+            Ok(BlockOutcome::Committed(file)) => {
+                tracing::info!(size = file.size, path = %file.blob_path, "file committed");
+                Ok(receipt(true, Some(self.blobs.share_url(&file.blob_path).await?), total.get()))
+            }
+            Ok(BlockOutcome::CommittedMeanwhile(file)) => {
+                Ok(receipt(true, Some(self.blobs.share_url(&file.blob_path).await?), total.get()))
+            }
+            Err(RecordError::SessionMissing) => Err(UploadChunkError::NotFound(session.file_id)),
+            Err(RecordError::Store(e)) => Err(e.into()),
+            Err(RecordError::Commit(e)) => Err(e.into()),
+        }
+    }
+
+    /// Where an upload of this firm stands.
+    pub async fn file_status(&self, who: Principal, id: FileId) -> Result<FileStatus, FileStatusError> {
+        let SessionSnapshot { session, received, staged_bytes, file } =
+            self.store.find_session(who.firm, id).await?.ok_or(FileStatusError::NotFound(id))?;
+        let url = match (&file, session.state) {
+            (Some(f), SessionState::Committed) => Some(self.blobs.share_url(&f.blob_path).await?),
+            _ => None,
+        };
+        Ok(FileStatus {
+            file_id: session.file_id,
+            mode: session.mode,
+            file_name: session.file_name.to_string(),
+            content_type: session.content_type.clone(),
+            is_complete: file.is_some(),
+            url,
+            total_blocks: session.total_blocks.get(),
+            received: received.received().collect(),
+            missing: received.missing().collect(),
+            size: file.as_ref().map_or(staged_bytes, |f| f.size),
+        })
+    }
+
+    async fn open(&self, who: Principal, cmd: &ChunkCommand, total: TotalBlocks) -> Result<UploadSession, UploadChunkError> {
+        let file_id = self.ids.file_id();
+        let file_name = FileName::sanitize(cmd.file_name.as_deref().unwrap_or_default());
+        let blob_path = BlobPath::for_file(cmd.mode, who.firm, who.user, file_id, &file_name);
+        let upload_id = self.blobs.begin(&blob_path).await?;
+        let session = UploadSession {
+            file_id,
+            firm: who.firm,
+            user: who.user,
+            mode: cmd.mode,
+            total_blocks: total,
+            file_name,
+            content_type: content_type_or_default(cmd.content_type.as_deref()),
+            blob_path,
+            upload_id,
+            state: SessionState::Open,
+            created_at: self.clock.now(),
+        };
+        self.store.open_session(&session).await?;
+        Ok(session)
+    }
+
+    async fn commit(&self, session: &UploadSession, plan: CommitPlan) -> Result<FileRecord, BlobError> {
+        self.blobs.commit(&session.blob_path, &session.upload_id, plan.part_ids, plan.size).await?;
+        Ok(FileRecord {
+            id: session.file_id,
+            firm: session.firm,
+            user: session.user,
+            mode: session.mode,
+            url: self.blobs.location(&session.blob_path),
+            blob_path: session.blob_path.clone(),
+            file_name: session.file_name.clone(),
+            content_type: session.content_type.clone(),
+            size: plan.size,
+            created_at: self.clock.now(),
+        })
+    }
+}
+
+fn invalid(field: &'static str, e: BlockRuleError) -> UploadChunkError {
+    UploadChunkError::InvalidField { field, message: e.to_string() }
+}
+
+/// A declared content type is kept when it is a plausible `type/subtype`; anything else is
+/// stored as `application/octet-stream`.
+fn content_type_or_default(declared: Option<&str>) -> String {
+    declared
+        .map(str::trim)
+        .filter(|t| {
+            t.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+                && t.len() <= 255
+                && t.bytes().all(|c| c.is_ascii_graphic() || c == b' ')
+        })
+        .map_or_else(|| "application/octet-stream".to_owned(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{FixedClock, InMemoryBlobs, InMemoryStore, SeqIds};
+    use filegate_domain::{FirmId, UserId};
+    use uuid::Uuid;
+
+    type Service = Uploads<InMemoryStore, InMemoryBlobs, FixedClock, SeqIds>;
+
+    fn service() -> (Service, InMemoryBlobs) {
+        let blobs = InMemoryBlobs::default();
+        (Uploads::new(InMemoryStore::default(), blobs.clone(), FixedClock, SeqIds::default()), blobs)
+    }
+
+    fn who(firm: u128) -> Principal {
+        Principal {
+            key: filegate_domain::ApiKeyId::from_uuid(Uuid::from_u128(900)),
+            firm: FirmId::from_uuid(Uuid::from_u128(firm)),
+            user: UserId::from_uuid(Uuid::from_u128(firm + 1000)),
+        }
+    }
+
+    fn chunk(file_id: Option<FileId>, index: i64, total: i64, data: &'static [u8]) -> ChunkCommand {
+        ChunkCommand {
+            file_id,
+            block_index: index,
+            total_blocks: total,
+            mode: Mode::Message,
+            file_name: Some("../report.pdf".into()),
+            content_type: Some("application/pdf".into()),
+            data: Bytes::from_static(data),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_single_chunk_upload_is_complete_at_once() {
+        let (svc, blobs) = service();
+        let receipt = svc.upload_chunk(who(1), chunk(None, 0, 1, b"hello")).await.unwrap();
+        assert!(receipt.is_complete);
+        let url = receipt.url.unwrap();
+        let path = url.strip_prefix("memory://").unwrap();
+        assert_eq!(path, format!("messages/{}/{}/report.pdf", who(1).firm, receipt.file_id));
+        assert_eq!(blobs.blob(path).as_deref(), Some(&b"hello"[..]));
+    }
+
+    #[tokio::test]
+    async fn chunks_after_the_first_may_come_in_any_order() {
+        let (svc, blobs) = service();
+        let first = svc.upload_chunk(who(1), chunk(None, 0, 4, b"aa")).await.unwrap();
+        let id = Some(first.file_id);
+        assert!(!first.is_complete);
+        assert!(!svc.upload_chunk(who(1), chunk(id, 3, 4, b"dd")).await.unwrap().is_complete);
+        assert!(!svc.upload_chunk(who(1), chunk(id, 1, 4, b"bb")).await.unwrap().is_complete);
+        let last = svc.upload_chunk(who(1), chunk(id, 2, 4, b"cc")).await.unwrap();
+        assert!(last.is_complete);
+        let path = last.url.unwrap().strip_prefix("memory://").unwrap().to_owned();
+        assert_eq!(blobs.blob(&path).as_deref(), Some(&b"aabbccdd"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_resent_chunk_replaces_the_earlier_one() {
+        let (svc, blobs) = service();
+        let id = Some(svc.upload_chunk(who(1), chunk(None, 0, 2, b"xx")).await.unwrap().file_id);
+        svc.upload_chunk(who(1), chunk(id, 0, 2, b"aa")).await.unwrap();
+        let last = svc.upload_chunk(who(1), chunk(id, 1, 2, b"bb")).await.unwrap();
+        let path = last.url.unwrap().strip_prefix("memory://").unwrap().to_owned();
+        assert_eq!(blobs.blob(&path).as_deref(), Some(&b"aabb"[..]));
+    }
+
+    #[tokio::test]
+    async fn racing_final_chunks_commit_once_and_both_see_the_file() {
+        let (svc, blobs) = service();
+        let id = Some(svc.upload_chunk(who(1), chunk(None, 0, 2, b"aa")).await.unwrap().file_id);
+        let (a, b) = tokio::join!(
+            svc.upload_chunk(who(1), chunk(id, 1, 2, b"bb")),
+            svc.upload_chunk(who(1), chunk(id, 1, 2, b"bb")),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a.is_complete && b.is_complete);
+        assert_eq!(a.url, b.url);
+        assert_eq!(blobs.commits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_for_a_committed_file_is_a_conflict() {
+        let (svc, _) = service();
+        let id = Some(svc.upload_chunk(who(1), chunk(None, 0, 1, b"aa")).await.unwrap().file_id);
+        let err = svc.upload_chunk(who(1), chunk(id, 0, 1, b"aa")).await.unwrap_err();
+        assert!(matches!(err, UploadChunkError::Conflict(ChunkMismatch::AlreadyCommitted)));
+    }
+
+    #[tokio::test]
+    async fn a_changed_total_or_mode_is_a_conflict() {
+        let (svc, _) = service();
+        let id = Some(svc.upload_chunk(who(1), chunk(None, 0, 3, b"aa")).await.unwrap().file_id);
+        let err = svc.upload_chunk(who(1), chunk(id, 1, 4, b"bb")).await.unwrap_err();
+        assert!(matches!(err, UploadChunkError::Conflict(ChunkMismatch::TotalBlocksDiffers { .. })));
+        let mut other_mode = chunk(id, 1, 3, b"bb");
+        other_mode.mode = Mode::Import;
+        let err = svc.upload_chunk(who(1), other_mode).await.unwrap_err();
+        assert!(matches!(err, UploadChunkError::Conflict(ChunkMismatch::ModeDiffers { .. })));
+    }
+
+    #[tokio::test]
+    async fn another_firms_file_is_not_found() {
+        let (svc, _) = service();
+        let id = svc.upload_chunk(who(1), chunk(None, 0, 2, b"aa")).await.unwrap().file_id;
+        let err = svc.upload_chunk(who(2), chunk(Some(id), 1, 2, b"bb")).await.unwrap_err();
+        assert!(matches!(err, UploadChunkError::NotFound(_)));
+        assert!(matches!(svc.file_status(who(2), id).await, Err(FileStatusError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn rule_breaks_name_their_field() {
+        let (svc, _) = service();
+        let field = |e: UploadChunkError| match e {
+            UploadChunkError::InvalidField { field, .. } => field,
+            other => panic!("expected a field error, got {other:?}"),
+        };
+        assert_eq!(field(svc.upload_chunk(who(1), chunk(None, 0, 0, b"a")).await.unwrap_err()), "TotalBlocks");
+        assert_eq!(field(svc.upload_chunk(who(1), chunk(None, 2, 2, b"a")).await.unwrap_err()), "BlockIndex");
+        assert_eq!(field(svc.upload_chunk(who(1), chunk(None, 1, 2, b"a")).await.unwrap_err()), "FileId");
+        assert_eq!(field(svc.upload_chunk(who(1), chunk(None, 0, 2, b"")).await.unwrap_err()), "File");
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_keeps_nothing_and_the_retry_completes() {
+        let (svc, blobs) = service();
+        let id = svc.upload_chunk(who(1), chunk(None, 0, 2, b"aa")).await.unwrap().file_id;
+        blobs.fail_commits.store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = svc.upload_chunk(who(1), chunk(Some(id), 1, 2, b"bb")).await.unwrap_err();
+        assert!(matches!(err, UploadChunkError::Unavailable(_)));
+        let status = svc.file_status(who(1), id).await.unwrap();
+        assert_eq!((status.is_complete, status.missing.clone()), (false, vec![1]));
+        blobs.fail_commits.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(svc.upload_chunk(who(1), chunk(Some(id), 1, 2, b"bb")).await.unwrap().is_complete);
+    }
+
+    #[tokio::test]
+    async fn the_status_lists_received_and_missing_blocks() {
+        let (svc, _) = service();
+        let id = svc.upload_chunk(who(1), chunk(None, 0, 4, b"aa")).await.unwrap().file_id;
+        svc.upload_chunk(who(1), chunk(Some(id), 2, 4, b"ccc")).await.unwrap();
+        let status = svc.file_status(who(1), id).await.unwrap();
+        assert_eq!(status.received, vec![0, 2]);
+        assert_eq!(status.missing, vec![1, 3]);
+        assert_eq!(status.size, 5);
+        assert_eq!(status.file_name, "report.pdf");
+        assert!(!status.is_complete && status.url.is_none());
+    }
+}
