@@ -1,0 +1,1 @@
+//! Blob store contract: to be written.

@@ -1,0 +1,1 @@
+//! Metadata store contract: to be written.
