@@ -4,6 +4,7 @@
 //! embedded adapters and on the in-memory fakes of the unit tests; only the binary picks the
 //! concrete adapters.
 
+pub mod app;
 pub mod keys;
 pub mod ports;
 pub mod system;
@@ -12,5 +13,6 @@ pub mod uploads;
 #[cfg(test)]
 mod fakes;
 
+pub use app::{Filegate, Readiness};
 pub use keys::{ApiKeys, AuthError, CreatedKey, KeyAdminError, Principal};
 pub use uploads::{ChunkCommand, ChunkReceipt, FileStatus, FileStatusError, UploadChunkError, Uploads};

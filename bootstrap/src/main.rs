@@ -1,1 +1,104 @@
-fn main() {}
+//! `filegate`: the one binary. It reads the configuration, wires the adapters to the use cases,
+//! and runs a subcommand: `serve`, `migrate`, `keys create|revoke`, `openapi`. This is the only
+//! crate that names concrete adapters.
+
+mod config;
+mod startup;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(name = "filegate", version, about = "Chunked file uploads into Azure Blob Storage")]
+struct Cli {
+    /// A TOML configuration file; `FILEGATE_*` environment variables override it.
+    #[arg(long, global = true, env = "FILEGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (runs pending migrations first unless disabled).
+    Serve,
+    /// Apply the embedded database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print the OpenAPI spec (JSON) to stdout.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key for a firm and user; the key is printed once, alone on the last line.
+    Create {
+        #[arg(long)]
+        firm: Uuid,
+        #[arg(long)]
+        user: Uuid,
+    },
+    /// Revoke a key by its id (printed at creation).
+    Revoke { key_id: Uuid },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("filegate: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("filegate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "filegate failed");
+            eprintln!("filegate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => startup::serve(settings).await,
+        Command::Migrate => startup::migrate(&settings).await,
+        Command::Keys { command: KeysCommand::Create { firm, user } } => {
+            let created = startup::create_key(&settings, firm, user).await?;
+            println!("key id: {}", created.id);
+            println!("firm: {firm}  user: {user}");
+            println!("The key is shown once; store it now:");
+            println!("{}", created.secret);
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Revoke { key_id } } => {
+            startup::revoke_key(&settings, key_id).await?;
+            println!("revoked {key_id}");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", startup::openapi(&settings));
+            Ok(())
+        }
+    }
+}

@@ -1,1 +1,12 @@
-//! placeholder
+//! Black-box test support: starts the real `filegate` binary against real services (Postgres,
+//! Azurite) and talks plain HTTP to it. Each test gets a fresh database; the services' addresses
+//! come from the variables that `scripts/test` exports, and a missing service fails the test
+//! with a message saying what to run, never a skip.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod app;
+pub mod form;
+
+pub use app::{TestApp, TestAppOptions};
+pub use form::Chunk;

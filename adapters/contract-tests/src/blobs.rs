@@ -1,1 +1,373 @@
-//! Blob store contract: to be written.
+//! The promises of [`BlobStore`], as cases an adapter runs against a real backend.
+//!
+//! Every case writes under a path of its own (random firm and file ids), so the cases can share
+//! one container or folder and run in parallel. A case panics, naming the promise, when the
+//! store breaks it. [`run_all`] runs every case that needs nothing but the store;
+//! [`share_url_answers_the_bytes`] needs a store whose shared URLs are readable by anyone
+//! holding them (a public container, or signed URLs), so the adapter calls it itself.
+//!
+//! Decisions the cases pin down, for every adapter alike:
+//! - deleting a blob that does not exist succeeds (delete is idempotent), reading it is
+//!   `BlobError::NotFound`;
+//! - committing again, with the same parts and size, a file that is already committed succeeds
+//!   and leaves the blob as it was: that is how a commit that happened just before a crash is
+//!   recognised; with another size it must not change the blob (real stores refuse it);
+//! - a commit naming a part that was never staged fails and leaves no blob.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Debug;
+use std::ops::Range;
+
+use bytes::Bytes;
+use filegate_application::ports::{BlobError, BlobRead, BlobStore};
+use filegate_domain::{BlobPath, FileId, FileName, FirmId, Mode, TotalBlocks, UserId};
+use futures::StreamExt;
+use rand::RngCore;
+use uuid::Uuid;
+
+/// Bigger than the 2-3 MiB at which some HTTP stacks and proxies start chopping bodies.
+const LARGE_BLOCK: usize = 3 * 1024 * 1024 + 17;
+
+/// Runs every case that needs only the store.
+pub async fn run_all<B: BlobStore>(store: &B) {
+    ping_answers_ok(store).await;
+    blocks_staged_out_of_order_are_committed_in_the_given_order(store).await;
+    a_restaged_index_wins_when_its_new_part_is_committed(store).await;
+    a_range_reads_just_those_bytes(store).await;
+    a_large_block_comes_back_whole(store).await;
+    unusual_file_names_round_trip(store).await;
+    committing_a_committed_file_again_succeeds_and_changes_nothing(store).await;
+    a_repeated_commit_with_another_size_never_changes_the_blob(store).await;
+    committing_an_unknown_part_fails_and_leaves_no_blob(store).await;
+    a_missing_blob_is_not_found_and_deleting_it_succeeds(store).await;
+    a_deleted_blob_is_not_found(store).await;
+    the_location_names_the_path(store).await;
+}
+
+/// The backend is reachable and its container exists.
+pub async fn ping_answers_ok<B: BlobStore>(store: &B) {
+    ok(store.ping().await, "ping on a healthy store");
+}
+
+/// Blocks staged in the order 2, 0, 1 and committed in index order read back as 0, 1, 2.
+pub async fn blocks_staged_out_of_order_are_committed_in_the_given_order<B: BlobStore>(store: &B) {
+    let path = fresh_path("ordered.bin");
+    let blocks = [random_bytes(1000), random_bytes(1500), random_bytes(700)];
+    let upload = ok(store.begin(&path).await, "begin");
+    let mut parts = vec![String::new(); 3];
+    for i in [2usize, 0, 1] {
+        parts[i] = stage(store, &path, &upload, 3, i, blocks[i].clone()).await;
+    }
+    ok(
+        store.commit(&path, &upload, parts, total(&blocks)).await,
+        "commit of three staged blocks",
+    );
+    let (read, bytes) = read_all(store, &path, None).await;
+    assert_eq!(
+        bytes,
+        concat(&blocks),
+        "a committed blob must be its blocks in the committed order"
+    );
+    assert_eq!(
+        read.size,
+        total(&blocks),
+        "BlobRead::size must be the blob's size"
+    );
+    assert_eq!(
+        read.range,
+        0..total(&blocks),
+        "a whole read must report the whole range"
+    );
+}
+
+/// An index staged twice gets a new part id; committing that one gives the new bytes.
+pub async fn a_restaged_index_wins_when_its_new_part_is_committed<B: BlobStore>(store: &B) {
+    let path = fresh_path("restaged.bin");
+    let upload = ok(store.begin(&path).await, "begin");
+    let first = stage(store, &path, &upload, 2, 0, Bytes::from_static(b"old-zero")).await;
+    let second = stage(store, &path, &upload, 2, 0, Bytes::from_static(b"new-zero")).await;
+    assert_ne!(first, second, "re-staging an index must give a new part id");
+    let one = stage(store, &path, &upload, 2, 1, Bytes::from_static(b"-one")).await;
+    ok(
+        store.commit(&path, &upload, vec![second, one], 12).await,
+        "commit with a re-staged block",
+    );
+    let (_, bytes) = read_all(store, &path, None).await;
+    assert_eq!(
+        bytes, b"new-zero-one",
+        "the part id given to commit must decide the bytes"
+    );
+}
+
+/// A byte range reads just those bytes, across block boundaries, and still tells the full size.
+pub async fn a_range_reads_just_those_bytes<B: BlobStore>(store: &B) {
+    let blocks = [random_bytes(10), random_bytes(10), random_bytes(10)];
+    let path = committed(store, "ranged.bin", &blocks).await;
+    let whole = concat(&blocks);
+    for range in [5..13u64, 0..1, 29..30, 10..30, 0..30] {
+        let (read, bytes) = read_all(store, &path, Some(range.clone())).await;
+        assert_eq!(
+            read.size, 30,
+            "a ranged read must still report the blob's full size"
+        );
+        assert_eq!(
+            read.range, range,
+            "a ranged read must report the range it answers"
+        );
+        assert_eq!(
+            bytes,
+            whole[range.start as usize..range.end as usize],
+            "range {range:?}"
+        );
+    }
+}
+
+/// A block of more than 3 MiB is stored and read back byte for byte.
+pub async fn a_large_block_comes_back_whole<B: BlobStore>(store: &B) {
+    let blocks = [random_bytes(LARGE_BLOCK), random_bytes(4096)];
+    let path = committed(store, "large.bin", &blocks).await;
+    let (read, bytes) = read_all(store, &path, None).await;
+    assert_eq!(read.size, total(&blocks));
+    assert!(
+        bytes == concat(&blocks),
+        "a {LARGE_BLOCK}-byte block must come back unchanged"
+    );
+    let boundary = LARGE_BLOCK as u64;
+    let (_, bytes) = read_all(store, &path, Some(boundary - 3..boundary + 3)).await;
+    assert_eq!(
+        bytes,
+        concat(&blocks)[LARGE_BLOCK - 3..LARGE_BLOCK + 3],
+        "a range across the large block's end"
+    );
+}
+
+/// Every character a sanitized file name may hold survives the trip to the backend and back.
+pub async fn unusual_file_names_round_trip<B: BlobStore>(store: &B) {
+    let name = "Résumé [final] (v2) +copy, @home.pdf";
+    assert_eq!(
+        FileName::sanitize(name).as_str(),
+        name,
+        "the name used here must already be sanitized"
+    );
+    let path = committed(store, name, &[Bytes::from_static(b"named")]).await;
+    let (_, bytes) = read_all(store, &path, None).await;
+    assert_eq!(bytes, b"named");
+}
+
+/// The recovery path: the backend committed, the metadata store did not record it, and the
+/// retried commit (same parts, same size) must succeed without touching the blob.
+pub async fn committing_a_committed_file_again_succeeds_and_changes_nothing<B: BlobStore>(
+    store: &B,
+) {
+    let path = fresh_path("twice.bin");
+    let blocks = [random_bytes(300), random_bytes(200)];
+    let upload = ok(store.begin(&path).await, "begin");
+    let parts = vec![
+        stage(store, &path, &upload, 2, 0, blocks[0].clone()).await,
+        stage(store, &path, &upload, 2, 1, blocks[1].clone()).await,
+    ];
+    ok(
+        store.commit(&path, &upload, parts.clone(), 500).await,
+        "first commit",
+    );
+    ok(
+        store.commit(&path, &upload, parts, 500).await,
+        "a repeated commit with the same parts and size",
+    );
+    let (read, bytes) = read_all(store, &path, None).await;
+    assert_eq!(
+        (read.size, bytes),
+        (500, concat(&blocks).to_vec()),
+        "a repeated commit must leave the blob as it was"
+    );
+}
+
+/// A repeated commit is recognised by its size: with another size it should fail (the fakes
+/// may accept it), and it must never change the blob.
+pub async fn a_repeated_commit_with_another_size_never_changes_the_blob<B: BlobStore>(store: &B) {
+    let path = fresh_path("resized.bin");
+    let upload = ok(store.begin(&path).await, "begin");
+    let parts = vec![stage(store, &path, &upload, 1, 0, Bytes::from_static(b"12345")).await];
+    ok(
+        store.commit(&path, &upload, parts.clone(), 5).await,
+        "first commit",
+    );
+    // The in-memory fake commits staged parts again whatever the size; a real store cannot.
+    if store.commit(&path, &upload, parts, 6).await.is_ok() {
+        let (_, bytes) = read_all(store, &path, None).await;
+        assert_eq!(
+            bytes, b"12345",
+            "an accepted repeated commit must not change the blob"
+        );
+    }
+}
+
+/// A commit naming a part that was never staged fails, and no blob appears.
+pub async fn committing_an_unknown_part_fails_and_leaves_no_blob<B: BlobStore>(store: &B) {
+    let path = fresh_path("unknown-part.bin");
+    let upload = ok(store.begin(&path).await, "begin");
+    let staged = stage(store, &path, &upload, 2, 0, Bytes::from_static(b"zero")).await;
+    let never_staged = format!("{:032x}", Uuid::new_v4().as_u128());
+    let result = store
+        .commit(&path, &upload, vec![staged, never_staged], 8)
+        .await;
+    assert!(
+        result.is_err(),
+        "a commit naming a part that was never staged must fail"
+    );
+    let err = store.read(&path, None).await.err();
+    assert!(
+        matches!(err, Some(BlobError::NotFound(_))),
+        "a failed commit must leave no blob, got {err:?}"
+    );
+}
+
+/// Reading a blob that was never written is `NotFound`; deleting it succeeds.
+pub async fn a_missing_blob_is_not_found_and_deleting_it_succeeds<B: BlobStore>(store: &B) {
+    let path = fresh_path("never-written.bin");
+    let err = store.read(&path, None).await.err();
+    assert!(
+        matches!(err, Some(BlobError::NotFound(_))),
+        "reading a missing blob must be NotFound, got {err:?}"
+    );
+    let err = store.read(&path, Some(0..4)).await.err();
+    assert!(
+        matches!(err, Some(BlobError::NotFound(_))),
+        "a ranged read of a missing blob must be NotFound, got {err:?}"
+    );
+    ok(
+        store.delete(&path).await,
+        "deleting a missing blob (delete is idempotent)",
+    );
+}
+
+/// A deleted blob is gone.
+pub async fn a_deleted_blob_is_not_found<B: BlobStore>(store: &B) {
+    let path = committed(store, "deleted.bin", &[Bytes::from_static(b"bye")]).await;
+    ok(store.delete(&path).await, "delete");
+    let err = store.read(&path, None).await.err();
+    assert!(
+        matches!(err, Some(BlobError::NotFound(_))),
+        "a deleted blob must be NotFound, got {err:?}"
+    );
+    ok(store.delete(&path).await, "deleting a blob twice");
+}
+
+/// The stored address names the blob's path, and is the same every time it is asked for.
+pub async fn the_location_names_the_path<B: BlobStore>(store: &B) {
+    let path = fresh_path("located.pdf");
+    let location = store.location(&path);
+    assert!(
+        location.contains(path.as_str()),
+        "location {location} must contain the path {path}"
+    );
+    assert_eq!(location, store.location(&path), "location must be stable");
+}
+
+/// The URL handed to clients answers a plain GET with the blob's bytes. For a store whose
+/// shared URLs are readable (a public container or signed URLs); answers the URL so that the
+/// adapter can check more (e.g. a signature).
+pub async fn share_url_answers_the_bytes<B: BlobStore>(store: &B) -> String {
+    let blocks = [random_bytes(2048), random_bytes(100)];
+    let path = committed(store, "shared.bin", &blocks).await;
+    let url = ok(store.share_url(&path).await, "share_url");
+    let response = reqwest::get(&url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));
+    assert!(
+        response.status().is_success(),
+        "GET on the shared URL answered {}",
+        response.status()
+    );
+    let body = response.bytes().await.expect("the shared URL's body");
+    assert!(
+        body == concat(&blocks),
+        "the shared URL must answer the blob's bytes"
+    );
+    url
+}
+
+/// A path no other case or run uses.
+pub fn fresh_path(name: &str) -> BlobPath {
+    BlobPath::for_file(
+        Mode::Message,
+        FirmId::from_uuid(Uuid::new_v4()),
+        UserId::from_uuid(Uuid::new_v4()),
+        FileId::from_uuid(Uuid::new_v4()),
+        &FileName::sanitize(name),
+    )
+}
+
+/// Stages and commits `blocks` under a fresh path.
+pub async fn committed<B: BlobStore>(store: &B, name: &str, blocks: &[Bytes]) -> BlobPath {
+    let path = fresh_path(name);
+    let upload = ok(store.begin(&path).await, "begin");
+    let mut parts = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        parts.push(stage(store, &path, &upload, blocks.len(), i, block.clone()).await);
+    }
+    ok(
+        store.commit(&path, &upload, parts, total(blocks)).await,
+        "commit",
+    );
+    path
+}
+
+/// Reads a blob (or a range of it) to the end.
+pub async fn read_all<B: BlobStore>(
+    store: &B,
+    path: &BlobPath,
+    range: Option<Range<u64>>,
+) -> (BlobRead, Vec<u8>) {
+    let mut read = ok(store.read(path, range.clone()).await, "read");
+    let mut bytes = Vec::new();
+    while let Some(chunk) = read.stream.next().await {
+        bytes.extend_from_slice(&ok(chunk, "a chunk of a read"));
+    }
+    let expected = read.range.end - read.range.start;
+    assert_eq!(
+        bytes.len() as u64,
+        expected,
+        "the stream of {path} ({range:?}) must hold the reported range"
+    );
+    read.stream = futures::stream::empty().boxed();
+    (read, bytes)
+}
+
+async fn stage<B: BlobStore>(
+    store: &B,
+    path: &BlobPath,
+    upload: &str,
+    of: usize,
+    index: usize,
+    data: Bytes,
+) -> String {
+    let total = TotalBlocks::new(of as i64).expect("a valid total");
+    let index = total.index(index as i64).expect("a valid index");
+    ok(
+        store.stage_block(path, upload, index, data).await,
+        "stage_block",
+    )
+}
+
+fn random_bytes(len: usize) -> Bytes {
+    let mut buf = vec![0u8; len];
+    rand::rng().fill_bytes(&mut buf);
+    Bytes::from(buf)
+}
+
+fn total(blocks: &[Bytes]) -> u64 {
+    blocks.iter().map(|b| b.len() as u64).sum()
+}
+
+fn concat(blocks: &[Bytes]) -> Vec<u8> {
+    blocks.iter().flat_map(|b| b.iter().copied()).collect()
+}
+
+fn ok<T, E: Debug>(result: Result<T, E>, what: &str) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => panic!("{what} failed: {e:?}"),
+    }
+}

@@ -1,1 +1,652 @@
-//! Metadata store contract: to be written.
+//! The promises of [`MetadataStore`], as cases an adapter runs against a real, empty store.
+//!
+//! Every case takes a fresh store and panics, naming the promise, when the store breaks it.
+//! [`run_all`] runs each case on its own store; an adapter's test file may instead call each
+//! case from its own `#[test]` so that a failure names the case. The racing cases spawn their
+//! requests with `tokio::spawn`, so they need a multi-threaded runtime to race for real.
+//!
+//! Timestamps are built at whole microseconds, the precision of Postgres' `timestamptz`, since
+//! a store is expected to give back what it was given.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use filegate_application::ports::{
+    BlockOutcome, CommitPlan, MetadataStore, RecordError, StagedBlock, StoreError, StoredApiKey,
+};
+use filegate_domain::{
+    ApiKeyId, BlobPath, FileId, FileName, FileRecord, FirmId, Mode, SessionState, TotalBlocks,
+    UploadSession, UserId,
+};
+use uuid::Uuid;
+
+/// How many requests the racing cases send at once.
+const RACERS: usize = 8;
+
+/// Runs every case, each on a store of its own from `fresh`.
+pub async fn run_all<M, F, Fut>(fresh: F)
+where
+    M: MetadataStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = M>,
+{
+    api_keys_are_found_by_hash_until_revoked(fresh().await).await;
+    a_session_is_found_by_its_own_firm_only(fresh().await).await;
+    opening_the_same_file_twice_is_a_conflict(fresh().await).await;
+    blocks_arrive_in_any_order_and_a_resent_index_replaces(fresh().await).await;
+    completion_stores_the_record_the_commit_returned(fresh().await).await;
+    a_failed_commit_keeps_nothing_of_the_call(fresh().await).await;
+    racing_copies_of_the_final_block_commit_once(fresh().await).await;
+    racing_distinct_blocks_commit_once(fresh().await).await;
+    a_block_for_an_unknown_file_finds_no_session(fresh().await).await;
+}
+
+/// Live keys are found by their hash, revoked ones are not, and only live keys are counted.
+pub async fn api_keys_are_found_by_hash_until_revoked<M: MetadataStore>(store: M) {
+    assert_eq!(
+        ok(
+            store.count_api_keys().await,
+            "count_api_keys on an empty store"
+        ),
+        0
+    );
+    let first = api_key("a");
+    let second = api_key("b");
+    ok(store.insert_api_key(&first).await, "insert_api_key");
+    ok(store.insert_api_key(&second).await, "insert_api_key");
+
+    let found = ok(store.find_api_key(&first.hash).await, "find_api_key");
+    assert_eq!(
+        found.as_ref(),
+        Some(&first),
+        "find_api_key must give back the key as inserted"
+    );
+    let unknown = ok(store.find_api_key(&"0".repeat(64)).await, "find_api_key");
+    assert_eq!(
+        unknown, None,
+        "find_api_key must not find a hash that was never inserted"
+    );
+    assert_eq!(ok(store.count_api_keys().await, "count_api_keys"), 2);
+
+    assert!(
+        ok(
+            store.revoke_api_key(first.id, now()).await,
+            "revoke_api_key"
+        ),
+        "revoking a live key must answer true"
+    );
+    assert_eq!(
+        ok(store.find_api_key(&first.hash).await, "find_api_key"),
+        None,
+        "a revoked key must not be found"
+    );
+    assert_eq!(
+        ok(store.find_api_key(&second.hash).await, "find_api_key").as_ref(),
+        Some(&second),
+        "revoking one key must leave the others live"
+    );
+    assert_eq!(
+        ok(store.count_api_keys().await, "count_api_keys"),
+        1,
+        "a revoked key must not be counted"
+    );
+    assert!(
+        !ok(
+            store.revoke_api_key(first.id, now()).await,
+            "revoke_api_key"
+        ),
+        "revoking a key twice must answer false the second time"
+    );
+    assert!(
+        !ok(
+            store
+                .revoke_api_key(ApiKeyId::from_uuid(Uuid::new_v4()), now())
+                .await,
+            "revoke_api_key"
+        ),
+        "revoking an unknown key must answer false"
+    );
+}
+
+/// A session reads back whole, for its own firm only.
+pub async fn a_session_is_found_by_its_own_firm_only<M: MetadataStore>(store: M) {
+    let session = session(Mode::Profile, 3, "C:\\photos\\résumé 2024 (1).PNG");
+    ok(store.open_session(&session).await, "open_session");
+
+    let snapshot = ok(
+        store.find_session(session.firm, session.file_id).await,
+        "find_session",
+    )
+    .expect("find_session must find a session its firm opened");
+    assert_eq!(
+        snapshot.session, session,
+        "find_session must give back the session as opened"
+    );
+    assert!(
+        snapshot.received.is_empty(),
+        "a new session has received no block"
+    );
+    assert_eq!(snapshot.received.total(), session.total_blocks);
+    assert_eq!(snapshot.staged_bytes, 0);
+    assert_eq!(snapshot.file, None, "a new session has no file");
+
+    let other_firm = FirmId::from_uuid(Uuid::new_v4());
+    assert!(
+        ok(
+            store.find_session(other_firm, session.file_id).await,
+            "find_session"
+        )
+        .is_none(),
+        "another firm must not see the session"
+    );
+    let unknown = FileId::from_uuid(Uuid::new_v4());
+    assert!(
+        ok(
+            store.find_session(session.firm, unknown).await,
+            "find_session"
+        )
+        .is_none(),
+        "an unknown file id must find nothing"
+    );
+}
+
+/// A file id is opened once; the second open is refused as a conflict, and the first stays.
+pub async fn opening_the_same_file_twice_is_a_conflict<M: MetadataStore>(store: M) {
+    let first = session(Mode::Import, 2, "a.csv");
+    ok(store.open_session(&first).await, "open_session");
+    let mut again = session(Mode::Message, 5, "b.pdf");
+    again.file_id = first.file_id;
+    again.firm = first.firm;
+    match store.open_session(&again).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("opening a file id twice must be StoreError::Conflict, got {other:?}"),
+    }
+    let kept = ok(
+        store.find_session(first.firm, first.file_id).await,
+        "find_session",
+    )
+    .expect("the first session must still be there");
+    assert_eq!(
+        kept.session, first,
+        "a refused open must not change the existing session"
+    );
+}
+
+/// Blocks come in any order; a block re-sent with the same index replaces the earlier one, in
+/// the set, in the staged size and in the commit plan.
+pub async fn blocks_arrive_in_any_order_and_a_resent_index_replaces<M: MetadataStore>(store: M) {
+    let session = session(Mode::Message, 3, "report.pdf");
+    ok(store.open_session(&session).await, "open_session");
+    let file = session.file_id;
+
+    assert_eq!(staged(&store, &session, 2, "p2", 30).await, 1);
+    assert_eq!(staged(&store, &session, 0, "p0", 10).await, 2);
+    assert_eq!(
+        staged(&store, &session, 2, "p2-again", 31).await,
+        2,
+        "a re-sent index must not count twice"
+    );
+
+    let snapshot = ok(store.find_session(session.firm, file).await, "find_session")
+        .expect("the session exists");
+    assert_eq!(snapshot.received.received().collect::<Vec<_>>(), vec![0, 2]);
+    assert_eq!(snapshot.received.missing().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        snapshot.staged_bytes, 41,
+        "the staged size must count the replacing block, not the replaced one"
+    );
+    assert_eq!(snapshot.session.state, SessionState::Open);
+
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let seen_by_commit = Arc::clone(&seen);
+    let expected = record_for(&session, 61);
+    let returned = expected.clone();
+    let outcome = store
+        .record_block(file, block(&session, 1, "p1", 20), move |plan| async move {
+            *seen_by_commit.lock().unwrap() = Some(plan);
+            Ok::<_, Injected>(returned)
+        })
+        .await;
+    match outcome {
+        Ok(BlockOutcome::Committed(record)) => assert_eq!(record, expected),
+        other => panic!("the last missing block must commit, got {other:?}"),
+    }
+    let plan = seen
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the commit must have been called");
+    assert_eq!(
+        plan,
+        CommitPlan {
+            part_ids: vec!["p0".into(), "p1".into(), "p2-again".into()],
+            size: 61
+        },
+        "the plan must list the part ids in index order, with the replacing part, and sum the sizes"
+    );
+}
+
+/// The record the commit returned is what `record_block` answers, what `find_session` shows
+/// from then on, and what a later block for the file gets back without a second commit.
+pub async fn completion_stores_the_record_the_commit_returned<M: MetadataStore>(store: M) {
+    let session = session(Mode::Template, 2, "header.png");
+    ok(store.open_session(&session).await, "open_session");
+    let file = session.file_id;
+    assert_eq!(staged(&store, &session, 0, "p0", 5).await, 1);
+
+    let record = record_for(&session, 12);
+    let returned = record.clone();
+    match store
+        .record_block(file, block(&session, 1, "p1", 7), move |plan| async move {
+            assert_eq!(
+                plan.size, 12,
+                "the plan must sum the sizes of the staged blocks"
+            );
+            Ok::<_, Injected>(returned)
+        })
+        .await
+    {
+        Ok(BlockOutcome::Committed(got)) => assert_eq!(
+            got, record,
+            "Committed must carry the record the commit returned"
+        ),
+        other => panic!("the last missing block must commit, got {other:?}"),
+    }
+
+    let snapshot = ok(store.find_session(session.firm, file).await, "find_session")
+        .expect("the session exists");
+    assert_eq!(
+        snapshot.session.state,
+        SessionState::Committed,
+        "a committed session must read back committed"
+    );
+    assert_eq!(
+        snapshot.file.as_ref(),
+        Some(&record),
+        "find_session must show the committed file"
+    );
+    assert!(snapshot.received.is_complete());
+    assert_eq!(snapshot.staged_bytes, 12);
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    match store
+        .record_block(
+            file,
+            block(&session, 1, "late", 7),
+            counting_commit(&session, &calls),
+        )
+        .await
+    {
+        Ok(BlockOutcome::CommittedMeanwhile(got)) => assert_eq!(got, record),
+        other => {
+            panic!("a block for a committed file must answer CommittedMeanwhile, got {other:?}")
+        }
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "a committed file must not be committed again"
+    );
+    let after = ok(store.find_session(session.firm, file).await, "find_session")
+        .expect("the session exists");
+    assert_eq!(
+        after, snapshot,
+        "a block for a committed file must change nothing"
+    );
+}
+
+/// When the commit fails, the block that completed the set is not kept and the session stays
+/// open, so that the same request can be retried.
+pub async fn a_failed_commit_keeps_nothing_of_the_call<M: MetadataStore>(store: M) {
+    let session = session(Mode::Contact, 2, "avatar.webp");
+    ok(store.open_session(&session).await, "open_session");
+    let file = session.file_id;
+    assert_eq!(staged(&store, &session, 0, "p0", 3).await, 1);
+
+    match store
+        .record_block(file, block(&session, 1, "p1", 4), |_plan| async {
+            Err::<FileRecord, _>(Injected)
+        })
+        .await
+    {
+        Err(RecordError::Commit(Injected)) => {}
+        other => {
+            panic!("a failed commit must answer RecordError::Commit with its error, got {other:?}")
+        }
+    }
+    let snapshot = ok(store.find_session(session.firm, file).await, "find_session")
+        .expect("the session exists");
+    assert_eq!(
+        snapshot.session.state,
+        SessionState::Open,
+        "a failed commit must leave the session open"
+    );
+    assert_eq!(
+        snapshot.received.received().collect::<Vec<_>>(),
+        vec![0],
+        "a failed commit must not keep the block that completed the set"
+    );
+    assert_eq!(snapshot.staged_bytes, 3);
+    assert_eq!(snapshot.file, None, "a failed commit must not leave a file");
+
+    let record = record_for(&session, 7);
+    let returned = record.clone();
+    match store
+        .record_block(
+            file,
+            block(&session, 1, "p1-retry", 4),
+            move |plan| async move {
+                assert_eq!(plan.part_ids, vec!["p0".to_owned(), "p1-retry".to_owned()]);
+                Ok::<_, Injected>(returned)
+            },
+        )
+        .await
+    {
+        Ok(BlockOutcome::Committed(got)) => assert_eq!(got, record),
+        other => panic!("the retry after a failed commit must commit, got {other:?}"),
+    }
+}
+
+/// Many requests carrying the last missing block at once (a client retrying on a timeout):
+/// exactly one commits, every other one sees its record.
+pub async fn racing_copies_of_the_final_block_commit_once<M: MetadataStore>(store: M) {
+    let session = session(Mode::Message, 3, "video.mp4");
+    ok(store.open_session(&session).await, "open_session");
+    assert_eq!(staged(&store, &session, 0, "p0", 100).await, 1);
+    assert_eq!(staged(&store, &session, 1, "p1", 100).await, 2);
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let racers = (0..RACERS).map(|n| {
+        let store = store.clone();
+        let commit = counting_commit(&session, &calls);
+        let block = block(&session, 2, &format!("p2-copy{n}"), 50);
+        let file = session.file_id;
+        tokio::spawn(async move { store.record_block(file, block, commit).await })
+    });
+    let outcomes = join_all(racers).await;
+
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "racing final blocks must run the commit exactly once"
+    );
+    let committed: Vec<&FileRecord> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            BlockOutcome::Committed(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        committed.len(),
+        1,
+        "exactly one racer must answer Committed, got {outcomes:?}"
+    );
+    let record = committed[0].clone();
+    for outcome in &outcomes {
+        match outcome {
+            BlockOutcome::Committed(_) => {}
+            BlockOutcome::CommittedMeanwhile(r) => {
+                assert_eq!(
+                    r, &record,
+                    "CommittedMeanwhile must carry the record of the one commit"
+                );
+            }
+            BlockOutcome::Staged { .. } => {
+                panic!("a copy of the final block must not answer Staged, got {outcomes:?}")
+            }
+        }
+    }
+    let snapshot = ok(
+        store.find_session(session.firm, session.file_id).await,
+        "find_session",
+    )
+    .expect("the session exists");
+    assert_eq!(snapshot.file, Some(record));
+    assert_eq!(snapshot.received.len(), 3);
+    assert_eq!(
+        snapshot.staged_bytes, 250,
+        "the racers' copies must not be counted twice"
+    );
+}
+
+/// Every block of a file sent at once (a parallel client): exactly one request finds the set
+/// complete and commits; every other one was staged before it, each seeing a different count.
+pub async fn racing_distinct_blocks_commit_once<M: MetadataStore>(store: M) {
+    let total = u32::try_from(RACERS).expect("RACERS fits in u32");
+    let session = session(Mode::Import, i64::from(total), "contacts.csv");
+    ok(store.open_session(&session).await, "open_session");
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let plans = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let racers = (0..total).map(|i| {
+        let store = store.clone();
+        let calls = Arc::clone(&calls);
+        let plans = Arc::clone(&plans);
+        let record = record_for(&session, 0);
+        let block = block(&session, i, &format!("p{i}"), u64::from(i) + 1);
+        let file = session.file_id;
+        tokio::spawn(async move {
+            store
+                .record_block(file, block, move |plan| async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    // Holds the commit open so that late racers really queue behind it.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let size = plan.size;
+                    plans.lock().unwrap().push(plan);
+                    Ok::<_, Injected>(FileRecord { size, ..record })
+                })
+                .await
+        })
+    });
+    let outcomes = join_all(racers).await;
+
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a complete set must be committed exactly once"
+    );
+    let mut counts = BTreeSet::new();
+    let mut committed = Vec::new();
+    for outcome in &outcomes {
+        match outcome {
+            BlockOutcome::Staged { received } => {
+                assert!(counts.insert(*received), "two racers saw count {received}")
+            }
+            BlockOutcome::Committed(r) => committed.push(r.clone()),
+            BlockOutcome::CommittedMeanwhile(_) => {
+                panic!(
+                    "no racer can see the file committed before its own block completed it: {outcomes:?}"
+                )
+            }
+        }
+    }
+    assert_eq!(
+        committed.len(),
+        1,
+        "exactly one racer must answer Committed, got {outcomes:?}"
+    );
+    assert_eq!(
+        counts,
+        (1..total).collect::<BTreeSet<_>>(),
+        "the staged racers must count 1 to total - 1"
+    );
+    let expected_size = (1..=u64::from(total)).sum::<u64>();
+    let plan = plans.lock().unwrap().pop().expect("the commit ran");
+    assert_eq!(
+        plan,
+        CommitPlan {
+            part_ids: (0..total).map(|i| format!("p{i}")).collect(),
+            size: expected_size
+        },
+        "the plan must list every part in index order, whatever order they were recorded in"
+    );
+    let snapshot = ok(
+        store.find_session(session.firm, session.file_id).await,
+        "find_session",
+    )
+    .expect("the session exists");
+    assert_eq!(snapshot.file.as_ref(), Some(&committed[0]));
+    assert_eq!(snapshot.session.state, SessionState::Committed);
+}
+
+/// A block for a file that was never opened is refused before any commit.
+pub async fn a_block_for_an_unknown_file_finds_no_session<M: MetadataStore>(store: M) {
+    let session = session(Mode::Firm, 1, "logo.ico");
+    let calls = Arc::new(AtomicUsize::new(0));
+    match store
+        .record_block(
+            session.file_id,
+            block(&session, 0, "p0", 1),
+            counting_commit(&session, &calls),
+        )
+        .await
+    {
+        Err(RecordError::SessionMissing) => {}
+        other => panic!("a block for an unknown file must answer SessionMissing, got {other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+/// The error of the commit closures that fail on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Injected;
+
+fn ok<T, E: Debug>(result: Result<T, E>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!("{what} failed: {e:?}"),
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn api_key(seed: &str) -> StoredApiKey {
+    StoredApiKey {
+        id: ApiKeyId::from_uuid(Uuid::new_v4()),
+        hash: format!("{seed}{}", Uuid::new_v4().simple()).repeat(2),
+        firm: FirmId::from_uuid(Uuid::new_v4()),
+        user: UserId::from_uuid(Uuid::new_v4()),
+        created_at: now(),
+    }
+}
+
+fn session(mode: Mode, total: i64, raw_name: &str) -> UploadSession {
+    let file_id = FileId::from_uuid(Uuid::new_v4());
+    let firm = FirmId::from_uuid(Uuid::new_v4());
+    let user = UserId::from_uuid(Uuid::new_v4());
+    let file_name = FileName::sanitize(raw_name);
+    UploadSession {
+        file_id,
+        firm,
+        user,
+        mode,
+        total_blocks: TotalBlocks::new(total).expect("the cases use valid totals"),
+        blob_path: BlobPath::for_file(mode, firm, user, file_id, &file_name),
+        file_name,
+        content_type: "application/octet-stream".into(),
+        upload_id: format!("upload-{}", Uuid::new_v4().simple()),
+        state: SessionState::Open,
+        created_at: now(),
+    }
+}
+
+fn block(session: &UploadSession, index: u32, part_id: &str, size: u64) -> StagedBlock {
+    StagedBlock {
+        index: session
+            .total_blocks
+            .index(i64::from(index))
+            .expect("the cases use valid indices"),
+        part_id: part_id.to_owned(),
+        size,
+    }
+}
+
+fn record_for(session: &UploadSession, size: u64) -> FileRecord {
+    FileRecord {
+        id: session.file_id,
+        firm: session.firm,
+        user: session.user,
+        mode: session.mode,
+        blob_path: session.blob_path.clone(),
+        url: format!("https://blobs.example/uploads/{}", session.blob_path),
+        file_name: session.file_name.clone(),
+        content_type: session.content_type.clone(),
+        size,
+        created_at: now(),
+    }
+}
+
+/// Records a block that must not complete the set, and answers the count it reported.
+async fn staged<M: MetadataStore>(
+    store: &M,
+    session: &UploadSession,
+    index: u32,
+    part_id: &str,
+    size: u64,
+) -> u32 {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let outcome = store
+        .record_block(
+            session.file_id,
+            block(session, index, part_id, size),
+            counting_commit(session, &calls),
+        )
+        .await;
+    match outcome {
+        Ok(BlockOutcome::Staged { received }) => received,
+        other => panic!(
+            "block {index} of {} must be staged, got {other:?}",
+            session.total_blocks
+        ),
+    }
+}
+
+/// The boxed future of the commit closures below, so that a helper can name their type.
+type CommitFuture = Pin<Box<dyn Future<Output = Result<FileRecord, Injected>> + Send>>;
+
+/// A commit that counts its calls and holds the session for a moment, so that racers pile up
+/// behind it, then answers the session's record with the plan's size.
+fn counting_commit(
+    session: &UploadSession,
+    calls: &Arc<AtomicUsize>,
+) -> impl FnOnce(CommitPlan) -> CommitFuture + Send + 'static {
+    let calls = Arc::clone(calls);
+    let record = record_for(session, 0);
+    move |plan: CommitPlan| -> CommitFuture {
+        Box::pin(async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(FileRecord {
+                size: plan.size,
+                ..record
+            })
+        })
+    }
+}
+
+/// Waits for every spawned racer, failing on a panic or on an error answer.
+async fn join_all<E: Debug>(
+    racers: impl Iterator<Item = tokio::task::JoinHandle<Result<BlockOutcome, RecordError<E>>>>,
+) -> Vec<BlockOutcome> {
+    let handles: Vec<_> = racers.collect();
+    let mut outcomes = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(outcome)) => outcomes.push(outcome),
+            Ok(Err(e)) => panic!("a racing record_block failed: {e:?}"),
+            Err(e) => panic!("a racing record_block panicked: {e}"),
+        }
+    }
+    outcomes
+}

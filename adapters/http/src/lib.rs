@@ -1,1 +1,60 @@
-//! placeholder
+//! The HTTP adapter: the routes of contract section 3 on poem + poem-openapi, the envelope on
+//! every answer (poem's own rejections included), the `X-API-Key` check, and the single place
+//! where application errors become HTTP statuses. It knows the application only through
+//! [`FilesService`], and no storage crate at all.
+
+mod api;
+mod chunk;
+mod envelope;
+mod paths;
+mod service;
+
+use std::sync::Arc;
+
+use poem::middleware::{Tracing, NormalizePath, TrailingSlash};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
+use poem_openapi::OpenApiService;
+
+pub use chunk::ChunkLimits;
+pub use envelope::ApiError;
+pub use service::FilesService;
+
+/// Settings of the HTTP layer that the routes need.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// The largest chunk accepted, in bytes.
+    pub max_chunk_bytes: usize,
+    /// The server URL written into the spec.
+    pub public_url: Option<String>,
+}
+
+fn openapi(options: &HttpOptions) -> OpenApiService<api::FilesApi, ()> {
+    let api = OpenApiService::new(api::FilesApi, "filegate", env!("CARGO_PKG_VERSION"))
+        .description("Chunked file uploads for a WhatsApp CRM: stage chunks, commit once, read the status.");
+    match &options.public_url {
+        Some(url) => api.server(url.clone()),
+        None => api,
+    }
+}
+
+/// The whole HTTP application: the API, the spec at `/openapi.json`, the UI at `/docs`.
+pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoint + 'static {
+    let api = openapi(&options);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let routes = Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .data(service)
+        .data(ChunkLimits { max_chunk_bytes: options.max_chunk_bytes })
+        .with(NormalizePath::new(TrailingSlash::Trim))
+        .with(Tracing)
+        .catch_all_error(|err| async move { envelope::envelope_any_error(err) });
+    paths::CaseInsensitivePaths(routes.into_endpoint())
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn spec_json(options: &HttpOptions) -> String {
+    openapi(options).spec()
+}

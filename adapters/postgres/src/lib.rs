@@ -1,1 +1,98 @@
-//! placeholder
+//! The Postgres metadata store of filegate: API keys, upload sessions, their staged blocks and the
+//! committed file records live in four tables, and completion is decided under a row lock on the
+//! session (`SELECT ... FOR UPDATE`), so that of several requests racing to stage the last block
+//! exactly one runs the blob commit, inside the same transaction that records the file. The
+//! schema ships inside the binary as sqlx migrations; queries are checked at run time, so the
+//! crate builds without a database.
+
+mod errors;
+mod rows;
+mod store;
+
+use std::time::Duration;
+
+use filegate_application::ports::StoreError;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::errors::store_error;
+
+/// Embedded at build time so that a deployment is one binary, and a binary always migrates to
+/// the schema its queries were written for.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// How long a request waits for a pooled connection. Short, so that a database that is down or
+/// saturated answers `StoreError::Unavailable` (a 503 the client can retry) within seconds
+/// instead of holding the request until the client gives up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The metadata store on a Postgres connection pool. Cloning shares the pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Opens a pool and one connection right away, so that a wrong URL or a down database is
+    /// reported at start-up.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = Self::pool_options(max_connections).connect(url).await.map_err(store_error)?;
+        Ok(Self { pool })
+    }
+
+    /// Opens a pool without connecting, so that the service can start (and report itself not
+    /// ready) while the database is still coming up. Only a malformed URL fails here.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse().map_err(store_error)?;
+        Ok(Self { pool: Self::pool_options(max_connections).connect_lazy_with(options) })
+    }
+
+    /// Wraps a pool configured elsewhere (tests, or a caller that shares one pool).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool options every constructor here uses; exposed so that callers building their own
+    /// pool for [`PgStore::from_pool`] get the same short acquire timeout.
+    pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+        PgPoolOptions::new().max_connections(max_connections.max(1)).acquire_timeout(ACQUIRE_TIMEOUT)
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Brings the schema up to date. Safe to run at every start and from several instances at
+    /// once: sqlx takes an advisory lock and skips the migrations already applied.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| store_error(e.into()))
+    }
+
+    /// Closes the pool, waiting for the connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The versions of the embedded migrations missing from the database, so that readiness
+    /// can tell "reachable but not migrated" apart from "reachable and ready".
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let log_exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let applied: Vec<i64> = if log_exists {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?
+        } else {
+            Vec::new()
+        };
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+}

@@ -1,0 +1,166 @@
+//! The blob store contract against a real Azurite (or Azure account), plus what only Azure has:
+//! a missing container, a dead endpoint, signed URLs and the commit-recovery size check.
+//!
+//! Needs `FILEGATE_TEST_AZURE_CONNECTION_STRING` (and optionally `FILEGATE_TEST_AZURE_CONTAINER`,
+//! default `uploads`, which must exist). `scripts/test` starts Azurite, creates the container and
+//! sets both. Without them the tests fail rather than skip, so a green run always means the
+//! adapter was exercised.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use filegate_adapter_azure_blob::{AzureBlobSettings, AzureBlobStore, UrlMode};
+use filegate_application::ports::{BlobError, BlobStore};
+use filegate_contract_tests::blobs;
+
+const CONNECTION_STRING_VAR: &str = "FILEGATE_TEST_AZURE_CONNECTION_STRING";
+const CONTAINER_VAR: &str = "FILEGATE_TEST_AZURE_CONTAINER";
+
+fn settings() -> AzureBlobSettings {
+    let connection_string = std::env::var(CONNECTION_STRING_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{CONNECTION_STRING_VAR} is not set: run the tests through `scripts/test`, which starts Azurite \
+             and sets it (or set it to an Azurite/Azure connection string whose container exists)"
+        )
+    });
+    let mut settings = AzureBlobSettings::from_connection_string(connection_string);
+    if let Ok(container) = std::env::var(CONTAINER_VAR) {
+        settings.container = container;
+    }
+    settings
+}
+
+/// A store on the test account whose `ping` is known to pass, or a failure telling what to do.
+async fn store_with(settings: &AzureBlobSettings) -> AzureBlobStore {
+    let store = AzureBlobStore::new(settings).expect("the test settings build a store");
+    if let Err(e) = store.ping().await {
+        panic!(
+            "the test Azure Blob endpoint is not usable ({e}; {e:?}): run the tests through `scripts/test`, \
+             which starts Azurite and creates the container"
+        );
+    }
+    store
+}
+
+#[tokio::test]
+async fn the_blob_store_contract_holds_on_azure() {
+    let store = store_with(&settings()).await;
+    blobs::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn a_repeated_commit_with_another_size_is_refused() {
+    let store = store_with(&settings()).await;
+    let path = blobs::fresh_path("resized.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let index = filegate_domain::TotalBlocks::new(1)
+        .unwrap()
+        .index(0)
+        .unwrap();
+    let part = store
+        .stage_block(&path, &upload, index, Bytes::from_static(b"12345"))
+        .await
+        .unwrap();
+    store
+        .commit(&path, &upload, vec![part.clone()], 5)
+        .await
+        .unwrap();
+    let err = store
+        .commit(&path, &upload, vec![part], 6)
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(err, BlobError::Unavailable(_)),
+        "a refused block list is not an outage: {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_container_makes_ping_answer_container_missing() {
+    let mut settings = settings();
+    settings.container = format!("missing-{}", uuid::Uuid::new_v4().simple());
+    let store = AzureBlobStore::new(&settings).unwrap();
+    match store.ping().await {
+        Err(BlobError::ContainerMissing(message)) => {
+            assert!(message.contains(&settings.container), "{message}");
+            assert!(message.contains("create it"), "{message}");
+        }
+        other => panic!("expected ContainerMissing, got {other:?}"),
+    }
+    // Staging into it says the same, rather than "not found".
+    let path = blobs::fresh_path("nowhere.bin");
+    let index = filegate_domain::TotalBlocks::new(1)
+        .unwrap()
+        .index(0)
+        .unwrap();
+    let err = store
+        .stage_block(&path, "", index, Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BlobError::ContainerMissing(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_closed_port_makes_ping_answer_unavailable_within_seconds() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = AzureBlobSettings::from_connection_string(format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;\
+         AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;\
+         BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    ));
+    let store = AzureBlobStore::new(&settings).unwrap();
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(20), store.ping())
+        .await
+        .expect("ping must not hang");
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(result, Err(BlobError::Unavailable(_))),
+        "expected Unavailable, got {result:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "a dead endpoint must be reported within seconds, took {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn sas_mode_hands_out_a_signed_read_only_url() {
+    let mut settings = settings();
+    settings.url_mode = UrlMode::Sas;
+    settings.sas_ttl_secs = 300;
+    let store = store_with(&settings).await;
+    let url = blobs::share_url_answers_the_bytes(&store).await;
+    assert!(url.contains("sig="), "a SAS URL carries a signature: {url}");
+    assert!(url.contains("sp=r"), "the SAS must grant read only: {url}");
+
+    // The signature does not allow writing.
+    let response = reqwest::Client::new()
+        .put(&url)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body("overwritten")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !response.status().is_success(),
+        "a read-only SAS must not allow a PUT, got {}",
+        response.status()
+    );
+}
+
+#[tokio::test]
+async fn public_mode_hands_out_the_plain_location() {
+    let store = store_with(&settings()).await;
+    let path = blobs::fresh_path("plain.pdf");
+    assert_eq!(store.share_url(&path).await.unwrap(), store.location(&path));
+    assert!(!store.location(&path).contains('?'));
+}

@@ -1,0 +1,250 @@
+//! The envelope every answer travels in (contract section 5), and the one place where
+//! application errors become HTTP statuses.
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{IntoResponse, Response};
+use poem_openapi::Object;
+use poem_openapi::types::ToJSON;
+use uuid::Uuid;
+
+use filegate_application::{AuthError, FileStatusError, UploadChunkError};
+
+/// How long a client is told to wait before retrying a 503.
+pub(crate) const RETRY_AFTER_SECS: u32 = 5;
+
+/// The data of a chunk answer.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ChunkData {
+    /// Correlates the chunks of one file; send it with every chunk after the first.
+    pub file_id: Uuid,
+    /// The file's URL once it is complete (a signed, expiring URL when the container is
+    /// private); `null` until then.
+    #[oai(skip_serializing_if_is_none = false)]
+    pub url: Option<String>,
+    /// Whether the file is committed.
+    pub is_complete: bool,
+    /// How many distinct blocks have been received.
+    pub received_blocks: u32,
+    /// The number of blocks of the whole file, as fixed by block 0.
+    pub total_blocks: u32,
+}
+
+/// The data of a status answer: what a client needs to resume an upload.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct FileStatusData {
+    pub file_id: Uuid,
+    /// The canonical mode name.
+    pub mode: String,
+    /// The stored (sanitized) file name.
+    pub file_name: String,
+    pub content_type: String,
+    pub is_complete: bool,
+    #[oai(skip_serializing_if_is_none = false)]
+    pub url: Option<String>,
+    pub total_blocks: u32,
+    /// Indices already staged, ascending.
+    pub received_blocks: Vec<u32>,
+    /// Indices still to send, ascending.
+    pub missing_blocks: Vec<u32>,
+    /// Bytes staged so far, or the file's size once complete.
+    pub size: u64,
+}
+
+/// The data of a readiness answer.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ReadinessData {
+    /// `ok`, or what is wrong with the metadata store.
+    pub database: String,
+    /// `ok`, or what is wrong with the blob store.
+    pub blob_store: String,
+}
+
+macro_rules! envelope {
+    ($(#[$doc:meta])* $name:ident, $data:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Object)]
+        #[oai(rename_all = "camelCase")]
+        pub struct $name {
+            /// `true` on success.
+            pub is_success: bool,
+            #[oai(skip_serializing_if_is_none = false)]
+            pub data: Option<$data>,
+            /// A sentence for people.
+            pub message: String,
+        }
+
+        impl $name {
+            pub fn ok(data: $data, message: impl Into<String>) -> Self {
+                Self { is_success: true, data: Some(data), message: message.into() }
+            }
+        }
+    };
+}
+
+envelope!(
+    /// The envelope of a chunk answer.
+    ChunkEnvelope,
+    ChunkData
+);
+envelope!(
+    /// The envelope of a status answer.
+    FileStatusEnvelope,
+    FileStatusData
+);
+envelope!(
+    /// The envelope of a readiness answer (`data` is set on 503 too).
+    ReadinessEnvelope,
+    ReadinessData
+);
+
+/// Never present: error envelopes carry `data: null`.
+#[derive(Debug, Clone, Object)]
+pub struct NoData {}
+
+envelope!(
+    /// The envelope of every error: `isSuccess` false, `data` null, and a message a person can
+    /// act on.
+    ErrorEnvelope,
+    NoData
+);
+
+/// An error on its way to the client: a status, a message and, for 503 and 429, a delay.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), retry_after: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self { retry_after: Some(RETRY_AFTER_SECS), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message) }
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred; it has been logged")
+    }
+
+    pub fn body(&self) -> ErrorEnvelope {
+        ErrorEnvelope { is_success: false, data: None, message: self.message.clone() }
+    }
+
+    pub fn retry_after(&self) -> u32 {
+        self.retry_after.unwrap_or(RETRY_AFTER_SECS)
+    }
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn as_response(&self) -> Response {
+        json_response(self.status, &self.body(), self.retry_after)
+    }
+}
+
+pub(crate) fn json_response<T: ToJSON>(status: StatusCode, body: &T, retry_after: Option<u32>) -> Response {
+    let json = body.to_json_string();
+    let mut resp = Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(json)
+        .into_response();
+    if let Some(secs) = retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// Turns any error that escaped a handler or an extractor (poem's own ones included) into the
+/// envelope, keeping its status.
+pub(crate) fn envelope_any_error(err: poem::Error) -> Response {
+    if let Some(api) = err.downcast_ref::<ApiError>() {
+        return api.as_response_ref();
+    }
+    let status = err.status();
+    let message = if err.is::<poem_openapi::error::AuthorizationError>() {
+        "the X-API-Key header is missing".to_owned()
+    } else if err.is::<poem::error::NotFoundError>() {
+        "no such route; see /openapi.json".to_owned()
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        "this method is not allowed on this route".to_owned()
+    } else if status.is_server_error() {
+        tracing::error!(error = %err, "unhandled error");
+        "an internal error occurred; it has been logged".to_owned()
+    } else {
+        err.to_string()
+    };
+    let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS)
+        .then_some(RETRY_AFTER_SECS);
+    json_response(status, &ErrorEnvelope { is_success: false, data: None, message }, retry_after)
+}
+
+impl ApiError {
+    fn as_response_ref(&self) -> Response {
+        poem::error::ResponseError::as_response(self)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing | AuthError::Invalid => Self::new(StatusCode::UNAUTHORIZED, e.to_string()),
+            AuthError::Store(e) => {
+                tracing::warn!(error = ?e, "authentication could not reach the metadata store");
+                Self::unavailable("the metadata store is unavailable; retry later")
+            }
+        }
+    }
+}
+
+impl From<UploadChunkError> for ApiError {
+    fn from(e: UploadChunkError) -> Self {
+        match e {
+            UploadChunkError::InvalidField { .. } => Self::bad_request(e.to_string()),
+            UploadChunkError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            UploadChunkError::Conflict(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
+            UploadChunkError::Unavailable(cause) => {
+                tracing::warn!(error = ?cause, "a backend is unavailable");
+                Self::unavailable("a storage backend is unavailable; nothing was kept, retry the same request later")
+            }
+            UploadChunkError::Unknown(cause) => {
+                tracing::error!(error = ?cause, "chunk upload failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<FileStatusError> for ApiError {
+    fn from(e: FileStatusError) -> Self {
+        match e {
+            FileStatusError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            FileStatusError::Unavailable(cause) => {
+                tracing::warn!(error = ?cause, "a backend is unavailable");
+                Self::unavailable("a storage backend is unavailable; retry later")
+            }
+            FileStatusError::Unknown(cause) => {
+                tracing::error!(error = ?cause, "file status failed");
+                Self::internal()
+            }
+        }
+    }
+}

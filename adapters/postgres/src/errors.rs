@@ -1,0 +1,59 @@
+//! Translation of sqlx's errors into the port's: the use cases decide retry-or-fail on
+//! `StoreError`'s variants alone, so the split between "try again" and "broken" is made here.
+
+use filegate_application::ports::StoreError;
+
+/// SQLSTATEs (or their two-character classes) after which the same request may succeed when
+/// simply sent again: the connection broke, the server is short of a resource or shutting down,
+/// or the transaction lost a race the server resolved by cancelling it.
+const RETRYABLE_CLASSES: [&str; 2] = [
+    "08", // connection exception
+    "53", // insufficient resources (too many connections, out of memory, disk full)
+];
+const RETRYABLE_CODES: [&str; 7] = [
+    "40001", // serialization_failure
+    "40P01", // deadlock_detected
+    "55P03", // lock_not_available
+    "57014", // query_canceled (statement_timeout)
+    "57P01", // admin_shutdown
+    "57P02", // crash_shutdown
+    "57P03", // cannot_connect_now (starting up, in recovery)
+];
+
+pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        // A protocol error is what a connection cut in the middle of a message looks like.
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.into()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let constraint = db.constraint().unwrap_or("a unique constraint");
+            StoreError::Conflict(format!("{} ({constraint})", db.message()))
+        }
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let retryable = RETRYABLE_CODES.contains(&code.as_str())
+                || RETRYABLE_CLASSES.iter().any(|class| code.starts_with(class));
+            if retryable {
+                StoreError::Unavailable(e.into())
+            } else {
+                StoreError::Unknown(e.into())
+            }
+        }
+        _ => StoreError::Unknown(e.into()),
+    }
+}
+
+/// A row that the schema accepted but the domain refuses: a broken invariant of the store
+/// (a hand edit, a buggy release), never the client's fault.
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Unknown(anyhow::anyhow!("a stored row cannot be read: {what}"))
+}
+
+/// A value of the domain that does not fit its column (a size above `i64::MAX`): refused
+/// before it reaches the database.
+pub(crate) fn unstorable(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Unknown(anyhow::anyhow!("a value cannot be stored: {what}"))
+}

@@ -1,0 +1,297 @@
+//! `MetadataStore` on Postgres.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use filegate_application::ports::{
+    BlockOutcome, CommitPlan, MetadataStore, RecordError, SessionSnapshot, StagedBlock, StoreError,
+    StoredApiKey,
+};
+use filegate_domain::{ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, UploadSession};
+use sqlx::postgres::PgExecutor;
+
+use crate::PgStore;
+use crate::errors::{corrupt, store_error};
+use crate::rows::{ApiKeyRow, FileRow, SnapshotRow, to_i32, to_i64, unsigned};
+
+impl MetadataStore for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(store_error)?;
+        let pending = self.pending_migrations().await?;
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(anyhow::anyhow!(
+                "the database is reachable but its schema is not migrated (pending migrations: {pending:?})"
+            )))
+        }
+    }
+
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, key_hash, firm_id, user_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(*key.id.as_uuid())
+        .bind(&key.hash)
+        .bind(*key.firm.as_uuid())
+        .bind(*key.user.as_uuid())
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        let row: Option<ApiKeyRow> = sqlx::query_as(
+            "SELECT id, key_hash, firm_id, user_id, created_at FROM api_keys
+             WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row.map(StoredApiKey::from))
+    }
+
+    async fn revoke_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(*id.as_uuid())
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn count_api_keys(&self) -> Result<u64, StoreError> {
+        let live: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        u64::try_from(live).map_err(|_| corrupt(format_args!("negative key count {live}")))
+    }
+
+    async fn open_session(&self, session: &UploadSession) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO upload_sessions
+                 (file_id, firm_id, user_id, mode, total_blocks, file_name, content_type, blob_path,
+                  upload_id, state, created_at, completed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                     CASE WHEN $10 = 'committed' THEN now() END)",
+        )
+        .bind(*session.file_id.as_uuid())
+        .bind(*session.firm.as_uuid())
+        .bind(*session.user.as_uuid())
+        .bind(session.mode.as_str())
+        .bind(to_i32(session.total_blocks.get(), "total blocks")?)
+        .bind(session.file_name.as_str())
+        .bind(&session.content_type)
+        .bind(session.blob_path.as_str())
+        .bind(&session.upload_id)
+        .bind(session.state.as_str())
+        .bind(session.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn find_session(&self, firm: FirmId, file: FileId) -> Result<Option<SessionSnapshot>, StoreError> {
+        let row: Option<SnapshotRow> = sqlx::query_as(
+            "SELECT s.file_id, s.firm_id, s.user_id, s.mode, s.total_blocks, s.file_name,
+                    s.content_type, s.blob_path, s.upload_id, s.state, s.created_at,
+                    b.received, b.staged_bytes
+             FROM upload_sessions s
+             CROSS JOIN LATERAL (
+                 SELECT COALESCE(array_agg(block_index ORDER BY block_index), '{}') AS received,
+                        COALESCE(sum(size), 0)::bigint AS staged_bytes
+                 FROM staged_blocks WHERE file_id = s.file_id
+             ) b
+             WHERE s.file_id = $1 AND s.firm_id = $2",
+        )
+        .bind(*file.as_uuid())
+        .bind(*firm.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let session = row.session.into_domain()?;
+        let indices = row
+            .received
+            .into_iter()
+            .map(|i| u32::try_from(i).map_err(|_| corrupt(format_args!("file {file}: negative block index {i}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let received = BlockSet::from_indices(session.total_blocks, indices)
+            .map_err(|e| corrupt(format_args!("file {file}: {e}")))?;
+        let staged_bytes = unsigned(row.staged_bytes, "staged blocks of file", file)?;
+        // The session row was read first, so a commit landing in between shows as "open, no
+        // file yet", never as "committed without a file".
+        let file_record = match session.state {
+            SessionState::Committed => Some(
+                committed_file(&self.pool, file)
+                    .await?
+                    .ok_or_else(|| corrupt(format_args!("file {file}: committed session without a file row")))?,
+            ),
+            SessionState::Open => None,
+        };
+        Ok(Some(SessionSnapshot { session, received, staged_bytes, file: file_record }))
+    }
+
+    async fn record_block<F, Fut, E>(
+        &self,
+        file: FileId,
+        block: StagedBlock,
+        commit: F,
+    ) -> Result<BlockOutcome, RecordError<E>>
+    where
+        F: FnOnce(CommitPlan) -> Fut + Send,
+        Fut: Future<Output = Result<FileRecord, E>> + Send,
+        E: Send,
+    {
+        let id = *file.as_uuid();
+        let index = to_i32(block.index.get(), "block index")?;
+        let size = to_i64(block.size, "block size")?;
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+
+        // The lock every request for this file queues on: whoever holds it sees the block set
+        // as the previous holder left it, committed or not.
+        let locked: Option<(i32, String)> =
+            sqlx::query_as("SELECT total_blocks, state FROM upload_sessions WHERE file_id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        let Some((total, state)) = locked else {
+            return Err(RecordError::SessionMissing);
+        };
+        match SessionState::parse(&state) {
+            Some(SessionState::Open) => {}
+            Some(SessionState::Committed) => {
+                let record = committed_file(&mut *tx, file)
+                    .await?
+                    .ok_or_else(|| corrupt(format_args!("file {file}: committed session without a file row")))?;
+                tx.commit().await.map_err(store_error)?;
+                return Ok(BlockOutcome::CommittedMeanwhile(record));
+            }
+            None => return Err(corrupt(format_args!("upload session {file}: unknown state `{state}`")).into()),
+        }
+
+        // Upserts the block and keeps the session's count of distinct indices in the same
+        // statement; all parts of one statement see the same snapshot, so `previous` tells
+        // whether this index was already staged before the upsert.
+        let received: i32 = sqlx::query_scalar(
+            "WITH previous AS (
+                 SELECT 1 FROM staged_blocks WHERE file_id = $1 AND block_index = $2
+             ), staged AS (
+                 INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)
+                 VALUES ($1, $2, $3, $4, now())
+                 ON CONFLICT (file_id, block_index)
+                 DO UPDATE SET part_id = EXCLUDED.part_id, size = EXCLUDED.size, staged_at = now()
+             )
+             UPDATE upload_sessions
+             SET received_blocks = received_blocks + CASE WHEN EXISTS (SELECT 1 FROM previous) THEN 0 ELSE 1 END
+             WHERE file_id = $1
+             RETURNING received_blocks",
+        )
+        .bind(id)
+        .bind(index)
+        .bind(&block.part_id)
+        .bind(size)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+
+        if received < total {
+            tx.commit().await.map_err(store_error)?;
+            let received = u32::try_from(received)
+                .map_err(|_| corrupt(format_args!("file {file}: negative block count {received}")))?;
+            return Ok(BlockOutcome::Staged { received });
+        }
+
+        let parts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT part_id, size FROM staged_blocks WHERE file_id = $1 ORDER BY block_index")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        if usize::try_from(total).ok() != Some(parts.len()) {
+            return Err(corrupt(format_args!(
+                "file {file}: the session counts {received} blocks but {} are staged",
+                parts.len()
+            ))
+            .into());
+        }
+        let mut plan = CommitPlan { part_ids: Vec::with_capacity(parts.len()), size: 0 };
+        for (part_id, part_size) in parts {
+            plan.size = plan
+                .size
+                .checked_add(unsigned(part_size, "staged block of file", file)?)
+                .ok_or_else(|| corrupt(format_args!("file {file}: the staged sizes overflow u64")))?;
+            plan.part_ids.push(part_id);
+        }
+
+        // The commit runs while the session stays locked, which is what makes it run once.
+        let record = match commit(plan).await {
+            Ok(record) => record,
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    // The connection is dropped either way; the server discards the transaction.
+                    tracing::warn!(error = %rollback, %file, "rollback after a failed commit failed");
+                }
+                return Err(RecordError::Commit(e));
+            }
+        };
+        if record.id != file {
+            return Err(StoreError::Unknown(anyhow::anyhow!(
+                "the commit of file {file} returned the record of file {}",
+                record.id
+            ))
+            .into());
+        }
+        insert_file(&mut *tx, &record).await?;
+        sqlx::query("UPDATE upload_sessions SET state = 'committed', completed_at = now() WHERE file_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(BlockOutcome::Committed(record))
+    }
+}
+
+async fn committed_file<'c>(exec: impl PgExecutor<'c>, file: FileId) -> Result<Option<FileRecord>, StoreError> {
+    let row: Option<FileRow> = sqlx::query_as(
+        "SELECT id, firm_id, user_id, mode, blob_path, url, file_name, content_type, size, created_at
+         FROM files WHERE id = $1",
+    )
+    .bind(*file.as_uuid())
+    .fetch_optional(exec)
+    .await
+    .map_err(store_error)?;
+    row.map(FileRow::into_domain).transpose()
+}
+
+async fn insert_file<'c>(exec: impl PgExecutor<'c>, record: &FileRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO files
+             (id, firm_id, user_id, mode, blob_path, url, file_name, content_type, size, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(*record.id.as_uuid())
+    .bind(*record.firm.as_uuid())
+    .bind(*record.user.as_uuid())
+    .bind(record.mode.as_str())
+    .bind(record.blob_path.as_str())
+    .bind(&record.url)
+    .bind(record.file_name.as_str())
+    .bind(&record.content_type)
+    .bind(to_i64(record.size, "file size")?)
+    .bind(record.created_at)
+    .execute(exec)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The metadata store contract, and what is particular to Postgres (migrations, restarts,
+//! error mapping), against a real server. Each store gets a database of its own, created from
+//! the admin connection and dropped afterwards, so tests run in parallel without seeing each
+//! other. A server that cannot be reached fails the tests: a skipped suite would read as green.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use filegate_adapter_postgres::PgStore;
+use filegate_application::ports::{MetadataStore, StoreError};
+use filegate_contract_tests::metadata;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use uuid::Uuid;
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn admin_url() -> String {
+    std::env::var("FILEGATE_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+/// The databases one test created, dropped together when it ends.
+struct Databases {
+    admin: PgPool,
+    options: PgConnectOptions,
+    names: Mutex<Vec<String>>,
+}
+
+impl Databases {
+    async fn connect() -> Self {
+        let url = admin_url();
+        let options: PgConnectOptions =
+            url.parse().unwrap_or_else(|e| panic!("FILEGATE_TEST_DATABASE_URL is not a Postgres URL: {e}"));
+        let admin = PgStore::pool_options(2).connect_with(options.clone()).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot reach Postgres at FILEGATE_TEST_DATABASE_URL (default {DEFAULT_ADMIN_URL}): {e}. \
+                 Start it (e.g. `pg_ctlcluster --skip-systemctl-redirect 15 main start`) or point the \
+                 variable at a server where this user may CREATE DATABASE."
+            )
+        });
+        Self { admin, options, names: Mutex::new(Vec::new()) }
+    }
+
+    /// A new, empty database, not migrated.
+    async fn blank(&self) -> PgConnectOptions {
+        let name = format!("fg_test_{}", Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&self.admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        self.names.lock().unwrap().push(name.clone());
+        self.options.clone().database(&name)
+    }
+
+    async fn store_on(options: PgConnectOptions) -> PgStore {
+        let pool = PgStore::pool_options(12).connect_with(options).await.expect("connect to the test database");
+        PgStore::from_pool(pool)
+    }
+
+    /// A new database, migrated, behind a store of its own.
+    async fn fresh(&self) -> PgStore {
+        let store = Self::store_on(self.blank().await).await;
+        store.migrate().await.expect("migrate a fresh database");
+        store
+    }
+
+    /// Best effort: a leftover database is harmless, only untidy.
+    async fn drop_all(&self) {
+        let names = std::mem::take(&mut *self.names.lock().unwrap());
+        for name in names {
+            let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&self.admin)
+                .await;
+            if let Err(e) = dropped {
+                eprintln!("could not drop test database {name}: {e}");
+            }
+        }
+        self.admin.close().await;
+    }
+}
+
+/// Runs one test body on its own task, then drops its databases whether it passed or panicked,
+/// and passes the panic on.
+async fn with_databases<F, Fut>(body: F)
+where
+    F: FnOnce(&'static Databases) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dbs: &'static Databases = Box::leak(Box::new(Databases::connect().await));
+    let outcome = tokio::spawn(body(dbs)).await;
+    dbs.drop_all().await;
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("the test task did not finish: {e}"),
+        }
+    }
+}
+
+macro_rules! contract_case {
+    ($($case:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            with_databases(|dbs| async move { metadata::$case(dbs.fresh().await).await }).await;
+        }
+    )*};
+}
+
+contract_case!(
+    api_keys_are_found_by_hash_until_revoked,
+    a_session_is_found_by_its_own_firm_only,
+    opening_the_same_file_twice_is_a_conflict,
+    blocks_arrive_in_any_order_and_a_resent_index_replaces,
+    completion_stores_the_record_the_commit_returned,
+    a_failed_commit_keeps_nothing_of_the_call,
+    racing_copies_of_the_final_block_commit_once,
+    racing_distinct_blocks_commit_once,
+    a_block_for_an_unknown_file_finds_no_session,
+);
+
+/// Catches a case added to the suite but not listed above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_whole_suite_passes_through_run_all() {
+    with_databases(|dbs| async move { metadata::run_all(|| dbs.fresh()).await }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_are_idempotent_and_data_survives_a_new_pool() {
+    with_databases(|dbs| async move {
+        let options = dbs.blank().await;
+        let store = Databases::store_on(options.clone()).await;
+        store.migrate().await.expect("first migration");
+        store.migrate().await.expect("a second migration must be a no-op");
+
+        let session = open_session_with_one_block(&store).await;
+        store.close().await;
+
+        let restarted = Databases::store_on(options).await;
+        restarted.migrate().await.expect("migrating after a restart must be a no-op");
+        restarted.ping().await.expect("a migrated database must be ready");
+        let snapshot = restarted
+            .find_session(session.firm, session.file_id)
+            .await
+            .expect("find_session after a restart")
+            .expect("the session must survive a restart");
+        assert_eq!(snapshot.session, session);
+        assert_eq!(snapshot.received.received().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(snapshot.staged_bytes, 9);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ping_tells_a_database_that_is_not_migrated() {
+    with_databases(|dbs| async move {
+        let store = Databases::store_on(dbs.blank().await).await;
+        match store.ping().await {
+            Err(StoreError::Unavailable(e)) => {
+                assert!(e.to_string().contains("not migrated"), "the reason must say so: {e}");
+            }
+            other => panic!("ping on a blank database must be Unavailable, got {other:?}"),
+        }
+        store.migrate().await.expect("migrate");
+        store.ping().await.expect("ping after migrating");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connect_by_url_reaches_the_server() {
+    let store = PgStore::connect(&admin_url(), 1).await.expect("connect by URL");
+    // The admin database is never migrated by these tests, so the store answers but is not ready.
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_that_is_down_is_unavailable_within_seconds() {
+    // Nothing listens on port 1; the pool retries until its acquire timeout and gives up.
+    let started = Instant::now();
+    match PgStore::connect("postgres://postgres@127.0.0.1:1/postgres", 1).await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("connecting to a closed port must be Unavailable, got {other:?}"),
+    }
+    let lazy = PgStore::connect_lazy("postgres://postgres@127.0.0.1:1/postgres", 1).expect("a lazy pool opens");
+    match lazy.ping().await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("ping on a closed port must be Unavailable, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_duplicate_key_hash_is_a_conflict() {
+    with_databases(|dbs| async move {
+        let store = dbs.fresh().await;
+        let key = filegate_application::ports::StoredApiKey {
+            id: filegate_domain::ApiKeyId::from_uuid(Uuid::new_v4()),
+            hash: "ab".repeat(32),
+            firm: filegate_domain::FirmId::from_uuid(Uuid::new_v4()),
+            user: filegate_domain::UserId::from_uuid(Uuid::new_v4()),
+            created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        };
+        store.insert_api_key(&key).await.expect("first insert");
+        let again = filegate_application::ports::StoredApiKey {
+            id: filegate_domain::ApiKeyId::from_uuid(Uuid::new_v4()),
+            ..key
+        };
+        assert!(matches!(store.insert_api_key(&again).await, Err(StoreError::Conflict(_))));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_row_the_domain_refuses_is_reported_not_passed_on() {
+    with_databases(|dbs| async move {
+        let store = dbs.fresh().await;
+        let session = open_session_with_one_block(&store).await;
+        sqlx::query("UPDATE upload_sessions SET file_name = '../etc/passwd' WHERE file_id = $1")
+            .bind(*session.file_id.as_uuid())
+            .execute(store.pool())
+            .await
+            .expect("corrupt the row");
+        match store.find_session(session.firm, session.file_id).await {
+            Err(StoreError::Unknown(e)) => {
+                assert!(e.to_string().contains("not a sanitized name"), "the reason must say what is wrong: {e}");
+            }
+            other => panic!("a corrupt row must be StoreError::Unknown, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+/// Opens a session of two blocks and stages block 1 (9 bytes).
+async fn open_session_with_one_block(store: &PgStore) -> filegate_domain::UploadSession {
+    use filegate_application::ports::{BlockOutcome, StagedBlock};
+    use filegate_domain::{BlobPath, FileId, FileName, FirmId, Mode, SessionState, TotalBlocks, UploadSession, UserId};
+
+    let file_id = FileId::from_uuid(Uuid::new_v4());
+    let firm = FirmId::from_uuid(Uuid::new_v4());
+    let user = UserId::from_uuid(Uuid::new_v4());
+    let file_name = FileName::sanitize("notes.txt");
+    let total = TotalBlocks::new(2).unwrap();
+    let session = UploadSession {
+        file_id,
+        firm,
+        user,
+        mode: Mode::Message,
+        total_blocks: total,
+        blob_path: BlobPath::for_file(Mode::Message, firm, user, file_id, &file_name),
+        file_name,
+        content_type: "text/plain".into(),
+        upload_id: String::new(),
+        state: SessionState::Open,
+        created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+    };
+    store.open_session(&session).await.expect("open_session");
+    let block = StagedBlock { index: total.index(1).unwrap(), part_id: "p1".into(), size: 9 };
+    let outcome = store
+        .record_block(file_id, block, |_| async { Err::<filegate_domain::FileRecord, ()>(()) })
+        .await
+        .expect("record_block");
+    assert_eq!(outcome, BlockOutcome::Staged { received: 1 });
+    session
+}

@@ -1,0 +1,59 @@
+//! The application as one value: every use case over the same ports, as the driving adapters
+//! (HTTP, CLI) see it.
+
+use crate::keys::ApiKeys;
+use crate::ports::{BlobStore, Clock, IdSource, MetadataStore};
+use crate::uploads::Uploads;
+
+/// Whether each backend answers, for `/health/ready`. `None` means fine; `Some` says what is
+/// wrong, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub database: Option<String>,
+    pub blob_store: Option<String>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.database.is_none() && self.blob_store.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Filegate<M, B, C, I> {
+    pub uploads: Uploads<M, B, C, I>,
+    pub keys: ApiKeys<M, C, I>,
+    store: M,
+    blobs: B,
+}
+
+impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Filegate<M, B, C, I> {
+    pub fn new(store: M, blobs: B, clock: C, ids: I) -> Self {
+        Self {
+            uploads: Uploads::new(store.clone(), blobs.clone(), clock.clone(), ids.clone()),
+            keys: ApiKeys::new(store.clone(), clock, ids),
+            store,
+            blobs,
+        }
+    }
+
+    pub async fn readiness(&self) -> Readiness {
+        let (db, blobs) = futures::join!(self.store.ping(), self.blobs.ping());
+        Readiness {
+            database: db.err().map(|e| chain(&e)),
+            blob_store: blobs.err().map(|e| chain(&e)),
+        }
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,209 @@
+//! The configuration: one typed struct, loaded once, in layers. Defaults first, then an
+//! optional TOML file (`--config FILE`), then environment variables prefixed `FILEGATE_` with
+//! `__` for nesting (`FILEGATE_HTTP__ADDR`, `FILEGATE_DATABASE__URL`,
+//! `FILEGATE_BLOB__AZURE__CONNECTION_STRING`, ...). Every field is documented where it is
+//! declared, with its default; `docs/configuration.md` lists them for operators.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use filegate_adapter_azure_blob::AzureBlobSettings;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub http: HttpSettings,
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub blob: BlobSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to listen on. Default `0.0.0.0:8080`; port 0 picks a free port (the bound
+    /// address is printed on stdout).
+    pub addr: SocketAddr,
+    /// Largest chunk accepted, in bytes; a larger one gets 413. Default 16 MiB.
+    pub max_chunk_bytes: usize,
+    /// The server URL written into the OpenAPI spec. Default: none (relative).
+    pub public_url: Option<String>,
+    /// Seconds that in-flight requests get to finish after SIGTERM/Ctrl-C. Default 30.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_chunk_bytes: 16 * 1024 * 1024,
+            public_url: None,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// The metadata store, as a URL. Default `postgres://postgres@127.0.0.1:5432/filegate`.
+    /// It may hold a password, so it is never logged.
+    pub url: SecretString,
+    /// Connections in the pool. Default 16.
+    pub max_connections: u32,
+    /// Run the embedded migrations when `serve` starts. Default true.
+    pub migrate_on_start: bool,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/filegate"),
+            max_connections: 16,
+            migrate_on_start: true,
+        }
+    }
+}
+
+/// Which blob store holds the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobKind {
+    /// Azure Blob Storage (or Azurite). The default.
+    #[default]
+    Azure,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobSettings {
+    /// `azure`. Default `azure`.
+    pub kind: BlobKind,
+    /// The one container all files go to. Default `uploads`. It must exist: `/health/ready`
+    /// says so when it does not.
+    pub container: String,
+    /// Azure settings: a connection string, or account + key, or Entra ID; see
+    /// `docs/configuration.md`.
+    pub azure: AzureBlobSettings,
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        Self { kind: BlobKind::Azure, container: "uploads".into(), azure: AzureBlobSettings::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter (`info`, `filegate=debug,info`, ...). `RUST_LOG` wins when set.
+    /// Default `info`.
+    pub level: String,
+    /// `text` for people, `json` for log pipelines. Default `text`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Settings {
+    /// Loads the layers: defaults, then `file` if given, then `FILEGATE_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        // Every struct has serde defaults, so an empty figment extracts to the defaults.
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only nested keys are settings (every setting lives in a section); this keeps
+        // variables such as `FILEGATE_TEST_DATABASE_URL` of the test tooling out.
+        figment = figment.merge(Env::prefixed("FILEGATE_").filter(|k| k.as_str().contains("__")).split("__"));
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.blob.azure.container = settings.blob.container.clone();
+        Ok(settings)
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("filegate.toml", "[http]\naddr = \"127.0.0.1:9000\"\nmax_chunk_bytes = 1024\n")?;
+            jail.set_env("FILEGATE_HTTP__MAX_CHUNK_BYTES", "2048");
+            jail.set_env("FILEGATE_BLOB__CONTAINER", "media");
+            jail.set_env("FILEGATE_DATABASE__URL", "postgres://u:p@db/x");
+            jail.set_env("FILEGATE_TEST_DATABASE_URL", "postgres://elsewhere");
+            let s = Settings::load(Some(Path::new("filegate.toml"))).unwrap();
+            assert_eq!(s.http.addr.to_string(), "127.0.0.1:9000");
+            assert_eq!(s.http.max_chunk_bytes, 2048);
+            assert_eq!(s.blob.container, "media");
+            assert_eq!(s.blob.azure.container, "media");
+            assert_eq!(s.database.url.expose_secret(), "postgres://u:p@db/x");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_environment() {
+        figment::Jail::expect_with(|_| {
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.http.max_chunk_bytes, 16 * 1024 * 1024);
+            assert_eq!(s.blob.container, "uploads");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FILEGATE_DATABASE__URL", "postgres://u:hunter2@db/x");
+            let s = Settings::load(None).unwrap();
+            assert!(!format!("{s:?}").contains("hunter2"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[http]\nadress = \"x\"\n")?;
+            let err = Settings::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(err.to_string().contains("adress"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,230 @@
+//! One running `filegate serve` with its own database.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn admin_url() -> String {
+    std::env::var("FILEGATE_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+fn azure_connection_string() -> String {
+    std::env::var("FILEGATE_TEST_AZURE_CONNECTION_STRING").unwrap_or_else(|_| {
+        panic!("FILEGATE_TEST_AZURE_CONNECTION_STRING is not set: run the tests through `scripts/test`, which starts Azurite")
+    })
+}
+
+fn azure_container() -> String {
+    std::env::var("FILEGATE_TEST_AZURE_CONTAINER").unwrap_or_else(|_| "uploads".to_owned())
+}
+
+/// The `filegate` binary built by this workspace (`FILEGATE_BIN` overrides).
+pub fn binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("FILEGATE_BIN") {
+        return PathBuf::from(bin);
+    }
+    // The test executable lives in target/<profile>/deps; the binary one folder up.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join(format!("filegate{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: run `cargo build -p filegate` first (scripts/test does)", bin.display());
+    bin
+}
+
+/// Knobs of a test server.
+#[derive(Debug, Clone)]
+pub struct TestAppOptions {
+    pub max_chunk_bytes: usize,
+}
+
+impl Default for TestAppOptions {
+    fn default() -> Self {
+        Self { max_chunk_bytes: 1024 * 1024 }
+    }
+}
+
+/// A running server, its database, and an API key of its own firm.
+#[derive(Debug)]
+pub struct TestApp {
+    pub base: String,
+    pub key: String,
+    pub firm: Uuid,
+    pub user: Uuid,
+    pub http: reqwest::Client,
+    database_url: String,
+    database_name: String,
+    options: TestAppOptions,
+    child: Option<Child>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestAppOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: TestAppOptions) -> Self {
+        let (database_url, database_name) = fresh_database().await;
+        let mut app = Self {
+            base: String::new(),
+            key: String::new(),
+            firm: Uuid::new_v4(),
+            user: Uuid::new_v4(),
+            http: reqwest::Client::new(),
+            database_url,
+            database_name,
+            options,
+            child: None,
+        };
+        app.key = app.create_key(app.firm, app.user).await;
+        app.start().await;
+        app
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.env("FILEGATE_DATABASE__URL", &self.database_url)
+            .env("FILEGATE_DATABASE__MAX_CONNECTIONS", "8")
+            .env("FILEGATE_BLOB__KIND", "azure")
+            .env("FILEGATE_BLOB__CONTAINER", azure_container())
+            .env("FILEGATE_BLOB__AZURE__CONNECTION_STRING", azure_connection_string())
+            .env("FILEGATE_BLOB__AZURE__URL_MODE", "sas")
+            .env("FILEGATE_HTTP__ADDR", "127.0.0.1:0")
+            .env("FILEGATE_HTTP__MAX_CHUNK_BYTES", self.options.max_chunk_bytes.to_string())
+            .env("FILEGATE_HTTP__SHUTDOWN_GRACE_SECS", "5")
+            .env("FILEGATE_LOG__LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs `filegate keys create` and answers the key from the last line of its stdout.
+    pub async fn create_key(&self, firm: Uuid, user: Uuid) -> String {
+        let out = self
+            .command()
+            .args(["keys", "create", "--firm", &firm.to_string(), "--user", &user.to_string()])
+            .stdout(Stdio::piped())
+            .output()
+            .await
+            .expect("run filegate keys create");
+        assert!(out.status.success(), "keys create failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+        stdout.lines().last().expect("a last line").trim().to_owned()
+    }
+
+    /// Runs `filegate keys revoke`.
+    pub async fn revoke_key(&self, key_id: &str) -> std::process::Output {
+        self.command().args(["keys", "revoke", key_id]).stdout(Stdio::piped()).output().await.expect("run revoke")
+    }
+
+    async fn start(&mut self) {
+        let mut child = self.command().arg("serve").stdout(Stdio::piped()).spawn().expect("spawn filegate serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(addr) = line.strip_prefix("filegate listening on ") {
+                    return addr.trim().to_owned();
+                }
+            }
+            panic!("filegate serve exited before listening")
+        })
+        .await
+        .expect("filegate serve did not start within 60 s");
+        // Keep draining stdout so that the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.base = base;
+        self.child = Some(child);
+    }
+
+    /// Stops the server with SIGTERM (a graceful shutdown) and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+            let _ = child.kill().await;
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Posts a chunk with this app's key.
+    pub async fn post_chunk(&self, chunk: crate::Chunk) -> reqwest::Response {
+        self.post_chunk_as(&self.key, chunk).await
+    }
+
+    pub async fn post_chunk_as(&self, key: &str, chunk: crate::Chunk) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/Files/chunk"))
+            .header("X-API-Key", key)
+            .multipart(chunk.into_form())
+            .send()
+            .await
+            .expect("send chunk")
+    }
+
+    pub async fn status(&self, file_id: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(&format!("/api/v1/Files/{file_id}")))
+            .header("X-API-Key", &self.key)
+            .send()
+            .await
+            .expect("get status")
+    }
+
+    /// A SQL connection to this app's database, to look at what it stored.
+    pub async fn db(&self) -> PgConnection {
+        PgConnection::connect(&self.database_url).await.expect("connect to the test database")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let name = self.database_name.clone();
+        // Best effort: drop the database on a thread of its own, since Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+async fn fresh_database() -> (String, String) {
+    let admin = admin_url();
+    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("cannot reach Postgres at {admin} ({e}): start it or run the tests through `scripts/test`")
+    });
+    let name = format!("fg_it_{}", Uuid::new_v4().simple());
+    let sql = format!("CREATE DATABASE {name}");
+    conn.execute(sqlx::AssertSqlSafe(sql)).await.expect("create the test database");
+    let mut url = url::Url::parse(&admin).expect("admin URL");
+    url.set_path(&format!("/{name}"));
+    (url.to_string(), name)
+}

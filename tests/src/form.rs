@@ -1,0 +1,58 @@
+//! A chunk request as a test writes it: every field optional, so that each can be left out.
+
+use reqwest::multipart::{Form, Part};
+
+#[derive(Debug, Clone, Default)]
+pub struct Chunk {
+    pub data: Option<Vec<u8>>,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    pub block_index: Option<String>,
+    pub total_blocks: Option<String>,
+    pub mode: Option<String>,
+    pub file_id: Option<String>,
+    pub current_block: Option<String>,
+}
+
+impl Chunk {
+    /// A complete, valid chunk.
+    pub fn new(data: &[u8], index: u32, total: u32, mode: &str) -> Self {
+        Self {
+            data: Some(data.to_vec()),
+            file_name: Some("report.pdf".into()),
+            content_type: Some("application/pdf".into()),
+            block_index: Some(index.to_string()),
+            total_blocks: Some(total.to_string()),
+            mode: Some(mode.into()),
+            ..Self::default()
+        }
+    }
+
+    pub fn file_id(mut self, id: &str) -> Self {
+        self.file_id = Some(id.into());
+        self
+    }
+
+    pub fn into_form(self) -> Form {
+        let mut form = Form::new();
+        if let Some(data) = self.data {
+            let mut part = Part::bytes(data).file_name(self.file_name.unwrap_or_else(|| "blob".into()));
+            if let Some(ct) = self.content_type {
+                part = part.mime_str(&ct).expect("valid mime");
+            }
+            form = form.part("File", part);
+        }
+        for (name, value) in [
+            ("BlockIndex", self.block_index),
+            ("TotalBlocks", self.total_blocks),
+            ("Mode", self.mode),
+            ("FileId", self.file_id),
+            ("CurrentBlock", self.current_block),
+        ] {
+            if let Some(v) = value {
+                form = form.text(name, v);
+            }
+        }
+        form
+    }
+}
