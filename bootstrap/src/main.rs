@@ -6,6 +6,7 @@ mod config;
 mod startup;
 mod telemetry;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -97,8 +98,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => {
-            println!("{}", startup::openapi(&settings));
-            Ok(())
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{}", startup::openapi(&settings)) {
+                // A reader that stops early (`| head`) is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
         }
     }
 }

@@ -10,8 +10,10 @@ use std::error::Error as StdError;
 use filegate_application::ports::BlobError;
 use object_store::client::{HttpError, HttpErrorKind};
 
-/// The Azure error code of a request against a container that does not exist.
-const CONTAINER_NOT_FOUND: &str = "ContainerNotFound";
+/// The Azure error of a request against a container that does not exist, as its XML body
+/// says it. Matched with its tags: a file may well be named `ContainerNotFound.txt`, but a
+/// sanitized name never holds `<` or `>`.
+const CONTAINER_NOT_FOUND: &str = "<Code>ContainerNotFound</Code>";
 
 /// What the blob store is being asked to do, for the error message.
 pub(crate) struct Context<'a> {

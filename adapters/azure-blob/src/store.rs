@@ -305,14 +305,15 @@ fn parse_endpoint(text: &str) -> Result<Url, BuildError> {
     }
 }
 
-/// The account an endpoint names: `{account}.blob.<suffix>`, or the first path segment when
+/// The account an endpoint names: `{account}.blob.<suffix>` (or a private link's
+/// `{account}.privatelink.blob.<suffix>`), or the first path segment when
 /// the host is an address or `localhost` (Azurite's path-style URLs).
 fn account_from_endpoint(endpoint: &str) -> Option<String> {
     let url = Url::parse(endpoint).ok()?;
     match url.host()? {
         url::Host::Domain(host) if host != "localhost" => {
             let (account, rest) = host.split_once('.')?;
-            rest.starts_with("blob.").then(|| account.to_owned())
+            (rest.starts_with("blob.") || rest.contains(".blob.")).then(|| account.to_owned())
         }
         _ => url
             .path_segments()?
@@ -578,6 +579,10 @@ mod tests {
         assert_eq!(
             account_from_endpoint("http://localhost:10000/devstoreaccount1/").as_deref(),
             Some("devstoreaccount1")
+        );
+        assert_eq!(
+            account_from_endpoint("https://acme.privatelink.blob.core.windows.net").as_deref(),
+            Some("acme")
         );
         assert_eq!(account_from_endpoint("https://files.example.com"), None);
     }

@@ -372,6 +372,7 @@ pub async fn racing_copies_of_the_final_block_commit_once<M: MetadataStore>(stor
         tokio::spawn(async move { store.record_block(file, block, commit).await })
     });
     let outcomes = join_all(racers).await;
+    eprintln!("OUTCOMES {outcomes:?}");
 
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -448,6 +449,7 @@ pub async fn racing_distinct_blocks_commit_once<M: MetadataStore>(store: M) {
         })
     });
     let outcomes = join_all(racers).await;
+    eprintln!("OUTCOMES {outcomes:?}");
 
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -612,26 +614,47 @@ async fn staged<M: MetadataStore>(
     }
 }
 
-/// The boxed future of the commit closures below, so that a helper can name their type.
-type CommitFuture = Pin<Box<dyn Future<Output = Result<FileRecord, Injected>> + Send>>;
-
 /// A commit that counts its calls and holds the session for a moment, so that racers pile up
 /// behind it, then answers the session's record with the plan's size.
 fn counting_commit(
     session: &UploadSession,
     calls: &Arc<AtomicUsize>,
-) -> impl FnOnce(CommitPlan) -> CommitFuture + Send + 'static {
+) -> impl FnOnce(CommitPlan) -> CountingCommit + Send + 'static {
     let calls = Arc::clone(calls);
     let record = record_for(session, 0);
-    move |plan: CommitPlan| -> CommitFuture {
-        Box::pin(async move {
+    move |plan: CommitPlan| CountingCommit {
+        calls: Some(calls),
+        record: Some(FileRecord {
+            size: plan.size,
+            ..record
+        }),
+        pause: None,
+    }
+}
+
+/// The future of [`counting_commit`], written out so that helpers can name its type (a boxed
+/// `dyn Future` trips the compiler's `Send` inference for generic async fns).
+struct CountingCommit {
+    calls: Option<Arc<AtomicUsize>>,
+    record: Option<FileRecord>,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Future for CountingCommit {
+    type Output = Result<FileRecord, Injected>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if let Some(calls) = self.calls.take() {
             calls.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok(FileRecord {
-                size: plan.size,
-                ..record
-            })
-        })
+            self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(50))));
+        }
+        if let Some(pause) = self.pause.as_mut() {
+            std::task::ready!(pause.as_mut().poll(cx));
+        }
+        std::task::Poll::Ready(self.record.take().ok_or(Injected))
     }
 }
 

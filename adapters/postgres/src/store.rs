@@ -159,7 +159,7 @@ impl MetadataStore for PgStore {
         // The lock every request for this file queues on: whoever holds it sees the block set
         // as the previous holder left it, committed or not.
         let locked: Option<(i32, String)> =
-            sqlx::query_as("SELECT total_blocks, state FROM upload_sessions WHERE file_id = $1 FOR UPDATE")
+            sqlx::query_as("SELECT total_blocks, state FROM upload_sessions WHERE file_id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await
