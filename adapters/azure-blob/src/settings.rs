@@ -34,8 +34,8 @@ pub struct AzureBlobSettings {
     pub access_key: Option<SecretString>,
     /// The blob service URL, e.g. `https://acct.blob.core.windows.net` or
     /// `http://127.0.0.1:10000/devstoreaccount1`. Default: none, meaning
-    /// `https://{account}.blob.core.windows.net`. `http` is allowed only because it is written
-    /// here explicitly.
+    /// `https://{account}.blob.core.windows.net`. An `http` endpoint (Azurite) is used as
+    /// given, here or in the connection string; keys then travel unencrypted.
     pub endpoint: Option<String>,
     /// A SAS query string (`sv=...&sig=...`, a leading `?` is fine). Default: none.
     pub sas_token: Option<SecretString>,
