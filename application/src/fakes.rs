@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use filegate_domain::{
-    ApiKeyId, BlobPath, BlockIndex, BlockSet, FileId, FileRecord, FirmId, SessionState, UploadSession,
+    ApiKeyId, BlobPath, BlockIndex, BlockSet, FileId, FileRecord, FirmId, SessionState,
+    UploadSession,
 };
 use futures::StreamExt;
 use uuid::Uuid;
@@ -53,7 +54,12 @@ impl MetadataStore for InMemoryStore {
     }
 
     async fn find_api_key(&self, hash: &str) -> Result<Option<StoredApiKey>, StoreError> {
-        Ok(self.lock().keys.iter().find(|(k, live)| *live && k.hash == hash).map(|(k, _)| k.clone()))
+        Ok(self
+            .lock()
+            .keys
+            .iter()
+            .find(|(k, live)| *live && k.hash == hash)
+            .map(|(k, _)| k.clone()))
     }
 
     async fn revoke_api_key(&self, id: ApiKeyId, _at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -80,7 +86,11 @@ impl MetadataStore for InMemoryStore {
         Ok(())
     }
 
-    async fn find_session(&self, firm: FirmId, file: FileId) -> Result<Option<SessionSnapshot>, StoreError> {
+    async fn find_session(
+        &self,
+        firm: FirmId,
+        file: FileId,
+    ) -> Result<Option<SessionSnapshot>, StoreError> {
         let state = self.lock();
         let Some(session) = state.sessions.get(&file).filter(|s| s.firm == firm) else {
             return Ok(None);
@@ -96,7 +106,12 @@ impl MetadataStore for InMemoryStore {
         }))
     }
 
-    async fn record_block<F, Fut, E>(&self, file: FileId, block: StagedBlock, commit: F) -> Result<BlockOutcome, RecordError<E>>
+    async fn record_block<F, Fut, E>(
+        &self,
+        file: FileId,
+        block: StagedBlock,
+        commit: F,
+    ) -> Result<BlockOutcome, RecordError<E>>
     where
         F: FnOnce(CommitPlan) -> Fut + Send,
         Fut: std::future::Future<Output = Result<FileRecord, E>> + Send,
@@ -105,12 +120,23 @@ impl MetadataStore for InMemoryStore {
         let _row_lock = self.completion.lock().await;
         let (session, mut blocks) = {
             let state = self.lock();
-            let session = state.sessions.get(&file).cloned().ok_or(RecordError::SessionMissing)?;
+            let session = state
+                .sessions
+                .get(&file)
+                .cloned()
+                .ok_or(RecordError::SessionMissing)?;
             if session.state == SessionState::Committed {
-                let record = state.files.get(&file).cloned().ok_or(RecordError::SessionMissing)?;
+                let record = state
+                    .files
+                    .get(&file)
+                    .cloned()
+                    .ok_or(RecordError::SessionMissing)?;
                 return Ok(BlockOutcome::CommittedMeanwhile(record));
             }
-            (session, state.blocks.get(&file).cloned().unwrap_or_default())
+            (
+                session,
+                state.blocks.get(&file).cloned().unwrap_or_default(),
+            )
         };
         blocks.insert(block.index.get(), (block.part_id, block.size));
         let received = blocks.len() as u32;
@@ -171,7 +197,13 @@ impl BlobStore for InMemoryBlobs {
         Ok(String::new())
     }
 
-    async fn stage_block(&self, _path: &BlobPath, _upload_id: &str, _index: BlockIndex, data: Bytes) -> Result<String, BlobError> {
+    async fn stage_block(
+        &self,
+        _path: &BlobPath,
+        _upload_id: &str,
+        _index: BlockIndex,
+        data: Bytes,
+    ) -> Result<String, BlobError> {
         // Yield so that racing requests really interleave.
         tokio::task::yield_now().await;
         let mut state = self.lock();
@@ -181,7 +213,13 @@ impl BlobStore for InMemoryBlobs {
         Ok(id)
     }
 
-    async fn commit(&self, path: &BlobPath, _upload_id: &str, part_ids: Vec<String>, _size: u64) -> Result<(), BlobError> {
+    async fn commit(
+        &self,
+        path: &BlobPath,
+        _upload_id: &str,
+        part_ids: Vec<String>,
+        _size: u64,
+    ) -> Result<(), BlobError> {
         tokio::task::yield_now().await;
         if self.fail_commits.load(Ordering::SeqCst) {
             return Err(BlobError::Unavailable(anyhow::anyhow!("injected failure")));
@@ -189,20 +227,35 @@ impl BlobStore for InMemoryBlobs {
         let mut state = self.lock();
         let mut whole = Vec::new();
         for id in &part_ids {
-            let part = state.staged.get(id).ok_or_else(|| BlobError::Unknown(anyhow::anyhow!("unknown part {id}")))?;
+            let part = state
+                .staged
+                .get(id)
+                .ok_or_else(|| BlobError::Unknown(anyhow::anyhow!("unknown part {id}")))?;
             whole.extend_from_slice(part);
         }
-        state.blobs.insert(path.as_str().to_owned(), Bytes::from(whole));
+        state
+            .blobs
+            .insert(path.as_str().to_owned(), Bytes::from(whole));
         state.commits += 1;
         Ok(())
     }
 
-    async fn read(&self, path: &BlobPath, range: Option<Range<u64>>) -> Result<BlobRead, BlobError> {
-        let blob = self.blob(path.as_str()).ok_or_else(|| BlobError::NotFound(path.to_string()))?;
+    async fn read(
+        &self,
+        path: &BlobPath,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobRead, BlobError> {
+        let blob = self
+            .blob(path.as_str())
+            .ok_or_else(|| BlobError::NotFound(path.to_string()))?;
         let size = blob.len() as u64;
         let range = range.unwrap_or(0..size);
         let part = blob.slice(range.start as usize..range.end as usize);
-        Ok(BlobRead { size, range, stream: futures::stream::once(async move { Ok(part) }).boxed() })
+        Ok(BlobRead {
+            size,
+            range,
+            stream: futures::stream::once(async move { Ok(part) }).boxed(),
+        })
     }
 
     async fn delete(&self, path: &BlobPath) -> Result<(), BlobError> {
@@ -214,8 +267,8 @@ impl BlobStore for InMemoryBlobs {
         format!("memory://{path}")
     }
 
-    async fn share_url(&self, path: &BlobPath) -> Result<String, BlobError> {
-        Ok(self.location(path))
+    async fn share_url(&self, path: &BlobPath) -> Result<Option<String>, BlobError> {
+        Ok(Some(self.location(path)))
     }
 }
 
@@ -234,11 +287,15 @@ pub struct SeqIds(Arc<AtomicU64>);
 
 impl IdSource for SeqIds {
     fn file_id(&self) -> FileId {
-        FileId::from_uuid(Uuid::from_u128(u128::from(self.0.fetch_add(1, Ordering::SeqCst) + 1)))
+        FileId::from_uuid(Uuid::from_u128(u128::from(
+            self.0.fetch_add(1, Ordering::SeqCst) + 1,
+        )))
     }
 
     fn api_key_id(&self) -> ApiKeyId {
-        ApiKeyId::from_uuid(Uuid::from_u128(u128::from(self.0.fetch_add(1, Ordering::SeqCst) + 1)))
+        ApiKeyId::from_uuid(Uuid::from_u128(u128::from(
+            self.0.fetch_add(1, Ordering::SeqCst) + 1,
+        )))
     }
 
     fn secret(&self) -> [u8; 32] {

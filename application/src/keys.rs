@@ -26,7 +26,10 @@ pub struct CreatedKey {
 
 impl std::fmt::Debug for CreatedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedKey").field("id", &self.id).field("secret", &"<redacted>").finish()
+        f.debug_struct("CreatedKey")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
@@ -85,12 +88,23 @@ impl<M: MetadataStore, C: Clock, I: IdSource> ApiKeys<M, C, I> {
     }
 
     pub async fn authenticate(&self, presented: Option<&str>) -> Result<Principal, AuthError> {
-        let presented = presented.map(str::trim).filter(|k| !k.is_empty()).ok_or(AuthError::Missing)?;
+        let presented = presented
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(AuthError::Missing)?;
         if !looks_like_a_key(presented) {
             return Err(AuthError::Invalid);
         }
-        let key = self.store.find_api_key(&hash_key(presented)).await?.ok_or(AuthError::Invalid)?;
-        Ok(Principal { key: key.id, firm: key.firm, user: key.user })
+        let key = self
+            .store
+            .find_api_key(&hash_key(presented))
+            .await?
+            .ok_or(AuthError::Invalid)?;
+        Ok(Principal {
+            key: key.id,
+            firm: key.firm,
+            user: key.user,
+        })
     }
 
     /// Whether any live key exists (the first start creates one when none does).
@@ -101,7 +115,8 @@ impl<M: MetadataStore, C: Clock, I: IdSource> ApiKeys<M, C, I> {
 
 /// Rejects obviously malformed keys before touching the store.
 fn looks_like_a_key(key: &str) -> bool {
-    key.strip_prefix(PREFIX).is_some_and(|rest| rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+    key.strip_prefix(PREFIX)
+        .is_some_and(|rest| rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn hash_key(key: &str) -> String {
@@ -115,7 +130,11 @@ mod tests {
     use uuid::Uuid;
 
     fn keys() -> ApiKeys<InMemoryStore, FixedClock, SeqIds> {
-        ApiKeys::new(InMemoryStore::default(), FixedClock::default(), SeqIds::default())
+        ApiKeys::new(
+            InMemoryStore::default(),
+            FixedClock,
+            SeqIds::default(),
+        )
     }
 
     #[tokio::test]
@@ -125,13 +144,22 @@ mod tests {
         let user = UserId::from_uuid(Uuid::from_u128(2));
         let created = keys.create(firm, user).await.unwrap();
         let principal = keys.authenticate(Some(&created.secret)).await.unwrap();
-        assert_eq!((principal.firm, principal.user, principal.key), (firm, user, created.id));
+        assert_eq!(
+            (principal.firm, principal.user, principal.key),
+            (firm, user, created.id)
+        );
     }
 
     #[tokio::test]
     async fn the_store_never_sees_the_secret() {
         let keys = keys();
-        let created = keys.create(FirmId::from_uuid(Uuid::nil()), UserId::from_uuid(Uuid::nil())).await.unwrap();
+        let created = keys
+            .create(
+                FirmId::from_uuid(Uuid::nil()),
+                UserId::from_uuid(Uuid::nil()),
+            )
+            .await
+            .unwrap();
         let stored = keys.store.keys();
         assert_eq!(stored.len(), 1);
         assert_ne!(stored[0].hash, created.secret);
@@ -141,19 +169,43 @@ mod tests {
     #[tokio::test]
     async fn a_revoked_key_no_longer_authenticates() {
         let keys = keys();
-        let created = keys.create(FirmId::from_uuid(Uuid::nil()), UserId::from_uuid(Uuid::nil())).await.unwrap();
+        let created = keys
+            .create(
+                FirmId::from_uuid(Uuid::nil()),
+                UserId::from_uuid(Uuid::nil()),
+            )
+            .await
+            .unwrap();
         keys.revoke(created.id).await.unwrap();
-        assert!(matches!(keys.authenticate(Some(&created.secret)).await, Err(AuthError::Invalid)));
-        assert!(matches!(keys.revoke(created.id).await, Err(KeyAdminError::NotFound(_))));
+        assert!(matches!(
+            keys.authenticate(Some(&created.secret)).await,
+            Err(AuthError::Invalid)
+        ));
+        assert!(matches!(
+            keys.revoke(created.id).await,
+            Err(KeyAdminError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
     async fn missing_and_malformed_keys_are_told_apart() {
         let keys = keys();
-        assert!(matches!(keys.authenticate(None).await, Err(AuthError::Missing)));
-        assert!(matches!(keys.authenticate(Some("  ")).await, Err(AuthError::Missing)));
-        assert!(matches!(keys.authenticate(Some("hunter2")).await, Err(AuthError::Invalid)));
+        assert!(matches!(
+            keys.authenticate(None).await,
+            Err(AuthError::Missing)
+        ));
+        assert!(matches!(
+            keys.authenticate(Some("  ")).await,
+            Err(AuthError::Missing)
+        ));
+        assert!(matches!(
+            keys.authenticate(Some("hunter2")).await,
+            Err(AuthError::Invalid)
+        ));
         let unknown = format!("fg_{}", "a".repeat(64));
-        assert!(matches!(keys.authenticate(Some(&unknown)).await, Err(AuthError::Invalid)));
+        assert!(matches!(
+            keys.authenticate(Some(&unknown)).await,
+            Err(AuthError::Invalid)
+        ));
     }
 }

@@ -15,4 +15,6 @@ mod fakes;
 
 pub use app::{Filegate, Readiness};
 pub use keys::{ApiKeys, AuthError, CreatedKey, KeyAdminError, Principal};
-pub use uploads::{ChunkCommand, ChunkReceipt, FileStatus, FileStatusError, UploadChunkError, Uploads};
+pub use uploads::{
+    ChunkCommand, ChunkReceipt, FileStatus, FileStatusError, UploadChunkError, Uploads,
+};

@@ -101,7 +101,10 @@ pub trait MetadataStore: Clone + Send + Sync + 'static {
     /// Answers whether the store is reachable and migrated.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    fn insert_api_key(&self, key: &StoredApiKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert_api_key(
+        &self,
+        key: &StoredApiKey,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The live (not revoked) key with this hash.
     fn find_api_key(
@@ -121,7 +124,10 @@ pub trait MetadataStore: Clone + Send + Sync + 'static {
 
     /// Stores a new, open session. Its file id is fresh, so this never conflicts in practice;
     /// a duplicate id is reported as `StoreError::Conflict`.
-    fn open_session(&self, session: &UploadSession) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn open_session(
+        &self,
+        session: &UploadSession,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The session of this firm with this id (another firm's session is `None`).
     fn find_session(
@@ -155,7 +161,10 @@ pub struct BlobRead {
 
 impl std::fmt::Debug for BlobRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobRead").field("size", &self.size).field("range", &self.range).finish()
+        f.debug_struct("BlobRead")
+            .field("size", &self.size)
+            .field("range", &self.range)
+            .finish()
     }
 }
 
@@ -200,8 +209,13 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
     fn location(&self, path: &BlobPath) -> String;
 
     /// The address handed to clients: the plain one, or a read-only signed one with an expiry
-    /// when the container is private.
-    fn share_url(&self, path: &BlobPath) -> impl Future<Output = Result<String, BlobError>> + Send;
+    /// when the container is private. `None` when the store has no address of its own that a
+    /// client could use (the local file system): clients then read the file through the
+    /// service's content route.
+    fn share_url(
+        &self,
+        path: &BlobPath,
+    ) -> impl Future<Output = Result<Option<String>, BlobError>> + Send;
 }
 
 /// The time, as a port so that tests can fix it.

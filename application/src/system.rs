@@ -1,7 +1,7 @@
 //! The production clock and id source. They live here rather than in an adapter because they
 //! touch no external system: time-ordered UUIDs (v7) keep new rows clustered in indexes.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use filegate_domain::{ApiKeyId, FileId};
 use rand::RngCore;
 use uuid::Uuid;
@@ -12,8 +12,12 @@ use crate::ports::{Clock, IdSource};
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Truncated to microseconds, the precision of Postgres and SQLite timestamps, so that a
+    /// value reads back exactly as it was written.
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        let now = Utc::now();
+        now.with_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .unwrap_or(now)
     }
 }
 

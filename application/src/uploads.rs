@@ -37,6 +37,8 @@ pub struct ChunkCommand {
 pub struct ChunkReceipt {
     pub file_id: FileId,
     pub is_complete: bool,
+    /// The blob store's own address for the file, once complete; `None` also when the store
+    /// has none (then the content route serves it).
     pub url: Option<String>,
     pub received_blocks: u32,
     pub total_blocks: u32,
@@ -62,7 +64,10 @@ pub struct FileStatus {
 pub enum UploadChunkError {
     /// A request field breaks a rule; `field` is its name on the wire.
     #[error("{field}: {message}")]
-    InvalidField { field: &'static str, message: String },
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
     #[error("no upload with FileId {0} exists for this firm")]
     NotFound(FileId),
     #[error("{0}")]
@@ -96,7 +101,9 @@ impl From<BlobError> for UploadChunkError {
     fn from(e: BlobError) -> Self {
         match e {
             BlobError::Unavailable(e) => Self::Unavailable(e),
-            BlobError::ContainerMissing(c) => Self::Unavailable(anyhow::anyhow!("blob container missing: {c}")),
+            BlobError::ContainerMissing(c) => {
+                Self::Unavailable(anyhow::anyhow!("blob container missing: {c}"))
+            }
             other => Self::Unknown(other.into()),
         }
     }
@@ -131,20 +138,38 @@ pub struct Uploads<M, B, C, I> {
 
 impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
     pub fn new(store: M, blobs: B, clock: C, ids: I) -> Self {
-        Self { store, blobs, clock, ids }
+        Self {
+            store,
+            blobs,
+            clock,
+            ids,
+        }
     }
 
     /// Stages one chunk and, when it is the last missing one, commits the file.
     #[tracing::instrument(skip_all, fields(firm = %who.firm, file_id, block_index = cmd.block_index, total_blocks = cmd.total_blocks, size = cmd.data.len()))]
-    pub async fn upload_chunk(&self, who: Principal, cmd: ChunkCommand) -> Result<ChunkReceipt, UploadChunkError> {
+    pub async fn upload_chunk(
+        &self,
+        who: Principal,
+        cmd: ChunkCommand,
+    ) -> Result<ChunkReceipt, UploadChunkError> {
         let total = TotalBlocks::new(cmd.total_blocks).map_err(|e| invalid("TotalBlocks", e))?;
-        let index = total.index(cmd.block_index).map_err(|e| invalid("BlockIndex", e))?;
+        let index = total
+            .index(cmd.block_index)
+            .map_err(|e| invalid("BlockIndex", e))?;
         if cmd.data.is_empty() {
-            return Err(UploadChunkError::InvalidField { field: "File", message: "the chunk is empty".into() });
+            return Err(UploadChunkError::InvalidField {
+                field: "File",
+                message: "the chunk is empty".into(),
+            });
         }
         let session = match cmd.file_id {
             Some(id) => {
-                let snapshot = self.store.find_session(who.firm, id).await?.ok_or(UploadChunkError::NotFound(id))?;
+                let snapshot = self
+                    .store
+                    .find_session(who.firm, id)
+                    .await?
+                    .ok_or(UploadChunkError::NotFound(id))?;
                 snapshot.session.admit(cmd.mode, total)?;
                 snapshot.session
             }
@@ -159,8 +184,15 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
         tracing::Span::current().record("file_id", tracing::field::display(session.file_id));
 
         let size = cmd.data.len() as u64;
-        let part_id = self.blobs.stage_block(&session.blob_path, &session.upload_id, index, cmd.data).await?;
-        let block = StagedBlock { index, part_id, size };
+        let part_id = self
+            .blobs
+            .stage_block(&session.blob_path, &session.upload_id, index, cmd.data)
+            .await?;
+        let block = StagedBlock {
+            index,
+            part_id,
+            size,
+        };
         let outcome = self
             .store
             .record_block(session.file_id, block, |plan| self.commit(&session, plan))
@@ -176,11 +208,17 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
             Ok(BlockOutcome::Staged { received }) => Ok(receipt(false, None, received)),
             Ok(BlockOutcome::Committed(file)) => {
                 tracing::info!(size = file.size, path = %file.blob_path, "file committed");
-                Ok(receipt(true, Some(self.blobs.share_url(&file.blob_path).await?), total.get()))
+                Ok(receipt(
+                    true,
+                    self.blobs.share_url(&file.blob_path).await?,
+                    total.get(),
+                ))
             }
-            Ok(BlockOutcome::CommittedMeanwhile(file)) => {
-                Ok(receipt(true, Some(self.blobs.share_url(&file.blob_path).await?), total.get()))
-            }
+            Ok(BlockOutcome::CommittedMeanwhile(file)) => Ok(receipt(
+                true,
+                self.blobs.share_url(&file.blob_path).await?,
+                total.get(),
+            )),
             Err(RecordError::SessionMissing) => Err(UploadChunkError::NotFound(session.file_id)),
             Err(RecordError::Store(e)) => Err(e.into()),
             Err(RecordError::Commit(e)) => Err(e.into()),
@@ -188,11 +226,23 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
     }
 
     /// Where an upload of this firm stands.
-    pub async fn file_status(&self, who: Principal, id: FileId) -> Result<FileStatus, FileStatusError> {
-        let SessionSnapshot { session, received, staged_bytes, file } =
-            self.store.find_session(who.firm, id).await?.ok_or(FileStatusError::NotFound(id))?;
+    pub async fn file_status(
+        &self,
+        who: Principal,
+        id: FileId,
+    ) -> Result<FileStatus, FileStatusError> {
+        let SessionSnapshot {
+            session,
+            received,
+            staged_bytes,
+            file,
+        } = self
+            .store
+            .find_session(who.firm, id)
+            .await?
+            .ok_or(FileStatusError::NotFound(id))?;
         let url = match (&file, session.state) {
-            (Some(f), SessionState::Committed) => Some(self.blobs.share_url(&f.blob_path).await?),
+            (Some(f), SessionState::Committed) => self.blobs.share_url(&f.blob_path).await?,
             _ => None,
         };
         Ok(FileStatus {
@@ -209,7 +259,12 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
         })
     }
 
-    async fn open(&self, who: Principal, cmd: &ChunkCommand, total: TotalBlocks) -> Result<UploadSession, UploadChunkError> {
+    async fn open(
+        &self,
+        who: Principal,
+        cmd: &ChunkCommand,
+        total: TotalBlocks,
+    ) -> Result<UploadSession, UploadChunkError> {
         let file_id = self.ids.file_id();
         let file_name = FileName::sanitize(cmd.file_name.as_deref().unwrap_or_default());
         let blob_path = BlobPath::for_file(cmd.mode, who.firm, who.user, file_id, &file_name);
@@ -231,8 +286,19 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
         Ok(session)
     }
 
-    async fn commit(&self, session: &UploadSession, plan: CommitPlan) -> Result<FileRecord, BlobError> {
-        self.blobs.commit(&session.blob_path, &session.upload_id, plan.part_ids, plan.size).await?;
+    async fn commit(
+        &self,
+        session: &UploadSession,
+        plan: CommitPlan,
+    ) -> Result<FileRecord, BlobError> {
+        self.blobs
+            .commit(
+                &session.blob_path,
+                &session.upload_id,
+                plan.part_ids,
+                plan.size,
+            )
+            .await?;
         Ok(FileRecord {
             id: session.file_id,
             firm: session.firm,
@@ -249,7 +315,10 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
 }
 
 fn invalid(field: &'static str, e: BlockRuleError) -> UploadChunkError {
-    UploadChunkError::InvalidField { field, message: e.to_string() }
+    UploadChunkError::InvalidField {
+        field,
+        message: e.to_string(),
+    }
 }
 
 /// A declared content type is kept when it is a plausible `type/subtype`; anything else is
@@ -258,7 +327,8 @@ fn content_type_or_default(declared: Option<&str>) -> String {
     declared
         .map(str::trim)
         .filter(|t| {
-            t.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+            t.split_once('/')
+                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
                 && t.len() <= 255
                 && t.bytes().all(|c| c.is_ascii_graphic() || c == b' ')
         })
@@ -276,7 +346,15 @@ mod tests {
 
     fn service() -> (Service, InMemoryBlobs) {
         let blobs = InMemoryBlobs::default();
-        (Uploads::new(InMemoryStore::default(), blobs.clone(), FixedClock, SeqIds::default()), blobs)
+        (
+            Uploads::new(
+                InMemoryStore::default(),
+                blobs.clone(),
+                FixedClock,
+                SeqIds::default(),
+            ),
+            blobs,
+        )
     }
 
     fn who(firm: u128) -> Principal {
@@ -302,42 +380,89 @@ mod tests {
     #[tokio::test]
     async fn a_single_chunk_upload_is_complete_at_once() {
         let (svc, blobs) = service();
-        let receipt = svc.upload_chunk(who(1), chunk(None, 0, 1, b"hello")).await.unwrap();
+        let receipt = svc
+            .upload_chunk(who(1), chunk(None, 0, 1, b"hello"))
+            .await
+            .unwrap();
         assert!(receipt.is_complete);
         let url = receipt.url.unwrap();
         let path = url.strip_prefix("memory://").unwrap();
-        assert_eq!(path, format!("messages/{}/{}/report.pdf", who(1).firm, receipt.file_id));
+        assert_eq!(
+            path,
+            format!("messages/{}/{}/report.pdf", who(1).firm, receipt.file_id)
+        );
         assert_eq!(blobs.blob(path).as_deref(), Some(&b"hello"[..]));
     }
 
     #[tokio::test]
     async fn chunks_after_the_first_may_come_in_any_order() {
         let (svc, blobs) = service();
-        let first = svc.upload_chunk(who(1), chunk(None, 0, 4, b"aa")).await.unwrap();
+        let first = svc
+            .upload_chunk(who(1), chunk(None, 0, 4, b"aa"))
+            .await
+            .unwrap();
         let id = Some(first.file_id);
         assert!(!first.is_complete);
-        assert!(!svc.upload_chunk(who(1), chunk(id, 3, 4, b"dd")).await.unwrap().is_complete);
-        assert!(!svc.upload_chunk(who(1), chunk(id, 1, 4, b"bb")).await.unwrap().is_complete);
-        let last = svc.upload_chunk(who(1), chunk(id, 2, 4, b"cc")).await.unwrap();
+        assert!(
+            !svc.upload_chunk(who(1), chunk(id, 3, 4, b"dd"))
+                .await
+                .unwrap()
+                .is_complete
+        );
+        assert!(
+            !svc.upload_chunk(who(1), chunk(id, 1, 4, b"bb"))
+                .await
+                .unwrap()
+                .is_complete
+        );
+        let last = svc
+            .upload_chunk(who(1), chunk(id, 2, 4, b"cc"))
+            .await
+            .unwrap();
         assert!(last.is_complete);
-        let path = last.url.unwrap().strip_prefix("memory://").unwrap().to_owned();
+        let path = last
+            .url
+            .unwrap()
+            .strip_prefix("memory://")
+            .unwrap()
+            .to_owned();
         assert_eq!(blobs.blob(&path).as_deref(), Some(&b"aabbccdd"[..]));
     }
 
     #[tokio::test]
     async fn a_resent_chunk_replaces_the_earlier_one() {
         let (svc, blobs) = service();
-        let id = Some(svc.upload_chunk(who(1), chunk(None, 0, 2, b"xx")).await.unwrap().file_id);
-        svc.upload_chunk(who(1), chunk(id, 0, 2, b"aa")).await.unwrap();
-        let last = svc.upload_chunk(who(1), chunk(id, 1, 2, b"bb")).await.unwrap();
-        let path = last.url.unwrap().strip_prefix("memory://").unwrap().to_owned();
+        let id = Some(
+            svc.upload_chunk(who(1), chunk(None, 0, 2, b"xx"))
+                .await
+                .unwrap()
+                .file_id,
+        );
+        svc.upload_chunk(who(1), chunk(id, 0, 2, b"aa"))
+            .await
+            .unwrap();
+        let last = svc
+            .upload_chunk(who(1), chunk(id, 1, 2, b"bb"))
+            .await
+            .unwrap();
+        let path = last
+            .url
+            .unwrap()
+            .strip_prefix("memory://")
+            .unwrap()
+            .to_owned();
         assert_eq!(blobs.blob(&path).as_deref(), Some(&b"aabb"[..]));
     }
 
     #[tokio::test]
     async fn racing_final_chunks_commit_once_and_both_see_the_file() {
         let (svc, blobs) = service();
-        let id = Some(svc.upload_chunk(who(1), chunk(None, 0, 2, b"aa")).await.unwrap().file_id);
+        let id = Some(
+            svc.upload_chunk(who(1), chunk(None, 0, 2, b"aa"))
+                .await
+                .unwrap()
+                .file_id,
+        );
         let (a, b) = tokio::join!(
             svc.upload_chunk(who(1), chunk(id, 1, 2, b"bb")),
             svc.upload_chunk(who(1), chunk(id, 1, 2, b"bb")),
@@ -351,30 +476,65 @@ mod tests {
     #[tokio::test]
     async fn a_chunk_for_a_committed_file_is_a_conflict() {
         let (svc, _) = service();
-        let id = Some(svc.upload_chunk(who(1), chunk(None, 0, 1, b"aa")).await.unwrap().file_id);
-        let err = svc.upload_chunk(who(1), chunk(id, 0, 1, b"aa")).await.unwrap_err();
-        assert!(matches!(err, UploadChunkError::Conflict(ChunkMismatch::AlreadyCommitted)));
+        let id = Some(
+            svc.upload_chunk(who(1), chunk(None, 0, 1, b"aa"))
+                .await
+                .unwrap()
+                .file_id,
+        );
+        let err = svc
+            .upload_chunk(who(1), chunk(id, 0, 1, b"aa"))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            UploadChunkError::Conflict(ChunkMismatch::AlreadyCommitted)
+        ));
     }
 
     #[tokio::test]
     async fn a_changed_total_or_mode_is_a_conflict() {
         let (svc, _) = service();
-        let id = Some(svc.upload_chunk(who(1), chunk(None, 0, 3, b"aa")).await.unwrap().file_id);
-        let err = svc.upload_chunk(who(1), chunk(id, 1, 4, b"bb")).await.unwrap_err();
-        assert!(matches!(err, UploadChunkError::Conflict(ChunkMismatch::TotalBlocksDiffers { .. })));
+        let id = Some(
+            svc.upload_chunk(who(1), chunk(None, 0, 3, b"aa"))
+                .await
+                .unwrap()
+                .file_id,
+        );
+        let err = svc
+            .upload_chunk(who(1), chunk(id, 1, 4, b"bb"))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            UploadChunkError::Conflict(ChunkMismatch::TotalBlocksDiffers { .. })
+        ));
         let mut other_mode = chunk(id, 1, 3, b"bb");
         other_mode.mode = Mode::Import;
         let err = svc.upload_chunk(who(1), other_mode).await.unwrap_err();
-        assert!(matches!(err, UploadChunkError::Conflict(ChunkMismatch::ModeDiffers { .. })));
+        assert!(matches!(
+            err,
+            UploadChunkError::Conflict(ChunkMismatch::ModeDiffers { .. })
+        ));
     }
 
     #[tokio::test]
     async fn another_firms_file_is_not_found() {
         let (svc, _) = service();
-        let id = svc.upload_chunk(who(1), chunk(None, 0, 2, b"aa")).await.unwrap().file_id;
-        let err = svc.upload_chunk(who(2), chunk(Some(id), 1, 2, b"bb")).await.unwrap_err();
+        let id = svc
+            .upload_chunk(who(1), chunk(None, 0, 2, b"aa"))
+            .await
+            .unwrap()
+            .file_id;
+        let err = svc
+            .upload_chunk(who(2), chunk(Some(id), 1, 2, b"bb"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, UploadChunkError::NotFound(_)));
-        assert!(matches!(svc.file_status(who(2), id).await, Err(FileStatusError::NotFound(_))));
+        assert!(matches!(
+            svc.file_status(who(2), id).await,
+            Err(FileStatusError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
@@ -384,30 +544,83 @@ mod tests {
             UploadChunkError::InvalidField { field, .. } => field,
             other => panic!("expected a field error, got {other:?}"),
         };
-        assert_eq!(field(svc.upload_chunk(who(1), chunk(None, 0, 0, b"a")).await.unwrap_err()), "TotalBlocks");
-        assert_eq!(field(svc.upload_chunk(who(1), chunk(None, 2, 2, b"a")).await.unwrap_err()), "BlockIndex");
-        assert_eq!(field(svc.upload_chunk(who(1), chunk(None, 1, 2, b"a")).await.unwrap_err()), "FileId");
-        assert_eq!(field(svc.upload_chunk(who(1), chunk(None, 0, 2, b"")).await.unwrap_err()), "File");
+        assert_eq!(
+            field(
+                svc.upload_chunk(who(1), chunk(None, 0, 0, b"a"))
+                    .await
+                    .unwrap_err()
+            ),
+            "TotalBlocks"
+        );
+        assert_eq!(
+            field(
+                svc.upload_chunk(who(1), chunk(None, 2, 2, b"a"))
+                    .await
+                    .unwrap_err()
+            ),
+            "BlockIndex"
+        );
+        assert_eq!(
+            field(
+                svc.upload_chunk(who(1), chunk(None, 1, 2, b"a"))
+                    .await
+                    .unwrap_err()
+            ),
+            "FileId"
+        );
+        assert_eq!(
+            field(
+                svc.upload_chunk(who(1), chunk(None, 0, 2, b""))
+                    .await
+                    .unwrap_err()
+            ),
+            "File"
+        );
     }
 
     #[tokio::test]
     async fn a_failed_commit_keeps_nothing_and_the_retry_completes() {
         let (svc, blobs) = service();
-        let id = svc.upload_chunk(who(1), chunk(None, 0, 2, b"aa")).await.unwrap().file_id;
-        blobs.fail_commits.store(true, std::sync::atomic::Ordering::SeqCst);
-        let err = svc.upload_chunk(who(1), chunk(Some(id), 1, 2, b"bb")).await.unwrap_err();
+        let id = svc
+            .upload_chunk(who(1), chunk(None, 0, 2, b"aa"))
+            .await
+            .unwrap()
+            .file_id;
+        blobs
+            .fail_commits
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = svc
+            .upload_chunk(who(1), chunk(Some(id), 1, 2, b"bb"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, UploadChunkError::Unavailable(_)));
         let status = svc.file_status(who(1), id).await.unwrap();
-        assert_eq!((status.is_complete, status.missing.clone()), (false, vec![1]));
-        blobs.fail_commits.store(false, std::sync::atomic::Ordering::SeqCst);
-        assert!(svc.upload_chunk(who(1), chunk(Some(id), 1, 2, b"bb")).await.unwrap().is_complete);
+        assert_eq!(
+            (status.is_complete, status.missing.clone()),
+            (false, vec![1])
+        );
+        blobs
+            .fail_commits
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            svc.upload_chunk(who(1), chunk(Some(id), 1, 2, b"bb"))
+                .await
+                .unwrap()
+                .is_complete
+        );
     }
 
     #[tokio::test]
     async fn the_status_lists_received_and_missing_blocks() {
         let (svc, _) = service();
-        let id = svc.upload_chunk(who(1), chunk(None, 0, 4, b"aa")).await.unwrap().file_id;
-        svc.upload_chunk(who(1), chunk(Some(id), 2, 4, b"ccc")).await.unwrap();
+        let id = svc
+            .upload_chunk(who(1), chunk(None, 0, 4, b"aa"))
+            .await
+            .unwrap()
+            .file_id;
+        svc.upload_chunk(who(1), chunk(Some(id), 2, 4, b"ccc"))
+            .await
+            .unwrap();
         let status = svc.file_status(who(1), id).await.unwrap();
         assert_eq!(status.received, vec![0, 2]);
         assert_eq!(status.missing, vec![1, 3]);

@@ -16,7 +16,11 @@ use uuid::Uuid;
 use crate::config::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "filegate", version, about = "Chunked file uploads into Azure Blob Storage")]
+#[command(
+    name = "filegate",
+    version,
+    about = "Chunked file uploads into Azure Blob Storage"
+)]
 struct Cli {
     /// A TOML configuration file; `FILEGATE_*` environment variables override it.
     #[arg(long, global = true, env = "FILEGATE_CONFIG")]
@@ -63,7 +67,10 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(&settings.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("filegate: cannot start the async runtime: {e}");
@@ -84,7 +91,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => startup::serve(settings).await,
         Command::Migrate => startup::migrate(&settings).await,
-        Command::Keys { command: KeysCommand::Create { firm, user } } => {
+        Command::Keys {
+            command: KeysCommand::Create { firm, user },
+        } => {
             let created = startup::create_key(&settings, firm, user).await?;
             println!("key id: {}", created.id);
             println!("firm: {firm}  user: {user}");
@@ -92,7 +101,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("{}", created.secret);
             Ok(())
         }
-        Command::Keys { command: KeysCommand::Revoke { key_id } } => {
+        Command::Keys {
+            command: KeysCommand::Revoke { key_id },
+        } => {
             startup::revoke_key(&settings, key_id).await?;
             println!("revoked {key_id}");
             Ok(())

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::Server;
+use poem::listener::{Acceptor, Listener, TcpListener};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -22,19 +22,27 @@ use crate::config::{BlobKind, Settings};
 type App = Filegate<PgStore, AzureBlobStore, SystemClock, RandomIds>;
 
 async fn metadata_store(settings: &Settings) -> anyhow::Result<PgStore> {
-    PgStore::connect(settings.database.url.expose_secret(), settings.database.max_connections)
-        .await
-        .context("cannot connect to the metadata store (database.url)")
+    PgStore::connect(
+        settings.database.url.expose_secret(),
+        settings.database.max_connections,
+    )
+    .await
+    .context("cannot connect to the metadata store (database.url)")
 }
 
 fn blob_store(settings: &Settings) -> anyhow::Result<AzureBlobStore> {
     match settings.blob.kind {
-        BlobKind::Azure => AzureBlobStore::new(&settings.blob.azure).context("invalid Azure blob settings (blob.azure)"),
+        BlobKind::Azure => AzureBlobStore::new(&settings.blob.azure)
+            .context("invalid Azure blob settings (blob.azure)"),
     }
 }
 
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    metadata_store(settings).await?.migrate().await.context("migration failed")?;
+    metadata_store(settings)
+        .await?
+        .migrate()
+        .await
+        .context("migration failed")?;
     tracing::info!("migrations applied");
     Ok(())
 }
@@ -44,11 +52,19 @@ async fn app(settings: &Settings) -> anyhow::Result<App> {
     if settings.database.migrate_on_start {
         store.migrate().await.context("migration failed")?;
     }
-    Ok(Filegate::new(store, blob_store(settings)?, SystemClock, RandomIds))
+    Ok(Filegate::new(
+        store,
+        blob_store(settings)?,
+        SystemClock,
+        RandomIds,
+    ))
 }
 
 fn http_options(settings: &Settings) -> HttpOptions {
-    HttpOptions { max_chunk_bytes: settings.http.max_chunk_bytes, public_url: settings.http.public_url.clone() }
+    HttpOptions {
+        max_chunk_bytes: settings.http.max_chunk_bytes,
+        public_url: settings.http.public_url.clone(),
+    }
 }
 
 pub fn openapi(settings: &Settings) -> String {
@@ -57,7 +73,10 @@ pub fn openapi(settings: &Settings) -> String {
 
 pub async fn create_key(settings: &Settings, firm: Uuid, user: Uuid) -> anyhow::Result<CreatedKey> {
     let app = app(settings).await?;
-    Ok(app.keys.create(FirmId::from_uuid(firm), UserId::from_uuid(user)).await?)
+    Ok(app
+        .keys
+        .create(FirmId::from_uuid(firm), UserId::from_uuid(user))
+        .await?)
 }
 
 pub async fn revoke_key(settings: &Settings, key_id: Uuid) -> anyhow::Result<()> {
@@ -72,7 +91,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = app(&settings).await?;
     let readiness = app.readiness().await;
     if !readiness.is_ready() {
-        tracing::warn!(?readiness, "starting, but a backend is not ready; /health/ready will say so");
+        tracing::warn!(
+            ?readiness,
+            "starting, but a backend is not ready; /health/ready will say so"
+        );
     }
     let service: Arc<dyn FilesService> = Arc::new(app);
     let endpoint = filegate_adapter_http::app(service, http_options(&settings));

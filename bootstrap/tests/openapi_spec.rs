@@ -14,7 +14,11 @@ fn the_checked_in_spec_matches_the_code() {
         .env_remove("FILEGATE_HTTP__PUBLIC_URL")
         .output()
         .expect("run filegate openapi");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let generated = String::from_utf8(out.stdout).expect("utf-8 spec");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../openapi/openapi.json");
     if std::env::var_os("FILEGATE_UPDATE_SPEC").is_some() {

@@ -41,7 +41,10 @@ impl TotalBlocks {
         }
         match u32::try_from(index) {
             Ok(i) if i < self.0 => Ok(BlockIndex(i)),
-            _ => Err(BlockRuleError::IndexOutOfRange { index, total: self.0 }),
+            _ => Err(BlockRuleError::IndexOutOfRange {
+                index,
+                total: self.0,
+            }),
         }
     }
 }
@@ -86,7 +89,11 @@ pub struct BlockSet {
 impl BlockSet {
     pub fn new(total: TotalBlocks) -> Self {
         let words = total.get().div_ceil(64) as usize;
-        Self { total, words: vec![0; words], len: 0 }
+        Self {
+            total,
+            words: vec![0; words],
+            len: 0,
+        }
     }
 
     /// Builds a set from stored indices; indices out of range are a broken invariant of the

@@ -26,7 +26,10 @@ impl FileName {
             .chars()
             .map(|c| if Self::is_allowed(c) { c } else { '_' })
             .collect();
-        let trimmed = mapped.trim_matches(' ').trim_start_matches('.').trim_end_matches([' ', '.']);
+        let trimmed = mapped
+            .trim_matches(' ')
+            .trim_start_matches('.')
+            .trim_end_matches([' ', '.']);
         let shortened = Self::shorten(trimmed);
         if shortened.is_empty() {
             return Self(FALLBACK.to_owned());
@@ -48,7 +51,10 @@ impl FileName {
 
     fn is_allowed(c: char) -> bool {
         c.is_alphanumeric() && !c.is_control()
-            || matches!(c, '-' | '_' | '.' | '(' | ')' | '[' | ']' | '+' | ',' | '@' | ' ')
+            || matches!(
+                c,
+                '-' | '_' | '.' | '(' | ')' | '[' | ']' | '+' | ',' | '@' | ' '
+            )
     }
 
     fn shorten(name: &str) -> String {
@@ -56,7 +62,9 @@ impl FileName {
             return name.to_owned();
         }
         let (stem, ext) = match name.rsplit_once('.') {
-            Some((stem, ext)) if !stem.is_empty() && ext.len() <= MAX_EXTENSION => (stem, Some(ext)),
+            Some((stem, ext)) if !stem.is_empty() && ext.len() <= MAX_EXTENSION => {
+                (stem, Some(ext))
+            }
             _ => (name, None),
         };
         let budget = MAX_LEN - ext.map_or(0, |e| e.len() + 1);
@@ -85,8 +93,14 @@ mod tests {
 
     #[test]
     fn directories_of_either_os_are_dropped() {
-        assert_eq!(FileName::sanitize("C:\\Users\\me\\logo.png").as_str(), "logo.png");
-        assert_eq!(FileName::sanitize("/home/me/photo.jpeg").as_str(), "photo.jpeg");
+        assert_eq!(
+            FileName::sanitize("C:\\Users\\me\\logo.png").as_str(),
+            "logo.png"
+        );
+        assert_eq!(
+            FileName::sanitize("/home/me/photo.jpeg").as_str(),
+            "photo.jpeg"
+        );
     }
 
     #[test]
@@ -102,7 +116,10 @@ mod tests {
     #[test]
     fn control_and_odd_characters_become_underscores() {
         assert_eq!(FileName::sanitize("a\u{0}b\nc?.txt").as_str(), "a_b_c_.txt");
-        assert_eq!(FileName::sanitize("résumé 2024.pdf").as_str(), "résumé 2024.pdf");
+        assert_eq!(
+            FileName::sanitize("résumé 2024.pdf").as_str(),
+            "résumé 2024.pdf"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod mode;
 mod record;
 mod session;
 
-pub use blocks::{BlockIndex, BlockSet, TotalBlocks, BlockRuleError, MAX_TOTAL_BLOCKS};
+pub use blocks::{BlockIndex, BlockRuleError, BlockSet, MAX_TOTAL_BLOCKS, TotalBlocks};
 pub use file_name::FileName;
 pub use ids::{ApiKeyId, FileId, FirmId, UserId};
 pub use mode::{Mode, UnknownMode};

@@ -113,11 +113,26 @@ mod tests {
     fn profile_files_go_under_the_user_and_the_rest_under_the_firm() {
         let firm = FirmId::from_uuid(Uuid::from_u128(1));
         let user = UserId::from_uuid(Uuid::from_u128(2));
-        assert_eq!(Mode::Profile.blob_prefix(firm, user), format!("profiles/{user}"));
+        assert_eq!(
+            Mode::Profile.blob_prefix(firm, user),
+            format!("profiles/{user}")
+        );
         assert_eq!(Mode::Firm.blob_prefix(firm, user), format!("firms/{firm}"));
-        assert_eq!(Mode::Contact.blob_prefix(firm, user), format!("contacts/{firm}"));
-        assert_eq!(Mode::Message.blob_prefix(firm, user), format!("messages/{firm}"));
-        assert_eq!(Mode::Template.blob_prefix(firm, user), format!("templates/{firm}"));
-        assert_eq!(Mode::Import.blob_prefix(firm, user), format!("imports/{firm}"));
+        assert_eq!(
+            Mode::Contact.blob_prefix(firm, user),
+            format!("contacts/{firm}")
+        );
+        assert_eq!(
+            Mode::Message.blob_prefix(firm, user),
+            format!("messages/{firm}")
+        );
+        assert_eq!(
+            Mode::Template.blob_prefix(firm, user),
+            format!("templates/{firm}")
+        );
+        assert_eq!(
+            Mode::Import.blob_prefix(firm, user),
+            format!("imports/{firm}")
+        );
     }
 }

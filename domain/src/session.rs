@@ -74,7 +74,10 @@ impl UploadSession {
             });
         }
         if self.mode != mode {
-            return Err(ChunkMismatch::ModeDiffers { expected: self.mode, sent: mode });
+            return Err(ChunkMismatch::ModeDiffers {
+                expected: self.mode,
+                sent: mode,
+            });
         }
         Ok(())
     }
@@ -107,13 +110,19 @@ mod tests {
 
     #[test]
     fn a_chunk_matching_the_session_is_admitted() {
-        assert_eq!(session(SessionState::Open).admit(Mode::Contact, TotalBlocks::new(3).unwrap()), Ok(()));
+        assert_eq!(
+            session(SessionState::Open).admit(Mode::Contact, TotalBlocks::new(3).unwrap()),
+            Ok(())
+        );
     }
 
     #[test]
     fn a_committed_session_admits_nothing() {
         let s = session(SessionState::Committed);
-        assert_eq!(s.admit(Mode::Contact, TotalBlocks::new(3).unwrap()), Err(ChunkMismatch::AlreadyCommitted));
+        assert_eq!(
+            s.admit(Mode::Contact, TotalBlocks::new(3).unwrap()),
+            Err(ChunkMismatch::AlreadyCommitted)
+        );
     }
 
     #[test]
@@ -121,11 +130,17 @@ mod tests {
         let s = session(SessionState::Open);
         assert_eq!(
             s.admit(Mode::Contact, TotalBlocks::new(4).unwrap()),
-            Err(ChunkMismatch::TotalBlocksDiffers { expected: 3, sent: 4 })
+            Err(ChunkMismatch::TotalBlocksDiffers {
+                expected: 3,
+                sent: 4
+            })
         );
         assert_eq!(
             s.admit(Mode::Import, TotalBlocks::new(3).unwrap()),
-            Err(ChunkMismatch::ModeDiffers { expected: Mode::Contact, sent: Mode::Import })
+            Err(ChunkMismatch::ModeDiffers {
+                expected: Mode::Contact,
+                sent: Mode::Import
+            })
         );
     }
 }

@@ -34,7 +34,11 @@ pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let bin = dir.join(format!("filegate{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: run `cargo build -p filegate` first (scripts/test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p filegate` first (scripts/test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -46,7 +50,9 @@ pub struct TestAppOptions {
 
 impl Default for TestAppOptions {
     fn default() -> Self {
-        Self { max_chunk_bytes: 1024 * 1024 }
+        Self {
+            max_chunk_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -93,10 +99,16 @@ impl TestApp {
             .env("FILEGATE_DATABASE__MAX_CONNECTIONS", "8")
             .env("FILEGATE_BLOB__KIND", "azure")
             .env("FILEGATE_BLOB__CONTAINER", azure_container())
-            .env("FILEGATE_BLOB__AZURE__CONNECTION_STRING", azure_connection_string())
+            .env(
+                "FILEGATE_BLOB__AZURE__CONNECTION_STRING",
+                azure_connection_string(),
+            )
             .env("FILEGATE_BLOB__AZURE__URL_MODE", "sas")
             .env("FILEGATE_HTTP__ADDR", "127.0.0.1:0")
-            .env("FILEGATE_HTTP__MAX_CHUNK_BYTES", self.options.max_chunk_bytes.to_string())
+            .env(
+                "FILEGATE_HTTP__MAX_CHUNK_BYTES",
+                self.options.max_chunk_bytes.to_string(),
+            )
             .env("FILEGATE_HTTP__SHUTDOWN_GRACE_SECS", "5")
             .env("FILEGATE_LOG__LEVEL", "warn")
             .stdin(Stdio::null())
@@ -109,23 +121,49 @@ impl TestApp {
     pub async fn create_key(&self, firm: Uuid, user: Uuid) -> String {
         let out = self
             .command()
-            .args(["keys", "create", "--firm", &firm.to_string(), "--user", &user.to_string()])
+            .args([
+                "keys",
+                "create",
+                "--firm",
+                &firm.to_string(),
+                "--user",
+                &user.to_string(),
+            ])
             .stdout(Stdio::piped())
             .output()
             .await
             .expect("run filegate keys create");
-        assert!(out.status.success(), "keys create failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "keys create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
-        stdout.lines().last().expect("a last line").trim().to_owned()
+        stdout
+            .lines()
+            .last()
+            .expect("a last line")
+            .trim()
+            .to_owned()
     }
 
     /// Runs `filegate keys revoke`.
     pub async fn revoke_key(&self, key_id: &str) -> std::process::Output {
-        self.command().args(["keys", "revoke", key_id]).stdout(Stdio::piped()).output().await.expect("run revoke")
+        self.command()
+            .args(["keys", "revoke", key_id])
+            .stdout(Stdio::piped())
+            .output()
+            .await
+            .expect("run revoke")
     }
 
     async fn start(&mut self) {
-        let mut child = self.command().arg("serve").stdout(Stdio::piped()).spawn().expect("spawn filegate serve");
+        let mut child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn filegate serve");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base = tokio::time::timeout(Duration::from_secs(60), async {
@@ -148,7 +186,9 @@ impl TestApp {
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Some(pid) = child.id() {
-                let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
             }
             let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
             let _ = child.kill().await;
@@ -190,7 +230,9 @@ impl TestApp {
 
     /// A SQL connection to this app's database, to look at what it stored.
     pub async fn db(&self) -> PgConnection {
-        PgConnection::connect(&self.database_url).await.expect("connect to the test database")
+        PgConnection::connect(&self.database_url)
+            .await
+            .expect("connect to the test database")
     }
 }
 
@@ -202,7 +244,9 @@ impl Drop for TestApp {
         let name = self.database_name.clone();
         // Best effort: drop the database on a thread of its own, since Drop cannot await.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(async {
                     if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
@@ -223,7 +267,9 @@ async fn fresh_database() -> (String, String) {
     });
     let name = format!("fg_it_{}", Uuid::new_v4().simple());
     let sql = format!("CREATE DATABASE {name}");
-    conn.execute(sqlx::AssertSqlSafe(sql)).await.expect("create the test database");
+    conn.execute(sqlx::AssertSqlSafe(sql))
+        .await
+        .expect("create the test database");
     let mut url = url::Url::parse(&admin).expect("admin URL");
     url.set_path(&format!("/{name}"));
     (url.to_string(), name)

@@ -36,7 +36,8 @@ impl Chunk {
     pub fn into_form(self) -> Form {
         let mut form = Form::new();
         if let Some(data) = self.data {
-            let mut part = Part::bytes(data).file_name(self.file_name.unwrap_or_else(|| "blob".into()));
+            let mut part =
+                Part::bytes(data).file_name(self.file_name.unwrap_or_else(|| "blob".into()));
             if let Some(ct) = self.content_type {
                 part = part.mime_str(&ct).expect("valid mime");
             }

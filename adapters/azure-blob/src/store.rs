@@ -485,9 +485,9 @@ impl BlobStore for AzureBlobStore {
         url.into()
     }
 
-    async fn share_url(&self, path: &BlobPath) -> Result<String, BlobError> {
+    async fn share_url(&self, path: &BlobPath) -> Result<Option<String>, BlobError> {
         match self.url_mode {
-            UrlMode::Public => Ok(self.location(path)),
+            UrlMode::Public => Ok(Some(self.location(path))),
             UrlMode::Sas => {
                 let location = self.path(path)?;
                 let url = self
@@ -497,7 +497,7 @@ impl BlobStore for AzureBlobStore {
                     .map_err(|e| {
                         errors::map(e, &self.cx("signing a read URL for", path.as_str()))
                     })?;
-                Ok(url.into())
+                Ok(Some(url.into()))
             }
         }
     }

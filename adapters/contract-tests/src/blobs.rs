@@ -271,7 +271,8 @@ pub async fn the_location_names_the_path<B: BlobStore>(store: &B) {
 pub async fn share_url_answers_the_bytes<B: BlobStore>(store: &B) -> String {
     let blocks = [random_bytes(2048), random_bytes(100)];
     let path = committed(store, "shared.bin", &blocks).await;
-    let url = ok(store.share_url(&path).await, "share_url");
+    let url = ok(store.share_url(&path).await, "share_url")
+        .expect("this store must hand out URLs of its own");
     let response = reqwest::get(&url)
         .await
         .unwrap_or_else(|e| panic!("GET {url} failed: {e}"));

@@ -13,7 +13,6 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,10 +25,15 @@ use filegate_domain::{
     ApiKeyId, BlobPath, FileId, FileName, FileRecord, FirmId, Mode, SessionState, TotalBlocks,
     UploadSession, UserId,
 };
+use tokio::sync::Barrier;
 use uuid::Uuid;
 
 /// How many requests the racing cases send at once.
 const RACERS: usize = 8;
+
+/// How long the racing cases' commits take: long enough for every racer to reach the store
+/// while the first commit is still running, which is the window a broken lock would show in.
+const COMMIT_PAUSE: Duration = Duration::from_millis(250);
 
 /// Runs every case, each on a store of its own from `fresh`.
 pub async fn run_all<M, F, Fut>(fresh: F)
@@ -278,11 +282,9 @@ pub async fn completion_stores_the_record_the_commit_returned<M: MetadataStore>(
 
     let calls = Arc::new(AtomicUsize::new(0));
     match store
-        .record_block(
-            file,
-            block(&session, 1, "late", 7),
-            counting_commit(&session, &calls),
-        )
+        .record_block(file, block(&session, 1, "late", 7), |plan| {
+            counted_commit(Arc::clone(&calls), record_for(&session, 0), plan)
+        })
         .await
     {
         Ok(BlockOutcome::CommittedMeanwhile(got)) => assert_eq!(got, record),
@@ -363,16 +365,24 @@ pub async fn racing_copies_of_the_final_block_commit_once<M: MetadataStore>(stor
     assert_eq!(staged(&store, &session, 0, "p0", 100).await, 1);
     assert_eq!(staged(&store, &session, 1, "p1", 100).await, 2);
 
+    warm_up(&store, &session).await;
     let calls = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(Barrier::new(RACERS));
     let racers = (0..RACERS).map(|n| {
         let store = store.clone();
-        let commit = counting_commit(&session, &calls);
+        let start = Arc::clone(&start);
+        let calls = Arc::clone(&calls);
+        let record = record_for(&session, 0);
         let block = block(&session, 2, &format!("p2-copy{n}"), 50);
         let file = session.file_id;
-        tokio::spawn(async move { store.record_block(file, block, commit).await })
+        tokio::spawn(async move {
+            start.wait().await;
+            store
+                .record_block(file, block, move |plan| counted_commit(calls, record, plan))
+                .await
+        })
     });
     let outcomes = join_all(racers).await;
-    eprintln!("OUTCOMES {outcomes:?}");
 
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -426,21 +436,24 @@ pub async fn racing_distinct_blocks_commit_once<M: MetadataStore>(store: M) {
     let session = session(Mode::Import, i64::from(total), "contacts.csv");
     ok(store.open_session(&session).await, "open_session");
 
+    warm_up(&store, &session).await;
     let calls = Arc::new(AtomicUsize::new(0));
     let plans = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let start = Arc::new(Barrier::new(RACERS));
     let racers = (0..total).map(|i| {
         let store = store.clone();
+        let start = Arc::clone(&start);
         let calls = Arc::clone(&calls);
         let plans = Arc::clone(&plans);
         let record = record_for(&session, 0);
         let block = block(&session, i, &format!("p{i}"), u64::from(i) + 1);
         let file = session.file_id;
         tokio::spawn(async move {
+            start.wait().await;
             store
                 .record_block(file, block, move |plan| async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    // Holds the commit open so that late racers really queue behind it.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(COMMIT_PAUSE).await;
                     let size = plan.size;
                     plans.lock().unwrap().push(plan);
                     Ok::<_, Injected>(FileRecord { size, ..record })
@@ -449,7 +462,6 @@ pub async fn racing_distinct_blocks_commit_once<M: MetadataStore>(store: M) {
         })
     });
     let outcomes = join_all(racers).await;
-    eprintln!("OUTCOMES {outcomes:?}");
 
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -505,11 +517,9 @@ pub async fn a_block_for_an_unknown_file_finds_no_session<M: MetadataStore>(stor
     let session = session(Mode::Firm, 1, "logo.ico");
     let calls = Arc::new(AtomicUsize::new(0));
     match store
-        .record_block(
-            session.file_id,
-            block(&session, 0, "p0", 1),
-            counting_commit(&session, &calls),
-        )
+        .record_block(session.file_id, block(&session, 0, "p0", 1), |plan| {
+            counted_commit(Arc::clone(&calls), record_for(&session, 0), plan)
+        })
         .await
     {
         Err(RecordError::SessionMissing) => {}
@@ -602,7 +612,7 @@ async fn staged<M: MetadataStore>(
         .record_block(
             session.file_id,
             block(session, index, part_id, size),
-            counting_commit(session, &calls),
+            |plan| counted_commit(Arc::clone(&calls), record_for(session, 0), plan),
         )
         .await;
     match outcome {
@@ -616,45 +626,40 @@ async fn staged<M: MetadataStore>(
 
 /// A commit that counts its calls and holds the session for a moment, so that racers pile up
 /// behind it, then answers the session's record with the plan's size.
-fn counting_commit(
-    session: &UploadSession,
-    calls: &Arc<AtomicUsize>,
-) -> impl FnOnce(CommitPlan) -> CountingCommit + Send + 'static {
-    let calls = Arc::clone(calls);
-    let record = record_for(session, 0);
-    move |plan: CommitPlan| CountingCommit {
-        calls: Some(calls),
-        record: Some(FileRecord {
-            size: plan.size,
-            ..record
-        }),
-        pause: None,
-    }
+async fn counted_commit(
+    calls: Arc<AtomicUsize>,
+    record: FileRecord,
+    plan: CommitPlan,
+) -> Result<FileRecord, Injected> {
+    calls.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(COMMIT_PAUSE).await;
+    Ok(FileRecord {
+        size: plan.size,
+        ..record
+    })
 }
 
-/// The future of [`counting_commit`], written out so that helpers can name its type (a boxed
-/// `dyn Future` trips the compiler's `Send` inference for generic async fns).
-struct CountingCommit {
-    calls: Option<Arc<AtomicUsize>>,
-    record: Option<FileRecord>,
-    pause: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Future for CountingCommit {
-    type Output = Result<FileRecord, Injected>;
-
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        if let Some(calls) = self.calls.take() {
-            calls.fetch_add(1, Ordering::SeqCst);
-            self.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(50))));
+/// Has the store serve `RACERS` requests at once before a race, so that a pooled store has its
+/// connections open and the racers reach it together rather than one connection set-up apart.
+async fn warm_up<M: MetadataStore>(store: &M, session: &UploadSession) {
+    let start = Arc::new(Barrier::new(RACERS));
+    let readers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let store = store.clone();
+            let start = Arc::clone(&start);
+            let (firm, file) = (session.firm, session.file_id);
+            tokio::spawn(async move {
+                start.wait().await;
+                store.find_session(firm, file).await.map(|_| ())
+            })
+        })
+        .collect();
+    for reader in readers {
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("find_session while warming up failed: {e:?}"),
+            Err(e) => panic!("find_session while warming up panicked: {e}"),
         }
-        if let Some(pause) = self.pause.as_mut() {
-            std::task::ready!(pause.as_mut().poll(cx));
-        }
-        std::task::Poll::Ready(self.record.take().ok_or(Injected))
     }
 }
 

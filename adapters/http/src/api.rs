@@ -15,8 +15,8 @@ use filegate_domain::FileId;
 
 use crate::chunk::ChunkUpload;
 use crate::envelope::{
-    ApiError, ChunkData, ChunkEnvelope, ErrorEnvelope, FileStatusData, FileStatusEnvelope, ReadinessData,
-    ReadinessEnvelope,
+    ApiError, ChunkData, ChunkEnvelope, ErrorEnvelope, FileStatusData, FileStatusEnvelope,
+    ReadinessData, ReadinessEnvelope,
 };
 use crate::service::FilesService;
 
@@ -30,14 +30,22 @@ enum ApiTags {
 
 /// An API key, sent in the `X-API-Key` header. A key belongs to one firm and one user.
 #[derive(SecurityScheme)]
-#[oai(ty = "api_key", key_name = "X-API-Key", key_in = "header", checker = "check_api_key")]
+#[oai(
+    ty = "api_key",
+    key_name = "X-API-Key",
+    key_in = "header",
+    checker = "check_api_key"
+)]
 pub struct ApiKeyAuth(Principal);
 
 async fn check_api_key(req: &Request, key: ApiKey) -> poem::Result<Principal> {
     let service = req
         .data::<Arc<dyn FilesService>>()
         .ok_or_else(|| poem::Error::from(ApiError::internal()))?;
-    service.authenticate(Some(&key.key)).await.map_err(|e| ApiError::from(e).into())
+    service
+        .authenticate(Some(&key.key))
+        .await
+        .map_err(|e| ApiError::from(e).into())
 }
 
 macro_rules! error_variants {
@@ -137,8 +145,18 @@ impl FilesApi {
     /// The first chunk (`BlockIndex` 0, no `FileId`) opens an upload and returns its `fileId`.
     /// Later chunks may come in any order and in parallel; re-sending an index replaces it.
     /// The file is committed exactly once, when every index `0..TotalBlocks` has arrived.
-    #[oai(path = "/api/v1/Files/chunk", method = "post", tag = "ApiTags::Files", operation_id = "uploadChunk")]
-    async fn upload_chunk(&self, service: Service<'_>, auth: ApiKeyAuth, chunk: ChunkUpload) -> ChunkResponse {
+    #[oai(
+        path = "/api/v1/Files/chunk",
+        method = "post",
+        tag = "ApiTags::Files",
+        operation_id = "uploadChunk"
+    )]
+    async fn upload_chunk(
+        &self,
+        service: Service<'_>,
+        auth: ApiKeyAuth,
+        chunk: ChunkUpload,
+    ) -> ChunkResponse {
         match service.upload_chunk(auth.0, chunk.0).await {
             Ok(receipt) => ChunkResponse::Ok(Json(chunk_envelope(receipt))),
             Err(e) => ApiError::from(e).into(),
@@ -149,7 +167,12 @@ impl FilesApi {
     ///
     /// Lists the received and the missing block indices, so that an interrupted client can
     /// resume, and the file's URL once it is complete.
-    #[oai(path = "/api/v1/Files/:fileId", method = "get", tag = "ApiTags::Files", operation_id = "getFileStatus")]
+    #[oai(
+        path = "/api/v1/Files/:fileId",
+        method = "get",
+        tag = "ApiTags::Files",
+        operation_id = "getFileStatus"
+    )]
     async fn file_status(
         &self,
         service: Service<'_>,
@@ -157,7 +180,8 @@ impl FilesApi {
         #[oai(name = "fileId")] file_id: Path<String>,
     ) -> FileStatusResponse {
         let Ok(id) = Uuid::parse_str(file_id.0.trim()) else {
-            return ApiError::bad_request(format!("fileId: `{}` is not a valid uuid", file_id.0)).into();
+            return ApiError::bad_request(format!("fileId: `{}` is not a valid uuid", file_id.0))
+                .into();
         };
         match service.file_status(auth.0, FileId::from_uuid(id)).await {
             Ok(status) => FileStatusResponse::Ok(Json(status_envelope(status))),
@@ -166,22 +190,43 @@ impl FilesApi {
     }
 
     /// Liveness probe
-    #[oai(path = "/health/live", method = "get", tag = "ApiTags::Health", operation_id = "live")]
+    #[oai(
+        path = "/health/live",
+        method = "get",
+        tag = "ApiTags::Health",
+        operation_id = "live"
+    )]
     async fn live(&self) -> LiveResponse {
-        LiveResponse::Ok(Json(ErrorEnvelope { is_success: true, data: None, message: "alive".into() }))
+        LiveResponse::Ok(Json(ErrorEnvelope {
+            is_success: true,
+            data: None,
+            message: "alive".into(),
+        }))
     }
 
     /// Readiness probe: the metadata store and the blob store answer
-    #[oai(path = "/health/ready", method = "get", tag = "ApiTags::Health", operation_id = "ready")]
+    #[oai(
+        path = "/health/ready",
+        method = "get",
+        tag = "ApiTags::Health",
+        operation_id = "ready"
+    )]
     async fn ready(&self, service: Service<'_>) -> ReadyResponse {
         let readiness = service.readiness().await;
         let describe = |e: &Option<String>| e.clone().unwrap_or_else(|| "ok".to_owned());
-        let data = ReadinessData { database: describe(&readiness.database), blob_store: describe(&readiness.blob_store) };
+        let data = ReadinessData {
+            database: describe(&readiness.database),
+            blob_store: describe(&readiness.blob_store),
+        };
         if readiness.is_ready() {
             ReadyResponse::Ok(Json(ReadinessEnvelope::ok(data, "ready")))
         } else {
             tracing::warn!(database = %data.database, blob_store = %data.blob_store, "not ready");
-            let body = ReadinessEnvelope { is_success: false, data: Some(data), message: "not ready".into() };
+            let body = ReadinessEnvelope {
+                is_success: false,
+                data: Some(data),
+                message: "not ready".into(),
+            };
             ReadyResponse::Unavailable(Json(body), crate::envelope::RETRY_AFTER_SECS)
         }
     }
@@ -191,7 +236,10 @@ fn chunk_envelope(r: ChunkReceipt) -> ChunkEnvelope {
     let message = if r.is_complete {
         "File uploaded successfully".to_owned()
     } else {
-        format!("Chunk received: {} of {} blocks staged", r.received_blocks, r.total_blocks)
+        format!(
+            "Chunk received: {} of {} blocks staged",
+            r.received_blocks, r.total_blocks
+        )
     };
     let data = ChunkData {
         file_id: *r.file_id.as_uuid(),
@@ -204,7 +252,11 @@ fn chunk_envelope(r: ChunkReceipt) -> ChunkEnvelope {
 }
 
 fn status_envelope(s: FileStatus) -> FileStatusEnvelope {
-    let message = if s.is_complete { "File is complete" } else { "Upload in progress" };
+    let message = if s.is_complete {
+        "File is complete"
+    } else {
+        "Upload in progress"
+    };
     let data = FileStatusData {
         file_id: *s.file_id.as_uuid(),
         mode: s.mode.as_str().to_owned(),

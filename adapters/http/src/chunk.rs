@@ -97,10 +97,9 @@ impl ParsePayload for ChunkUpload {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let limits = request
-            .data::<ChunkLimits>()
-            .copied()
-            .ok_or_else(|| poem::Error::from_string("chunk limits missing", StatusCode::INTERNAL_SERVER_ERROR))?;
+        let limits = request.data::<ChunkLimits>().copied().ok_or_else(|| {
+            poem::Error::from_string("chunk limits missing", StatusCode::INTERNAL_SERVER_ERROR)
+        })?;
         Ok(Self(parse(request, body, limits).await?))
     }
 }
@@ -117,7 +116,10 @@ impl<'a> ApiExtractor<'a> for ChunkUpload {
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
             description: None,
-            content: vec![MetaMediaType { content_type: Self::CONTENT_TYPE, schema: Self::schema_ref() }],
+            content: vec![MetaMediaType {
+                content_type: Self::CONTENT_TYPE,
+                schema: Self::schema_ref(),
+            }],
             required: true,
         })
     }
@@ -152,7 +154,11 @@ struct RawForm {
     current_block: Option<String>,
 }
 
-async fn parse(request: &Request, body: &mut RequestBody, limits: ChunkLimits) -> Result<ChunkCommand, ApiError> {
+async fn parse(
+    request: &Request,
+    body: &mut RequestBody,
+    limits: ChunkLimits,
+) -> Result<ChunkCommand, ApiError> {
     let max_body = limits.max_chunk_bytes + FORM_OVERHEAD;
     let declared = request
         .header(poem::http::header::CONTENT_LENGTH)
@@ -163,14 +169,26 @@ async fn parse(request: &Request, body: &mut RequestBody, limits: ChunkLimits) -
     let boundary = request
         .content_type()
         .and_then(|ct| multer::parse_boundary(ct).ok())
-        .ok_or_else(|| ApiError::bad_request("the multipart/form-data content type has no boundary"))?;
-    let stream = body.take().map_err(|_| ApiError::bad_request("the request has no body"))?.into_bytes_stream();
-    let constraints = multer::Constraints::new()
-        .size_limit(multer::SizeLimit::new().whole_stream(max_body as u64).per_field(limits.max_chunk_bytes as u64 + 1));
+        .ok_or_else(|| {
+            ApiError::bad_request("the multipart/form-data content type has no boundary")
+        })?;
+    let stream = body
+        .take()
+        .map_err(|_| ApiError::bad_request("the request has no body"))?
+        .into_bytes_stream();
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(max_body as u64)
+            .per_field(limits.max_chunk_bytes as u64 + 1),
+    );
     let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
 
     let mut form = RawForm::default();
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(e, limits))? {
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, limits))?
+    {
         let name = field.name().unwrap_or_default().to_ascii_lowercase();
         match name.as_str() {
             "file" => {
@@ -179,8 +197,13 @@ async fn parse(request: &Request, body: &mut RequestBody, limits: ChunkLimits) -
                 }
                 form.file_name = field.file_name().map(str::to_owned);
                 form.content_type = field.content_type().map(|m| m.essence_str().to_owned());
-                let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limits.max_chunk_bytes));
-                while let Some(piece) = field.chunk().await.map_err(|e| multipart_error(e, limits))? {
+                let mut buf =
+                    BytesMut::with_capacity(declared.unwrap_or(0).min(limits.max_chunk_bytes));
+                while let Some(piece) = field
+                    .chunk()
+                    .await
+                    .map_err(|e| multipart_error(e, limits))?
+                {
                     if buf.len() + piece.len() > limits.max_chunk_bytes {
                         return Err(too_large(limits));
                     }
@@ -195,7 +218,14 @@ async fn parse(request: &Request, body: &mut RequestBody, limits: ChunkLimits) -
             "currentblock" => form.current_block = Some(text(field, "CurrentBlock", limits).await?),
             // Unknown fields are skipped, as an ASP.NET model binder would; their size still
             // counts against the whole-body limit.
-            _ => while field.chunk().await.map_err(|e| multipart_error(e, limits))?.is_some() {},
+            _ => {
+                while field
+                    .chunk()
+                    .await
+                    .map_err(|e| multipart_error(e, limits))?
+                    .is_some()
+                {}
+            }
         }
     }
     form.into_command()
@@ -203,7 +233,9 @@ async fn parse(request: &Request, body: &mut RequestBody, limits: ChunkLimits) -
 
 impl RawForm {
     fn into_command(self) -> Result<ChunkCommand, ApiError> {
-        let data = self.data.ok_or_else(|| ApiError::bad_request("File: is required (a file part with the chunk's bytes)"))?;
+        let data = self.data.ok_or_else(|| {
+            ApiError::bad_request("File: is required (a file part with the chunk's bytes)")
+        })?;
         let total_blocks = integer("TotalBlocks", self.total_blocks.as_deref())?
             .ok_or_else(|| ApiError::bad_request("TotalBlocks: is required"))?;
         let block_index = integer("BlockIndex", self.block_index.as_deref())?;
@@ -212,7 +244,9 @@ impl RawForm {
             (Some(index), None) => index,
             (None, Some(current)) if current >= 1 => current - 1,
             (None, Some(current)) => {
-                return Err(ApiError::bad_request(format!("CurrentBlock: is one-based and must be at least 1, got {current}")));
+                return Err(ApiError::bad_request(format!(
+                    "CurrentBlock: is one-based and must be at least 1, got {current}"
+                )));
             }
             (Some(index), Some(current)) if current == index + 1 => index,
             (Some(index), Some(current)) => {
@@ -230,11 +264,16 @@ impl RawForm {
             .ok_or_else(|| ApiError::bad_request("Mode: is required"))?
             .parse::<Mode>()
             .map_err(|e| ApiError::bad_request(format!("Mode: {e}")))?;
-        let file_id = match self.file_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let file_id = match self
+            .file_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             None => None,
-            Some(raw) => Some(FileId::from_uuid(
-                Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("FileId: `{raw}` is not a valid uuid")))?,
-            )),
+            Some(raw) => Some(FileId::from_uuid(Uuid::parse_str(raw).map_err(|_| {
+                ApiError::bad_request(format!("FileId: `{raw}` is not a valid uuid"))
+            })?)),
         };
         Ok(ChunkCommand {
             file_id,
@@ -258,18 +297,25 @@ fn integer(field: &'static str, raw: Option<&str>) -> Result<Option<i64>, ApiErr
     }
 }
 
-async fn text(field: multer::Field<'_>, name: &'static str, limits: ChunkLimits) -> Result<String, ApiError> {
+async fn text(
+    field: multer::Field<'_>,
+    name: &'static str,
+    limits: ChunkLimits,
+) -> Result<String, ApiError> {
     let bytes: Vec<u8> = field
         .map_err(|e| multipart_error(e, limits))
         .try_fold(Vec::new(), |mut acc, piece| async move {
             if acc.len() + piece.len() > MAX_TEXT_FIELD {
-                return Err(ApiError::bad_request(format!("{name}: longer than {MAX_TEXT_FIELD} bytes")));
+                return Err(ApiError::bad_request(format!(
+                    "{name}: longer than {MAX_TEXT_FIELD} bytes"
+                )));
             }
             acc.extend_from_slice(&piece);
             Ok(acc)
         })
         .await?;
-    String::from_utf8(bytes).map_err(|_| ApiError::bad_request(format!("{name}: is not valid UTF-8")))
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::bad_request(format!("{name}: is not valid UTF-8")))
 }
 
 fn too_large(limits: ChunkLimits) -> ApiError {
@@ -281,7 +327,9 @@ fn too_large(limits: ChunkLimits) -> ApiError {
 
 fn multipart_error(e: multer::Error, limits: ChunkLimits) -> ApiError {
     match e {
-        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => too_large(limits),
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            too_large(limits)
+        }
         other => ApiError::bad_request(format!("the multipart body is malformed: {other}")),
     }
 }

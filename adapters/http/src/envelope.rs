@@ -122,7 +122,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), retry_after: None }
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -134,15 +138,25 @@ impl ApiError {
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self { retry_after: Some(RETRY_AFTER_SECS), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message) }
+        Self {
+            retry_after: Some(RETRY_AFTER_SECS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred; it has been logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "an internal error occurred; it has been logged",
+        )
     }
 
     pub fn body(&self) -> ErrorEnvelope {
-        ErrorEnvelope { is_success: false, data: None, message: self.message.clone() }
+        ErrorEnvelope {
+            is_success: false,
+            data: None,
+            message: self.message.clone(),
+        }
     }
 
     pub fn retry_after(&self) -> u32 {
@@ -160,7 +174,11 @@ impl poem::error::ResponseError for ApiError {
     }
 }
 
-pub(crate) fn json_response<T: ToJSON>(status: StatusCode, body: &T, retry_after: Option<u32>) -> Response {
+pub(crate) fn json_response<T: ToJSON>(
+    status: StatusCode,
+    body: &T,
+    retry_after: Option<u32>,
+) -> Response {
     let json = body.to_json_string();
     let mut resp = Response::builder()
         .status(status)
@@ -168,7 +186,8 @@ pub(crate) fn json_response<T: ToJSON>(status: StatusCode, body: &T, retry_after
         .body(json)
         .into_response();
     if let Some(secs) = retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }
@@ -192,9 +211,18 @@ pub(crate) fn envelope_any_error(err: poem::Error) -> Response {
     } else {
         err.to_string()
     };
-    let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS)
+    let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE
+        || status == StatusCode::TOO_MANY_REQUESTS)
         .then_some(RETRY_AFTER_SECS);
-    json_response(status, &ErrorEnvelope { is_success: false, data: None, message }, retry_after)
+    json_response(
+        status,
+        &ErrorEnvelope {
+            is_success: false,
+            data: None,
+            message,
+        },
+        retry_after,
+    )
 }
 
 impl ApiError {
@@ -206,7 +234,9 @@ impl ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Missing | AuthError::Invalid => Self::new(StatusCode::UNAUTHORIZED, e.to_string()),
+            AuthError::Missing | AuthError::Invalid => {
+                Self::new(StatusCode::UNAUTHORIZED, e.to_string())
+            }
             AuthError::Store(e) => {
                 tracing::warn!(error = ?e, "authentication could not reach the metadata store");
                 Self::unavailable("the metadata store is unavailable; retry later")
@@ -223,7 +253,9 @@ impl From<UploadChunkError> for ApiError {
             UploadChunkError::Conflict(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             UploadChunkError::Unavailable(cause) => {
                 tracing::warn!(error = ?cause, "a backend is unavailable");
-                Self::unavailable("a storage backend is unavailable; nothing was kept, retry the same request later")
+                Self::unavailable(
+                    "a storage backend is unavailable; nothing was kept, retry the same request later",
+                )
             }
             UploadChunkError::Unknown(cause) => {
                 tracing::error!(error = ?cause, "chunk upload failed");

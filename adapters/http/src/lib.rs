@@ -11,7 +11,7 @@ mod service;
 
 use std::sync::Arc;
 
-use poem::middleware::{Tracing, NormalizePath, TrailingSlash};
+use poem::middleware::{NormalizePath, Tracing, TrailingSlash};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::OpenApiService;
 
@@ -30,7 +30,9 @@ pub struct HttpOptions {
 
 fn openapi(options: &HttpOptions) -> OpenApiService<api::FilesApi, ()> {
     let api = OpenApiService::new(api::FilesApi, "filegate", env!("CARGO_PKG_VERSION"))
-        .description("Chunked file uploads for a WhatsApp CRM: stage chunks, commit once, read the status.");
+        .description(
+            "Chunked file uploads for a WhatsApp CRM: stage chunks, commit once, read the status.",
+        );
     match &options.public_url {
         Some(url) => api.server(url.clone()),
         None => api,
@@ -47,7 +49,9 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .data(service)
-        .data(ChunkLimits { max_chunk_bytes: options.max_chunk_bytes })
+        .data(ChunkLimits {
+            max_chunk_bytes: options.max_chunk_bytes,
+        })
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(Tracing)
         .catch_all_error(|err| async move { envelope::envelope_any_error(err) });

@@ -6,7 +6,9 @@ use poem::http::Uri;
 use poem::http::uri::PathAndQuery;
 use poem::{Endpoint, Request, Result};
 
-const CANONICAL: &[&str] = &["api", "v1", "Files", "chunk", "content", "health", "live", "ready"];
+const CANONICAL: &[&str] = &[
+    "api", "v1", "Files", "chunk", "content", "health", "live", "ready",
+];
 
 /// Wraps an endpoint so that its routes match regardless of the case of literal segments.
 #[derive(Debug)]
@@ -27,7 +29,13 @@ fn canonical_uri(uri: &Uri) -> Option<Uri> {
     let path = uri.path();
     let canonical: Vec<&str> = path
         .split('/')
-        .map(|seg| CANONICAL.iter().find(|c| c.eq_ignore_ascii_case(seg)).copied().unwrap_or(seg))
+        .map(|seg| {
+            CANONICAL
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(seg))
+                .copied()
+                .unwrap_or(seg)
+        })
         .collect();
     let canonical = canonical.join("/");
     if canonical == path {
@@ -48,7 +56,9 @@ mod tests {
 
     #[test]
     fn literal_segments_are_canonicalized_and_ids_kept() {
-        let uri: Uri = "/API/V1/files/AbC-1/CONTENT?x=Y".parse().unwrap_or_default();
+        let uri: Uri = "/API/V1/files/AbC-1/CONTENT?x=Y"
+            .parse()
+            .unwrap_or_default();
         let fixed = canonical_uri(&uri).map(|u| u.to_string());
         assert_eq!(fixed.as_deref(), Some("/api/v1/Files/AbC-1/content?x=Y"));
     }

@@ -6,28 +6,50 @@ use futures::future::BoxFuture;
 
 use filegate_application::ports::{BlobStore, Clock, IdSource, MetadataStore};
 use filegate_application::{
-    AuthError, ChunkCommand, ChunkReceipt, FileStatus, FileStatusError, Filegate, Principal, Readiness,
-    UploadChunkError,
+    AuthError, ChunkCommand, ChunkReceipt, FileStatus, FileStatusError, Filegate, Principal,
+    Readiness, UploadChunkError,
 };
 use filegate_domain::FileId;
 
 pub trait FilesService: Send + Sync + 'static {
-    fn authenticate<'a>(&'a self, key: Option<&'a str>) -> BoxFuture<'a, Result<Principal, AuthError>>;
-    fn upload_chunk(&self, who: Principal, cmd: ChunkCommand) -> BoxFuture<'_, Result<ChunkReceipt, UploadChunkError>>;
-    fn file_status(&self, who: Principal, id: FileId) -> BoxFuture<'_, Result<FileStatus, FileStatusError>>;
+    fn authenticate<'a>(
+        &'a self,
+        key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Principal, AuthError>>;
+    fn upload_chunk(
+        &self,
+        who: Principal,
+        cmd: ChunkCommand,
+    ) -> BoxFuture<'_, Result<ChunkReceipt, UploadChunkError>>;
+    fn file_status(
+        &self,
+        who: Principal,
+        id: FileId,
+    ) -> BoxFuture<'_, Result<FileStatus, FileStatusError>>;
     fn readiness(&self) -> BoxFuture<'_, Readiness>;
 }
 
 impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> FilesService for Filegate<M, B, C, I> {
-    fn authenticate<'a>(&'a self, key: Option<&'a str>) -> BoxFuture<'a, Result<Principal, AuthError>> {
+    fn authenticate<'a>(
+        &'a self,
+        key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Principal, AuthError>> {
         self.keys.authenticate(key).boxed()
     }
 
-    fn upload_chunk(&self, who: Principal, cmd: ChunkCommand) -> BoxFuture<'_, Result<ChunkReceipt, UploadChunkError>> {
+    fn upload_chunk(
+        &self,
+        who: Principal,
+        cmd: ChunkCommand,
+    ) -> BoxFuture<'_, Result<ChunkReceipt, UploadChunkError>> {
         self.uploads.upload_chunk(who, cmd).boxed()
     }
 
-    fn file_status(&self, who: Principal, id: FileId) -> BoxFuture<'_, Result<FileStatus, FileStatusError>> {
+    fn file_status(
+        &self,
+        who: Principal,
+        id: FileId,
+    ) -> BoxFuture<'_, Result<FileStatus, FileStatusError>> {
         self.uploads.file_status(who, id).boxed()
     }
 

@@ -36,7 +36,10 @@ impl PgStore {
     /// Opens a pool and one connection right away, so that a wrong URL or a down database is
     /// reported at start-up.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let pool = Self::pool_options(max_connections).connect(url).await.map_err(store_error)?;
+        let pool = Self::pool_options(max_connections)
+            .connect(url)
+            .await
+            .map_err(store_error)?;
         Ok(Self { pool })
     }
 
@@ -44,7 +47,9 @@ impl PgStore {
     /// ready) while the database is still coming up. Only a malformed URL fails here.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse().map_err(store_error)?;
-        Ok(Self { pool: Self::pool_options(max_connections).connect_lazy_with(options) })
+        Ok(Self {
+            pool: Self::pool_options(max_connections).connect_lazy_with(options),
+        })
     }
 
     /// Wraps a pool configured elsewhere (tests, or a caller that shares one pool).
@@ -55,7 +60,9 @@ impl PgStore {
     /// The pool options every constructor here uses; exposed so that callers building their own
     /// pool for [`PgStore::from_pool`] get the same short acquire timeout.
     pub fn pool_options(max_connections: u32) -> PgPoolOptions {
-        PgPoolOptions::new().max_connections(max_connections.max(1)).acquire_timeout(ACQUIRE_TIMEOUT)
+        PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -65,7 +72,10 @@ impl PgStore {
     /// Brings the schema up to date. Safe to run at every start and from several instances at
     /// once: sqlx takes an advisory lock and skips the migrations already applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| store_error(e.into()))
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| store_error(e.into()))
     }
 
     /// Closes the pool, waiting for the connections in use to be returned.
@@ -76,10 +86,11 @@ impl PgStore {
     /// The versions of the embedded migrations missing from the database, so that readiness
     /// can tell "reachable but not migrated" apart from "reachable and ready".
     async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let log_exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
+        let log_exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?;
         let applied: Vec<i64> = if log_exists {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                 .fetch_all(&self.pool)

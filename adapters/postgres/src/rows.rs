@@ -54,7 +54,10 @@ impl SessionRow {
         let total_blocks = TotalBlocks::new(i64::from(self.total_blocks))
             .map_err(|e| corrupt(format_args!("upload session {file_id}: {e}")))?;
         let state = SessionState::parse(&self.state).ok_or_else(|| {
-            corrupt(format_args!("upload session {file_id}: unknown state `{}`", self.state))
+            corrupt(format_args!(
+                "upload session {file_id}: unknown state `{}`",
+                self.state
+            ))
         })?;
         Ok(UploadSession {
             file_id,
@@ -129,7 +132,9 @@ fn file_name(stored: String, what: &str, id: FileId) -> Result<FileName, StoreEr
     if name.as_str() == stored {
         Ok(name)
     } else {
-        Err(corrupt(format_args!("{what} {id}: file name `{stored}` is not a sanitized name")))
+        Err(corrupt(format_args!(
+            "{what} {id}: file name `{stored}` is not a sanitized name"
+        )))
     }
 }
 

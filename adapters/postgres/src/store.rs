@@ -7,7 +7,9 @@ use filegate_application::ports::{
     BlockOutcome, CommitPlan, MetadataStore, RecordError, SessionSnapshot, StagedBlock, StoreError,
     StoredApiKey,
 };
-use filegate_domain::{ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, UploadSession};
+use filegate_domain::{
+    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, UploadSession,
+};
 use sqlx::postgres::PgExecutor;
 
 use crate::PgStore;
@@ -16,7 +18,10 @@ use crate::rows::{ApiKeyRow, FileRow, SnapshotRow, to_i32, to_i64, unsigned};
 
 impl MetadataStore for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(store_error)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
         let pending = self.pending_migrations().await?;
         if pending.is_empty() {
             Ok(())
@@ -55,20 +60,22 @@ impl MetadataStore for PgStore {
     }
 
     async fn revoke_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(*id.as_uuid())
-            .bind(at)
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(*id.as_uuid())
+                .bind(at)
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn count_api_keys(&self) -> Result<u64, StoreError> {
-        let live: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?;
         u64::try_from(live).map_err(|_| corrupt(format_args!("negative key count {live}")))
     }
 
@@ -97,7 +104,11 @@ impl MetadataStore for PgStore {
         Ok(())
     }
 
-    async fn find_session(&self, firm: FirmId, file: FileId) -> Result<Option<SessionSnapshot>, StoreError> {
+    async fn find_session(
+        &self,
+        firm: FirmId,
+        file: FileId,
+    ) -> Result<Option<SessionSnapshot>, StoreError> {
         let row: Option<SnapshotRow> = sqlx::query_as(
             "SELECT s.file_id, s.firm_id, s.user_id, s.mode, s.total_blocks, s.file_name,
                     s.content_type, s.blob_path, s.upload_id, s.state, s.created_at,
@@ -122,7 +133,10 @@ impl MetadataStore for PgStore {
         let indices = row
             .received
             .into_iter()
-            .map(|i| u32::try_from(i).map_err(|_| corrupt(format_args!("file {file}: negative block index {i}"))))
+            .map(|i| {
+                u32::try_from(i)
+                    .map_err(|_| corrupt(format_args!("file {file}: negative block index {i}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let received = BlockSet::from_indices(session.total_blocks, indices)
             .map_err(|e| corrupt(format_args!("file {file}: {e}")))?;
@@ -130,14 +144,21 @@ impl MetadataStore for PgStore {
         // The session row was read first, so a commit landing in between shows as "open, no
         // file yet", never as "committed without a file".
         let file_record = match session.state {
-            SessionState::Committed => Some(
-                committed_file(&self.pool, file)
-                    .await?
-                    .ok_or_else(|| corrupt(format_args!("file {file}: committed session without a file row")))?,
-            ),
+            SessionState::Committed => {
+                Some(committed_file(&self.pool, file).await?.ok_or_else(|| {
+                    corrupt(format_args!(
+                        "file {file}: committed session without a file row"
+                    ))
+                })?)
+            }
             SessionState::Open => None,
         };
-        Ok(Some(SessionSnapshot { session, received, staged_bytes, file: file_record }))
+        Ok(Some(SessionSnapshot {
+            session,
+            received,
+            staged_bytes,
+            file: file_record,
+        }))
     }
 
     async fn record_block<F, Fut, E>(
@@ -158,25 +179,33 @@ impl MetadataStore for PgStore {
 
         // The lock every request for this file queues on: whoever holds it sees the block set
         // as the previous holder left it, committed or not.
-        let locked: Option<(i32, String)> =
-            sqlx::query_as("SELECT total_blocks, state FROM upload_sessions WHERE file_id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(store_error)?;
+        let locked: Option<(i32, String)> = sqlx::query_as(
+            "SELECT total_blocks, state FROM upload_sessions WHERE file_id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
         let Some((total, state)) = locked else {
             return Err(RecordError::SessionMissing);
         };
         match SessionState::parse(&state) {
             Some(SessionState::Open) => {}
             Some(SessionState::Committed) => {
-                let record = committed_file(&mut *tx, file)
-                    .await?
-                    .ok_or_else(|| corrupt(format_args!("file {file}: committed session without a file row")))?;
+                let record = committed_file(&mut *tx, file).await?.ok_or_else(|| {
+                    corrupt(format_args!(
+                        "file {file}: committed session without a file row"
+                    ))
+                })?;
                 tx.commit().await.map_err(store_error)?;
                 return Ok(BlockOutcome::CommittedMeanwhile(record));
             }
-            None => return Err(corrupt(format_args!("upload session {file}: unknown state `{state}`")).into()),
+            None => {
+                return Err(corrupt(format_args!(
+                    "upload session {file}: unknown state `{state}`"
+                ))
+                .into());
+            }
         }
 
         // Upserts the block and keeps the session's count of distinct indices in the same
@@ -206,17 +235,19 @@ impl MetadataStore for PgStore {
 
         if received < total {
             tx.commit().await.map_err(store_error)?;
-            let received = u32::try_from(received)
-                .map_err(|_| corrupt(format_args!("file {file}: negative block count {received}")))?;
+            let received = u32::try_from(received).map_err(|_| {
+                corrupt(format_args!("file {file}: negative block count {received}"))
+            })?;
             return Ok(BlockOutcome::Staged { received });
         }
 
-        let parts: Vec<(String, i64)> =
-            sqlx::query_as("SELECT part_id, size FROM staged_blocks WHERE file_id = $1 ORDER BY block_index")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(store_error)?;
+        let parts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT part_id, size FROM staged_blocks WHERE file_id = $1 ORDER BY block_index",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
         if usize::try_from(total).ok() != Some(parts.len()) {
             return Err(corrupt(format_args!(
                 "file {file}: the session counts {received} blocks but {} are staged",
@@ -224,12 +255,17 @@ impl MetadataStore for PgStore {
             ))
             .into());
         }
-        let mut plan = CommitPlan { part_ids: Vec::with_capacity(parts.len()), size: 0 };
+        let mut plan = CommitPlan {
+            part_ids: Vec::with_capacity(parts.len()),
+            size: 0,
+        };
         for (part_id, part_size) in parts {
             plan.size = plan
                 .size
                 .checked_add(unsigned(part_size, "staged block of file", file)?)
-                .ok_or_else(|| corrupt(format_args!("file {file}: the staged sizes overflow u64")))?;
+                .ok_or_else(|| {
+                    corrupt(format_args!("file {file}: the staged sizes overflow u64"))
+                })?;
             plan.part_ids.push(part_id);
         }
 
@@ -262,7 +298,10 @@ impl MetadataStore for PgStore {
     }
 }
 
-async fn committed_file<'c>(exec: impl PgExecutor<'c>, file: FileId) -> Result<Option<FileRecord>, StoreError> {
+async fn committed_file<'c>(
+    exec: impl PgExecutor<'c>,
+    file: FileId,
+) -> Result<Option<FileRecord>, StoreError> {
     let row: Option<FileRow> = sqlx::query_as(
         "SELECT id, firm_id, user_id, mode, blob_path, url, file_name, content_type, size, created_at
          FROM files WHERE id = $1",

@@ -31,8 +31,9 @@ struct Databases {
 impl Databases {
     async fn connect() -> Self {
         let url = admin_url();
-        let options: PgConnectOptions =
-            url.parse().unwrap_or_else(|e| panic!("FILEGATE_TEST_DATABASE_URL is not a Postgres URL: {e}"));
+        let options: PgConnectOptions = url
+            .parse()
+            .unwrap_or_else(|e| panic!("FILEGATE_TEST_DATABASE_URL is not a Postgres URL: {e}"));
         let admin = PgStore::pool_options(2).connect_with(options.clone()).await.unwrap_or_else(|e| {
             panic!(
                 "cannot reach Postgres at FILEGATE_TEST_DATABASE_URL (default {DEFAULT_ADMIN_URL}): {e}. \
@@ -40,7 +41,11 @@ impl Databases {
                  variable at a server where this user may CREATE DATABASE."
             )
         });
-        Self { admin, options, names: Mutex::new(Vec::new()) }
+        Self {
+            admin,
+            options,
+            names: Mutex::new(Vec::new()),
+        }
     }
 
     /// A new, empty database, not migrated.
@@ -55,7 +60,10 @@ impl Databases {
     }
 
     async fn store_on(options: PgConnectOptions) -> PgStore {
-        let pool = PgStore::pool_options(12).connect_with(options).await.expect("connect to the test database");
+        let pool = PgStore::pool_options(12)
+            .connect_with(options)
+            .await
+            .expect("connect to the test database");
         PgStore::from_pool(pool)
     }
 
@@ -70,9 +78,11 @@ impl Databases {
     async fn drop_all(&self) {
         let names = std::mem::take(&mut *self.names.lock().unwrap());
         for name in names {
-            let dropped = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&self.admin)
-                .await;
+            let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&self.admin)
+            .await;
             if let Err(e) = dropped {
                 eprintln!("could not drop test database {name}: {e}");
             }
@@ -132,14 +142,23 @@ async fn migrations_are_idempotent_and_data_survives_a_new_pool() {
         let options = dbs.blank().await;
         let store = Databases::store_on(options.clone()).await;
         store.migrate().await.expect("first migration");
-        store.migrate().await.expect("a second migration must be a no-op");
+        store
+            .migrate()
+            .await
+            .expect("a second migration must be a no-op");
 
         let session = open_session_with_one_block(&store).await;
         store.close().await;
 
         let restarted = Databases::store_on(options).await;
-        restarted.migrate().await.expect("migrating after a restart must be a no-op");
-        restarted.ping().await.expect("a migrated database must be ready");
+        restarted
+            .migrate()
+            .await
+            .expect("migrating after a restart must be a no-op");
+        restarted
+            .ping()
+            .await
+            .expect("a migrated database must be ready");
         let snapshot = restarted
             .find_session(session.firm, session.file_id)
             .await
@@ -158,7 +177,10 @@ async fn ping_tells_a_database_that_is_not_migrated() {
         let store = Databases::store_on(dbs.blank().await).await;
         match store.ping().await {
             Err(StoreError::Unavailable(e)) => {
-                assert!(e.to_string().contains("not migrated"), "the reason must say so: {e}");
+                assert!(
+                    e.to_string().contains("not migrated"),
+                    "the reason must say so: {e}"
+                );
             }
             other => panic!("ping on a blank database must be Unavailable, got {other:?}"),
         }
@@ -170,9 +192,14 @@ async fn ping_tells_a_database_that_is_not_migrated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connect_by_url_reaches_the_server() {
-    let store = PgStore::connect(&admin_url(), 1).await.expect("connect by URL");
+    let store = PgStore::connect(&admin_url(), 1)
+        .await
+        .expect("connect by URL");
     // The admin database is never migrated by these tests, so the store answers but is not ready.
-    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
     store.close().await;
 }
 
@@ -184,12 +211,17 @@ async fn a_server_that_is_down_is_unavailable_within_seconds() {
         Err(StoreError::Unavailable(_)) => {}
         other => panic!("connecting to a closed port must be Unavailable, got {other:?}"),
     }
-    let lazy = PgStore::connect_lazy("postgres://postgres@127.0.0.1:1/postgres", 1).expect("a lazy pool opens");
+    let lazy = PgStore::connect_lazy("postgres://postgres@127.0.0.1:1/postgres", 1)
+        .expect("a lazy pool opens");
     match lazy.ping().await {
         Err(StoreError::Unavailable(_)) => {}
         other => panic!("ping on a closed port must be Unavailable, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -208,7 +240,10 @@ async fn a_duplicate_key_hash_is_a_conflict() {
             id: filegate_domain::ApiKeyId::from_uuid(Uuid::new_v4()),
             ..key
         };
-        assert!(matches!(store.insert_api_key(&again).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.insert_api_key(&again).await,
+            Err(StoreError::Conflict(_))
+        ));
     })
     .await;
 }
@@ -225,7 +260,10 @@ async fn a_row_the_domain_refuses_is_reported_not_passed_on() {
             .expect("corrupt the row");
         match store.find_session(session.firm, session.file_id).await {
             Err(StoreError::Unknown(e)) => {
-                assert!(e.to_string().contains("not a sanitized name"), "the reason must say what is wrong: {e}");
+                assert!(
+                    e.to_string().contains("not a sanitized name"),
+                    "the reason must say what is wrong: {e}"
+                );
             }
             other => panic!("a corrupt row must be StoreError::Unknown, got {other:?}"),
         }
@@ -236,7 +274,9 @@ async fn a_row_the_domain_refuses_is_reported_not_passed_on() {
 /// Opens a session of two blocks and stages block 1 (9 bytes).
 async fn open_session_with_one_block(store: &PgStore) -> filegate_domain::UploadSession {
     use filegate_application::ports::{BlockOutcome, StagedBlock};
-    use filegate_domain::{BlobPath, FileId, FileName, FirmId, Mode, SessionState, TotalBlocks, UploadSession, UserId};
+    use filegate_domain::{
+        BlobPath, FileId, FileName, FirmId, Mode, SessionState, TotalBlocks, UploadSession, UserId,
+    };
 
     let file_id = FileId::from_uuid(Uuid::new_v4());
     let firm = FirmId::from_uuid(Uuid::new_v4());
@@ -257,9 +297,15 @@ async fn open_session_with_one_block(store: &PgStore) -> filegate_domain::Upload
         created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
     };
     store.open_session(&session).await.expect("open_session");
-    let block = StagedBlock { index: total.index(1).unwrap(), part_id: "p1".into(), size: 9 };
+    let block = StagedBlock {
+        index: total.index(1).unwrap(),
+        part_id: "p1".into(),
+        size: 9,
+    };
     let outcome = store
-        .record_block(file_id, block, |_| async { Err::<filegate_domain::FileRecord, ()>(()) })
+        .record_block(file_id, block, |_| async {
+            Err::<filegate_domain::FileRecord, ()>(())
+        })
         .await
         .expect("record_block");
     assert_eq!(outcome, BlockOutcome::Staged { received: 1 });

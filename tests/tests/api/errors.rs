@@ -5,7 +5,12 @@ use filegate_tests::{Chunk, TestApp};
 use crate::support::{envelope, error_naming, random_bytes};
 
 async fn open(app: &TestApp, total: u32) -> String {
-    let body = envelope(app.post_chunk(Chunk::new(b"first", 0, total, "Message")).await, 200).await;
+    let body = envelope(
+        app.post_chunk(Chunk::new(b"first", 0, total, "Message"))
+            .await,
+        200,
+    )
+    .await;
     body["data"]["fileId"].as_str().unwrap().to_owned()
 }
 
@@ -15,26 +20,102 @@ async fn missing_or_invalid_fields_get_400_naming_the_field() {
     let ok = || Chunk::new(b"data", 0, 2, "Message");
     let cases: Vec<(Chunk, &str)> = vec![
         (Chunk { data: None, ..ok() }, "File"),
-        (Chunk { data: Some(Vec::new()), ..ok() }, "File"),
-        (Chunk { total_blocks: None, ..ok() }, "TotalBlocks"),
-        (Chunk { total_blocks: Some("0".into()), ..ok() }, "TotalBlocks"),
-        (Chunk { total_blocks: Some("50001".into()), ..ok() }, "TotalBlocks"),
-        (Chunk { total_blocks: Some("two".into()), ..ok() }, "TotalBlocks"),
-        (Chunk { block_index: None, ..ok() }, "BlockIndex"),
-        (Chunk { block_index: Some("2".into()), ..ok() }, "BlockIndex"),
-        (Chunk { block_index: Some("-1".into()), ..ok() }, "BlockIndex"),
-        (Chunk { block_index: Some("1".into()), ..ok() }, "FileId"),
+        (
+            Chunk {
+                data: Some(Vec::new()),
+                ..ok()
+            },
+            "File",
+        ),
+        (
+            Chunk {
+                total_blocks: None,
+                ..ok()
+            },
+            "TotalBlocks",
+        ),
+        (
+            Chunk {
+                total_blocks: Some("0".into()),
+                ..ok()
+            },
+            "TotalBlocks",
+        ),
+        (
+            Chunk {
+                total_blocks: Some("50001".into()),
+                ..ok()
+            },
+            "TotalBlocks",
+        ),
+        (
+            Chunk {
+                total_blocks: Some("two".into()),
+                ..ok()
+            },
+            "TotalBlocks",
+        ),
+        (
+            Chunk {
+                block_index: None,
+                ..ok()
+            },
+            "BlockIndex",
+        ),
+        (
+            Chunk {
+                block_index: Some("2".into()),
+                ..ok()
+            },
+            "BlockIndex",
+        ),
+        (
+            Chunk {
+                block_index: Some("-1".into()),
+                ..ok()
+            },
+            "BlockIndex",
+        ),
+        (
+            Chunk {
+                block_index: Some("1".into()),
+                ..ok()
+            },
+            "FileId",
+        ),
         (Chunk { mode: None, ..ok() }, "Mode"),
-        (Chunk { mode: Some("Avatar".into()), ..ok() }, "Mode"),
+        (
+            Chunk {
+                mode: Some("Avatar".into()),
+                ..ok()
+            },
+            "Mode",
+        ),
         (ok().file_id("not-a-uuid"), "FileId"),
-        (Chunk { current_block: Some("5".into()), ..ok() }, "CurrentBlock"),
-        (Chunk { block_index: None, current_block: Some("0".into()), ..ok() }, "CurrentBlock"),
+        (
+            Chunk {
+                current_block: Some("5".into()),
+                ..ok()
+            },
+            "CurrentBlock",
+        ),
+        (
+            Chunk {
+                block_index: None,
+                current_block: Some("0".into()),
+                ..ok()
+            },
+            "CurrentBlock",
+        ),
     ];
     for (chunk, field) in cases {
         error_naming(app.post_chunk(chunk).await, 400, field).await;
     }
     let mut db = app.db().await;
-    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM upload_sessions").fetch_one(&mut db).await.unwrap();
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM upload_sessions")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
     assert_eq!(sessions, 0, "a rejected request leaves nothing behind");
 }
 
@@ -49,9 +130,26 @@ async fn a_body_that_is_not_multipart_is_refused_in_the_envelope() {
             .body(body)
             .send()
     };
-    error_naming(send("application/json", "{}").await.unwrap(), 415, "multipart/form-data").await;
-    error_naming(send("multipart/form-data; boundary=xyz", "garbage without parts").await.unwrap(), 400, "multipart").await;
-    error_naming(send("multipart/form-data", "--x\r\n").await.unwrap(), 400, "boundary").await;
+    error_naming(
+        send("application/json", "{}").await.unwrap(),
+        415,
+        "multipart/form-data",
+    )
+    .await;
+    error_naming(
+        send("multipart/form-data; boundary=xyz", "garbage without parts")
+            .await
+            .unwrap(),
+        400,
+        "multipart",
+    )
+    .await;
+    error_naming(
+        send("multipart/form-data", "--x\r\n").await.unwrap(),
+        400,
+        "boundary",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -66,9 +164,26 @@ async fn a_missing_or_unknown_key_gets_401() {
         .unwrap();
     error_naming(resp, 401, "X-API-Key").await;
     let unknown = format!("fg_{}", "0".repeat(64));
-    error_naming(app.post_chunk_as(&unknown, Chunk::new(b"x", 0, 1, "Firm")).await, 401, "not valid").await;
-    error_naming(app.post_chunk_as("garbage", Chunk::new(b"x", 0, 1, "Firm")).await, 401, "not valid").await;
-    let status = app.http.get(app.url(&format!("/api/v1/Files/{}", uuid::Uuid::new_v4()))).send().await.unwrap();
+    error_naming(
+        app.post_chunk_as(&unknown, Chunk::new(b"x", 0, 1, "Firm"))
+            .await,
+        401,
+        "not valid",
+    )
+    .await;
+    error_naming(
+        app.post_chunk_as("garbage", Chunk::new(b"x", 0, 1, "Firm"))
+            .await,
+        401,
+        "not valid",
+    )
+    .await;
+    let status = app
+        .http
+        .get(app.url(&format!("/api/v1/Files/{}", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
     error_naming(status, 401, "X-API-Key").await;
 }
 
@@ -76,12 +191,22 @@ async fn a_missing_or_unknown_key_gets_401() {
 async fn an_unknown_or_foreign_file_id_gets_404() {
     let app = TestApp::spawn().await;
     let unknown = uuid::Uuid::new_v4().to_string();
-    error_naming(app.post_chunk(Chunk::new(b"x", 1, 2, "Message").file_id(&unknown)).await, 404, &unknown).await;
+    error_naming(
+        app.post_chunk(Chunk::new(b"x", 1, 2, "Message").file_id(&unknown))
+            .await,
+        404,
+        &unknown,
+    )
+    .await;
     error_naming(app.status(&unknown).await, 404, &unknown).await;
 
     let id = open(&app, 2).await;
-    let other_key = app.create_key(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()).await;
-    let foreign = app.post_chunk_as(&other_key, Chunk::new(b"x", 1, 2, "Message").file_id(&id)).await;
+    let other_key = app
+        .create_key(uuid::Uuid::new_v4(), uuid::Uuid::new_v4())
+        .await;
+    let foreign = app
+        .post_chunk_as(&other_key, Chunk::new(b"x", 1, 2, "Message").file_id(&id))
+        .await;
     error_naming(foreign, 404, &id).await;
     let foreign_status = app
         .http
@@ -97,12 +222,34 @@ async fn an_unknown_or_foreign_file_id_gets_404() {
 async fn conflicting_chunks_get_409() {
     let app = TestApp::spawn().await;
     let id = open(&app, 3).await;
-    error_naming(app.post_chunk(Chunk::new(b"x", 1, 4, "Message").file_id(&id)).await, 409, "TotalBlocks").await;
-    error_naming(app.post_chunk(Chunk::new(b"x", 1, 3, "Import").file_id(&id)).await, 409, "Mode").await;
+    error_naming(
+        app.post_chunk(Chunk::new(b"x", 1, 4, "Message").file_id(&id))
+            .await,
+        409,
+        "TotalBlocks",
+    )
+    .await;
+    error_naming(
+        app.post_chunk(Chunk::new(b"x", 1, 3, "Import").file_id(&id))
+            .await,
+        409,
+        "Mode",
+    )
+    .await;
 
-    let done = envelope(app.post_chunk(Chunk::new(b"whole", 0, 1, "Message")).await, 200).await;
+    let done = envelope(
+        app.post_chunk(Chunk::new(b"whole", 0, 1, "Message")).await,
+        200,
+    )
+    .await;
     let done_id = done["data"]["fileId"].as_str().unwrap();
-    error_naming(app.post_chunk(Chunk::new(b"x", 0, 1, "Message").file_id(done_id)).await, 409, "complete").await;
+    error_naming(
+        app.post_chunk(Chunk::new(b"x", 0, 1, "Message").file_id(done_id))
+            .await,
+        409,
+        "complete",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -110,9 +257,18 @@ async fn a_chunk_over_the_limit_gets_413() {
     let app = TestApp::spawn().await;
     // The test server's limit is 1 MiB.
     let big = random_bytes(1024 * 1024 + 1);
-    error_naming(app.post_chunk(Chunk::new(&big, 0, 1, "Message")).await, 413, "maximum").await;
+    error_naming(
+        app.post_chunk(Chunk::new(&big, 0, 1, "Message")).await,
+        413,
+        "maximum",
+    )
+    .await;
     let exact = random_bytes(1024 * 1024);
-    envelope(app.post_chunk(Chunk::new(&exact, 0, 1, "Message")).await, 200).await;
+    envelope(
+        app.post_chunk(Chunk::new(&exact, 0, 1, "Message")).await,
+        200,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -132,7 +288,10 @@ async fn a_chunk_far_over_the_limit_is_refused_without_reading_it_all() {
         .http
         .post(app.url("/api/v1/Files/chunk"))
         .header("X-API-Key", &app.key)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await;
@@ -149,9 +308,23 @@ async fn a_chunk_far_over_the_limit_is_refused_without_reading_it_all() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_the_envelope() {
     let app = TestApp::spawn().await;
-    error_naming(app.http.get(app.url("/nope")).send().await.unwrap(), 404, "route").await;
-    let resp = app.http.get(app.url("/api/v1/Files/chunk")).header("X-API-Key", &app.key).send().await.unwrap();
+    error_naming(
+        app.http.get(app.url("/nope")).send().await.unwrap(),
+        404,
+        "route",
+    )
+    .await;
+    let resp = app
+        .http
+        .get(app.url("/api/v1/Files/chunk"))
+        .header("X-API-Key", &app.key)
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
-    assert!(status == 405 || status == 400, "GET on the chunk route: {status}");
+    assert!(
+        status == 405 || status == 400,
+        "GET on the chunk route: {status}"
+    );
     envelope(resp, status).await;
 }

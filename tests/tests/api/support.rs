@@ -6,17 +6,26 @@ use serde_json::Value;
 /// Reads an answer, checks that it is the envelope with the expected status, and returns it.
 pub async fn envelope(resp: reqwest::Response, status: u16) -> Value {
     let got = resp.status().as_u16();
-    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or_default().to_owned());
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
     let text = resp.text().await.expect("body");
     assert_eq!(got, status, "unexpected status; body: {text}");
     assert!(
-        content_type.as_deref().is_some_and(|c| c.starts_with("application/json")),
+        content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("application/json")),
         "not JSON ({content_type:?}): {text}"
     );
-    let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    let body: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     let success = (200..300).contains(&status);
     assert_eq!(body["isSuccess"], Value::Bool(success), "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message: {body}"
+    );
     if !success {
         assert!(body["data"].is_null(), "an error carries data: {body}");
     }
@@ -27,7 +36,10 @@ pub async fn envelope(resp: reqwest::Response, status: u16) -> Value {
 pub async fn error_naming(resp: reqwest::Response, status: u16, needle: &str) -> Value {
     let body = envelope(resp, status).await;
     let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.contains(needle), "message `{message}` does not name `{needle}`");
+    assert!(
+        message.contains(needle),
+        "message `{message}` does not name `{needle}`"
+    );
     body
 }
 
@@ -35,11 +47,20 @@ pub async fn error_naming(resp: reqwest::Response, status: u16, needle: &str) ->
 pub async fn upload_sequentially(app: &TestApp, data: &[u8], parts: usize, mode: &str) -> Value {
     let chunks = split(data, parts);
     let total = chunks.len() as u32;
-    let first = envelope(app.post_chunk(Chunk::new(chunks[0], 0, total, mode)).await, 200).await;
+    let first = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, total, mode)).await,
+        200,
+    )
+    .await;
     let id = first["data"]["fileId"].as_str().unwrap().to_owned();
     let mut last = first;
     for (i, chunk) in chunks.iter().enumerate().skip(1) {
-        last = envelope(app.post_chunk(Chunk::new(chunk, i as u32, total, mode).file_id(&id)).await, 200).await;
+        last = envelope(
+            app.post_chunk(Chunk::new(chunk, i as u32, total, mode).file_id(&id))
+                .await,
+            200,
+        )
+        .await;
     }
     last
 }

@@ -9,7 +9,11 @@ use crate::support::{envelope, fetch, random_bytes, split, upload_sequentially};
 async fn a_single_chunk_upload_is_complete_with_the_bytes_at_the_mode_path() {
     let app = TestApp::spawn().await;
     let data = random_bytes(10_000);
-    let body = envelope(app.post_chunk(Chunk::new(&data, 0, 1, "Contact")).await, 200).await;
+    let body = envelope(
+        app.post_chunk(Chunk::new(&data, 0, 1, "Contact")).await,
+        200,
+    )
+    .await;
     assert_eq!(body["message"], "File uploaded successfully");
     assert_eq!(body["data"]["isComplete"], true);
     let id = body["data"]["fileId"].as_str().unwrap();
@@ -26,7 +30,10 @@ async fn five_chunks_in_sequence_make_one_file() {
     let last = upload_sequentially(&app, &data, 5, "Message").await;
     assert_eq!(last["data"]["isComplete"], true);
     let url = last["data"]["url"].as_str().unwrap();
-    assert!(url.contains(&format!("/uploads/messages/{}/", app.firm)), "{url}");
+    assert!(
+        url.contains(&format!("/uploads/messages/{}/", app.firm)),
+        "{url}"
+    );
     assert_eq!(fetch(url).await, data);
 }
 
@@ -35,7 +42,11 @@ async fn chunks_out_of_order_and_four_in_parallel_make_one_file() {
     let app = TestApp::spawn().await;
     let data = random_bytes(9 * 100_000);
     let chunks = split(&data, 9);
-    let first = envelope(app.post_chunk(Chunk::new(chunks[0], 0, 9, "Import")).await, 200).await;
+    let first = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 9, "Import")).await,
+        200,
+    )
+    .await;
     assert_eq!(first["data"]["isComplete"], false);
     assert!(first["data"]["url"].is_null());
     let id = first["data"]["fileId"].as_str().unwrap().to_owned();
@@ -43,15 +54,27 @@ async fn chunks_out_of_order_and_four_in_parallel_make_one_file() {
     let order: Vec<usize> = (1..9).rev().collect();
     let mut answers = Vec::new();
     for batch in order.chunks(4) {
-        let sends = batch.iter().map(|&i| app.post_chunk(Chunk::new(chunks[i], i as u32, 9, "Import").file_id(&id)));
+        let sends = batch
+            .iter()
+            .map(|&i| app.post_chunk(Chunk::new(chunks[i], i as u32, 9, "Import").file_id(&id)));
         for resp in join_all(sends).await {
             answers.push(envelope(resp, 200).await);
         }
     }
-    let complete: Vec<_> = answers.iter().filter(|a| a["data"]["isComplete"] == true).collect();
-    assert_eq!(complete.len(), 1, "exactly the last chunk completes the file");
+    let complete: Vec<_> = answers
+        .iter()
+        .filter(|a| a["data"]["isComplete"] == true)
+        .collect();
+    assert_eq!(
+        complete.len(),
+        1,
+        "exactly the last chunk completes the file"
+    );
     let url = complete[0]["data"]["url"].as_str().unwrap();
-    assert!(url.contains(&format!("/uploads/imports/{}/{id}/", app.firm)), "{url}");
+    assert!(
+        url.contains(&format!("/uploads/imports/{}/{id}/", app.firm)),
+        "{url}"
+    );
     assert_eq!(fetch(url).await, data);
 }
 
@@ -60,14 +83,37 @@ async fn a_chunk_sent_twice_replaces_the_first_copy() {
     let app = TestApp::spawn().await;
     let data = random_bytes(300_000);
     let chunks = split(&data, 3);
-    let first = envelope(app.post_chunk(Chunk::new(chunks[0], 0, 3, "Template")).await, 200).await;
+    let first = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 3, "Template"))
+            .await,
+        200,
+    )
+    .await;
     let id = first["data"]["fileId"].as_str().unwrap().to_owned();
     let wrong = random_bytes(chunks[1].len());
-    let once = envelope(app.post_chunk(Chunk::new(&wrong, 1, 3, "Template").file_id(&id)).await, 200).await;
-    let twice = envelope(app.post_chunk(Chunk::new(chunks[1], 1, 3, "Template").file_id(&id)).await, 200).await;
+    let once = envelope(
+        app.post_chunk(Chunk::new(&wrong, 1, 3, "Template").file_id(&id))
+            .await,
+        200,
+    )
+    .await;
+    let twice = envelope(
+        app.post_chunk(Chunk::new(chunks[1], 1, 3, "Template").file_id(&id))
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(once["data"]["receivedBlocks"], 2);
-    assert_eq!(twice["data"]["receivedBlocks"], 2, "a re-sent block is not counted twice");
-    let last = envelope(app.post_chunk(Chunk::new(chunks[2], 2, 3, "Template").file_id(&id)).await, 200).await;
+    assert_eq!(
+        twice["data"]["receivedBlocks"], 2,
+        "a re-sent block is not counted twice"
+    );
+    let last = envelope(
+        app.post_chunk(Chunk::new(chunks[2], 2, 3, "Template").file_id(&id))
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(fetch(last["data"]["url"].as_str().unwrap()).await, data);
 }
 
@@ -80,7 +126,11 @@ async fn two_racing_copies_of_the_final_chunk_commit_once_and_agree() {
     for round in 0..6 {
         let data = random_bytes(200_000);
         let chunks = split(&data, 2);
-        let first = envelope(app.post_chunk(Chunk::new(chunks[0], 0, 2, "Message")).await, 200).await;
+        let first = envelope(
+            app.post_chunk(Chunk::new(chunks[0], 0, 2, "Message")).await,
+            200,
+        )
+        .await;
         let id = first["data"]["fileId"].as_str().unwrap().to_owned();
         let (a, b) = tokio::join!(
             app.post_chunk(Chunk::new(chunks[1], 1, 2, "Message").file_id(&id)),
@@ -97,13 +147,26 @@ async fn two_racing_copies_of_the_final_chunk_commit_once_and_agree() {
                     urls.push(url.split('?').next().unwrap().to_owned());
                     assert_eq!(fetch(url).await, data);
                 }
-                409 => assert!(body["message"].as_str().unwrap().contains("already complete"), "{body}"),
+                409 => assert!(
+                    body["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("already complete"),
+                    "{body}"
+                ),
                 other => panic!("round {round}: unexpected status {other}: {body}"),
             }
         }
-        assert!(!urls.is_empty(), "round {round}: one of the two must have committed");
+        assert!(
+            !urls.is_empty(),
+            "round {round}: one of the two must have committed"
+        );
         urls.dedup();
-        assert_eq!(urls.len(), 1, "round {round}: both answers name the same file");
+        assert_eq!(
+            urls.len(),
+            1,
+            "round {round}: both answers name the same file"
+        );
         let mut db = app.db().await;
         let files: i64 = sqlx::query_scalar("SELECT count(*) FROM files WHERE id = $1::uuid")
             .bind(&id)
@@ -121,16 +184,29 @@ async fn the_last_two_missing_chunks_racing_complete_the_file_once() {
     for round in 0..6 {
         let data = random_bytes(300_000);
         let chunks = split(&data, 3);
-        let first = envelope(app.post_chunk(Chunk::new(chunks[0], 0, 3, "Import")).await, 200).await;
+        let first = envelope(
+            app.post_chunk(Chunk::new(chunks[0], 0, 3, "Import")).await,
+            200,
+        )
+        .await;
         let id = first["data"]["fileId"].as_str().unwrap().to_owned();
         let (a, b) = tokio::join!(
             app.post_chunk(Chunk::new(chunks[1], 1, 3, "Import").file_id(&id)),
             app.post_chunk(Chunk::new(chunks[2], 2, 3, "Import").file_id(&id)),
         );
         let (a, b) = (envelope(a, 200).await, envelope(b, 200).await);
-        let complete: Vec<_> = [&a, &b].into_iter().filter(|v| v["data"]["isComplete"] == true).collect();
-        assert!(!complete.is_empty(), "round {round}: the file must complete: {a} {b}");
-        assert_eq!(fetch(complete[0]["data"]["url"].as_str().unwrap()).await, data);
+        let complete: Vec<_> = [&a, &b]
+            .into_iter()
+            .filter(|v| v["data"]["isComplete"] == true)
+            .collect();
+        assert!(
+            !complete.is_empty(),
+            "round {round}: the file must complete: {a} {b}"
+        );
+        assert_eq!(
+            fetch(complete[0]["data"]["url"].as_str().unwrap()).await,
+            data
+        );
     }
 }
 
@@ -139,16 +215,30 @@ async fn the_status_lists_what_is_missing_and_then_the_url() {
     let app = TestApp::spawn().await;
     let data = random_bytes(40_000);
     let chunks = split(&data, 4);
-    let first = envelope(app.post_chunk(Chunk::new(chunks[0], 0, 4, "Message")).await, 200).await;
+    let first = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 4, "Message")).await,
+        200,
+    )
+    .await;
     let id = first["data"]["fileId"].as_str().unwrap().to_owned();
-    envelope(app.post_chunk(Chunk::new(chunks[2], 2, 4, "Message").file_id(&id)).await, 200).await;
+    envelope(
+        app.post_chunk(Chunk::new(chunks[2], 2, 4, "Message").file_id(&id))
+            .await,
+        200,
+    )
+    .await;
     let status = envelope(app.status(&id).await, 200).await;
     assert_eq!(status["data"]["receivedBlocks"], serde_json::json!([0, 2]));
     assert_eq!(status["data"]["missingBlocks"], serde_json::json!([1, 3]));
     assert_eq!(status["data"]["isComplete"], false);
     assert_eq!(status["data"]["mode"], "Message");
     for i in [1usize, 3] {
-        envelope(app.post_chunk(Chunk::new(chunks[i], i as u32, 4, "Message").file_id(&id)).await, 200).await;
+        envelope(
+            app.post_chunk(Chunk::new(chunks[i], i as u32, 4, "Message").file_id(&id))
+                .await,
+            200,
+        )
+        .await;
     }
     let status = envelope(app.status(&id).await, 200).await;
     assert_eq!(status["data"]["isComplete"], true);
@@ -161,11 +251,25 @@ async fn an_upload_survives_a_server_restart_between_chunks() {
     let mut app = TestApp::spawn().await;
     let data = random_bytes(300_000);
     let chunks = split(&data, 3);
-    let first = envelope(app.post_chunk(Chunk::new(chunks[0], 0, 3, "Import")).await, 200).await;
+    let first = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 3, "Import")).await,
+        200,
+    )
+    .await;
     let id = first["data"]["fileId"].as_str().unwrap().to_owned();
-    envelope(app.post_chunk(Chunk::new(chunks[1], 1, 3, "Import").file_id(&id)).await, 200).await;
+    envelope(
+        app.post_chunk(Chunk::new(chunks[1], 1, 3, "Import").file_id(&id))
+            .await,
+        200,
+    )
+    .await;
     app.restart().await;
-    let last = envelope(app.post_chunk(Chunk::new(chunks[2], 2, 3, "Import").file_id(&id)).await, 200).await;
+    let last = envelope(
+        app.post_chunk(Chunk::new(chunks[2], 2, 3, "Import").file_id(&id))
+            .await,
+        200,
+    )
+    .await;
     assert_eq!(last["data"]["isComplete"], true);
     assert_eq!(fetch(last["data"]["url"].as_str().unwrap()).await, data);
 }
@@ -192,14 +296,20 @@ async fn the_legacy_fields_and_a_case_insensitive_path_work() {
     let last = envelope(send(legacy(chunks[1], 2).file_id(&id)).await.unwrap(), 200).await;
     assert_eq!(last["data"]["isComplete"], true);
     let url = last["data"]["url"].as_str().unwrap();
-    assert!(url.contains(&format!("/uploads/profiles/{}/{id}/", app.user)), "User is read as Profile: {url}");
+    assert!(
+        url.contains(&format!("/uploads/profiles/{}/{id}/", app.user)),
+        "User is read as Profile: {url}"
+    );
     assert_eq!(fetch(url).await, data);
 }
 
 #[tokio::test]
 async fn the_stored_name_is_the_sanitized_first_file_name() {
     let app = TestApp::spawn().await;
-    let chunk = Chunk { file_name: Some("../../etc/pass wd?.csv".into()), ..Chunk::new(b"a,b\n1,2\n", 0, 1, "Import") };
+    let chunk = Chunk {
+        file_name: Some("../../etc/pass wd?.csv".into()),
+        ..Chunk::new(b"a,b\n1,2\n", 0, 1, "Import")
+    };
     let body = envelope(app.post_chunk(chunk).await, 200).await;
     let id = body["data"]["fileId"].as_str().unwrap();
     let url = body["data"]["url"].as_str().unwrap();
