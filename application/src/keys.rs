@@ -130,11 +130,7 @@ mod tests {
     use uuid::Uuid;
 
     fn keys() -> ApiKeys<InMemoryStore, FixedClock, SeqIds> {
-        ApiKeys::new(
-            InMemoryStore::default(),
-            FixedClock,
-            SeqIds::default(),
-        )
+        ApiKeys::new(InMemoryStore::default(), FixedClock, SeqIds::default())
     }
 
     #[tokio::test]

@@ -5,11 +5,14 @@
 //! The metadata store decides completion under the session's lock and runs the commit inside
 //! that decision, which is what makes the commit happen exactly once.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use filegate_domain::{
-    BlobPath, BlockRuleError, ChunkMismatch, FileId, FileName, FileRecord, Mode, SessionState,
-    TotalBlocks, UploadSession,
+    BlobPath, BlockRuleError, ChunkMismatch, FileId, FileName, FileRecord, Mode, RangeSpec,
+    SessionState, TotalBlocks, Unsatisfiable, UploadSession,
 };
+use futures::stream::BoxStream;
 
 use crate::keys::Principal;
 use crate::ports::{
@@ -76,6 +79,60 @@ pub enum UploadChunkError {
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
     Unknown(anyhow::Error),
+}
+
+/// A committed file being read, whole or a range of it.
+pub struct FileContent {
+    pub file: FileRecord,
+    /// A strong validator: a committed file never changes, so its id and size identify its bytes.
+    pub etag: String,
+    /// The bytes being sent.
+    pub range: Range<u64>,
+    /// Whether a range was asked for (206) or the whole file is sent (200).
+    pub partial: bool,
+    pub stream: BoxStream<'static, Result<Bytes, BlobError>>,
+}
+
+impl std::fmt::Debug for FileContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileContent")
+            .field("file", &self.file.id)
+            .field("range", &self.range)
+            .field("partial", &self.partial)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("no file with id {0} exists for this firm")]
+    NotFound(FileId),
+    #[error("the upload of file {0} is not complete yet; its status lists the missing blocks")]
+    NotComplete(FileId),
+    #[error(transparent)]
+    RangeNotSatisfiable(#[from] Unsatisfiable),
+    #[error("a backend is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
+
+impl From<StoreError> for ContentError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => Self::Unavailable(e),
+            other => Self::Unknown(other.into()),
+        }
+    }
+}
+
+impl From<BlobError> for ContentError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Unavailable(e) => Self::Unavailable(e),
+            other => Self::Unknown(other.into()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +313,31 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
             received: received.received().collect(),
             missing: received.missing().collect(),
             size: file.as_ref().map_or(staged_bytes, |f| f.size),
+        })
+    }
+
+    /// Streams a committed file of this firm, whole or the requested range.
+    pub async fn open_content(
+        &self,
+        who: Principal,
+        id: FileId,
+        range: Option<RangeSpec>,
+    ) -> Result<FileContent, ContentError> {
+        let snapshot = self
+            .store
+            .find_session(who.firm, id)
+            .await?
+            .ok_or(ContentError::NotFound(id))?;
+        let file = snapshot.file.ok_or(ContentError::NotComplete(id))?;
+        let wanted = range.map(|r| r.resolve(file.size)).transpose()?;
+        let partial = wanted.is_some();
+        let read = self.blobs.read(&file.blob_path, wanted).await?;
+        Ok(FileContent {
+            etag: format!("\"{}-{}\"", file.id, file.size),
+            range: read.range,
+            partial,
+            stream: read.stream,
+            file,
         })
     }
 
@@ -608,6 +690,57 @@ mod tests {
                 .unwrap()
                 .is_complete
         );
+    }
+
+    #[tokio::test]
+    async fn content_is_served_whole_or_by_range_once_complete() {
+        use futures::TryStreamExt;
+        let (svc, _) = service();
+        let id = svc
+            .upload_chunk(who(1), chunk(None, 0, 2, b"hello "))
+            .await
+            .unwrap()
+            .file_id;
+        assert!(matches!(
+            svc.open_content(who(1), id, None).await,
+            Err(ContentError::NotComplete(_))
+        ));
+        svc.upload_chunk(who(1), chunk(Some(id), 1, 2, b"world"))
+            .await
+            .unwrap();
+        let whole = svc.open_content(who(1), id, None).await.unwrap();
+        assert!(!whole.partial);
+        assert_eq!(
+            whole
+                .stream
+                .map_ok(|b| b.to_vec())
+                .try_concat()
+                .await
+                .unwrap(),
+            b"hello world".to_vec()
+        );
+        let part = svc
+            .open_content(who(1), id, Some(RangeSpec::Suffix(5)))
+            .await
+            .unwrap();
+        assert_eq!((part.partial, part.range.clone()), (true, 6..11));
+        assert_eq!(
+            part.stream
+                .map_ok(|b| b.to_vec())
+                .try_concat()
+                .await
+                .unwrap(),
+            b"world".to_vec()
+        );
+        let err = svc
+            .open_content(who(1), id, Some(RangeSpec::From(11)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ContentError::RangeNotSatisfiable(_)));
+        assert!(matches!(
+            svc.open_content(who(2), id, None).await,
+            Err(ContentError::NotFound(_))
+        ));
     }
 
     #[tokio::test]

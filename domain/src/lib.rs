@@ -7,6 +7,7 @@ mod blocks;
 mod file_name;
 mod ids;
 mod mode;
+mod range;
 mod record;
 mod session;
 
@@ -14,5 +15,6 @@ pub use blocks::{BlockIndex, BlockRuleError, BlockSet, MAX_TOTAL_BLOCKS, TotalBl
 pub use file_name::FileName;
 pub use ids::{ApiKeyId, FileId, FirmId, UserId};
 pub use mode::{Mode, UnknownMode};
+pub use range::{RangeSpec, Unsatisfiable};
 pub use record::{BlobPath, FileRecord};
 pub use session::{ChunkMismatch, SessionState, UploadSession};
