@@ -16,5 +16,6 @@ mod fakes;
 pub use app::{Filegate, Readiness};
 pub use keys::{ApiKeys, AuthError, CreatedKey, KeyAdminError, Principal};
 pub use uploads::{
-    ChunkCommand, ChunkReceipt, FileStatus, FileStatusError, UploadChunkError, Uploads,
+    ChunkCommand, ChunkReceipt, ContentError, FileContent, FileStatus, FileStatusError,
+    UploadChunkError, Uploads,
 };

@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use filegate_adapter_azure_blob::AzureBlobSettings;
+use filegate_adapter_local_fs::LocalFsSettings;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,11 +56,16 @@ impl Default for HttpSettings {
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// The metadata store, as a URL. Default `postgres://postgres@127.0.0.1:5432/filegate`.
-    /// It may hold a password, so it is never logged.
+    /// The metadata store, as a URL: `sqlite://PATH` (the embedded profile) or
+    /// `postgres://...`. Default `sqlite://./filegate-data/filegate.db`. It may hold a password,
+    /// so it is never logged.
     pub url: SecretString,
     /// Connections in the pool. Default 16.
     pub max_connections: u32,
+    /// When `serve` finds no API key at all, create one for a development firm and user and
+    /// print it once, so that the very first request works. Default true; production sets it
+    /// false and creates keys with `filegate keys create`.
+    pub create_first_key: bool,
     /// Run the embedded migrations when `serve` starts. Default true.
     pub migrate_on_start: bool,
 }
@@ -69,6 +75,7 @@ impl std::fmt::Debug for DatabaseSettings {
         f.debug_struct("DatabaseSettings")
             .field("url", &"<redacted>")
             .field("max_connections", &self.max_connections)
+            .field("create_first_key", &self.create_first_key)
             .field("migrate_on_start", &self.migrate_on_start)
             .finish()
     }
@@ -77,8 +84,9 @@ impl std::fmt::Debug for DatabaseSettings {
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
-            url: SecretString::from("postgres://postgres@127.0.0.1:5432/filegate"),
+            url: SecretString::from("sqlite://./filegate-data/filegate.db"),
             max_connections: 16,
+            create_first_key: true,
             migrate_on_start: true,
         }
     }
@@ -88,15 +96,43 @@ impl Default for DatabaseSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BlobKind {
-    /// Azure Blob Storage (or Azurite). The default.
+    /// Files under a local folder (the embedded profile). The default.
     #[default]
+    Local,
+    /// Azure Blob Storage (or Azurite).
     Azure,
+}
+
+/// Which metadata store `database.url` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl DatabaseSettings {
+    /// Tells the store apart by the URL's scheme.
+    pub fn kind(&self) -> Result<DatabaseKind, String> {
+        use secrecy::ExposeSecret;
+        let url = self.url.expose_secret();
+        let scheme = url
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        match scheme.as_str() {
+            "sqlite" => Ok(DatabaseKind::Sqlite),
+            "postgres" | "postgresql" => Ok(DatabaseKind::Postgres),
+            _ => Err(format!(
+                "database.url must start with sqlite: or postgres:, not `{scheme}:`"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlobSettings {
-    /// `azure`. Default `azure`.
+    /// `local` (files under `blob.local.root`) or `azure`. Default `local`.
     pub kind: BlobKind,
     /// The one container all files go to. Default `uploads`. It must exist: `/health/ready`
     /// says so when it does not.
@@ -104,14 +140,18 @@ pub struct BlobSettings {
     /// Azure settings: a connection string, or account + key, or Entra ID; see
     /// `docs/configuration.md`.
     pub azure: AzureBlobSettings,
+    /// Local folder settings (`root`, default `./filegate-data/blobs`); see
+    /// `docs/configuration.md`.
+    pub local: LocalFsSettings,
 }
 
 impl Default for BlobSettings {
     fn default() -> Self {
         Self {
-            kind: BlobKind::Azure,
+            kind: BlobKind::Local,
             container: "uploads".into(),
             azure: AzureBlobSettings::default(),
+            local: LocalFsSettings::default(),
         }
     }
 }
@@ -187,6 +227,7 @@ mod tests {
             assert_eq!(s.blob.container, "media");
             assert_eq!(s.blob.azure.container, "media");
             assert_eq!(s.database.url.expose_secret(), "postgres://u:p@db/x");
+            assert_eq!(s.database.kind(), Ok(DatabaseKind::Postgres));
             Ok(())
         });
     }
@@ -197,6 +238,8 @@ mod tests {
             let s = Settings::load(None).unwrap();
             assert_eq!(s.http.max_chunk_bytes, 16 * 1024 * 1024);
             assert_eq!(s.blob.container, "uploads");
+            assert_eq!(s.blob.kind, BlobKind::Local);
+            assert_eq!(s.database.kind(), Ok(DatabaseKind::Sqlite));
             Ok(())
         });
     }

@@ -1,5 +1,7 @@
-//! Wiring: builds the adapters named by the configuration, hands them to the use cases, and
-//! runs the HTTP server with a graceful shutdown.
+//! Wiring: builds the adapters that the configuration names, hands them to the use cases, and
+//! runs the HTTP server with a graceful shutdown. Adapters are picked at run time but the use
+//! cases stay generic: each combination of metadata store and blob store is its own
+//! monomorphized application, reached through one `match` per port.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,52 +14,80 @@ use uuid::Uuid;
 
 use filegate_adapter_azure_blob::AzureBlobStore;
 use filegate_adapter_http::{FilesService, HttpOptions};
+use filegate_adapter_local_fs::LocalFsStore;
 use filegate_adapter_postgres::PgStore;
+use filegate_adapter_sqlite::SqliteStore;
+use filegate_application::ports::{BlobStore, MetadataStore};
 use filegate_application::system::{RandomIds, SystemClock};
-use filegate_application::{CreatedKey, Filegate};
+use filegate_application::{ApiKeys, CreatedKey, Filegate};
 use filegate_domain::{ApiKeyId, FirmId, UserId};
 
-use crate::config::{BlobKind, Settings};
+use crate::config::{BlobKind, DatabaseKind, Settings};
 
-type App = Filegate<PgStore, AzureBlobStore, SystemClock, RandomIds>;
-
-async fn metadata_store(settings: &Settings) -> anyhow::Result<PgStore> {
-    PgStore::connect(
-        settings.database.url.expose_secret(),
-        settings.database.max_connections,
-    )
-    .await
-    .context("cannot connect to the metadata store (database.url)")
+/// The metadata store the configuration names.
+enum AnyStore {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
 }
 
-fn blob_store(settings: &Settings) -> anyhow::Result<AzureBlobStore> {
-    match settings.blob.kind {
-        BlobKind::Azure => AzureBlobStore::new(&settings.blob.azure)
-            .context("invalid Azure blob settings (blob.azure)"),
+/// Runs `$body` with `$store` bound to the concrete metadata store.
+macro_rules! with_store {
+    ($any:expr, |$store:ident| $body:expr) => {
+        match $any {
+            AnyStore::Postgres($store) => $body,
+            AnyStore::Sqlite($store) => $body,
+        }
+    };
+}
+
+async fn metadata_store(settings: &Settings) -> anyhow::Result<AnyStore> {
+    let url = settings.database.url.expose_secret();
+    let max = settings.database.max_connections;
+    let kind = settings.database.kind().map_err(anyhow::Error::msg)?;
+    let store = match kind {
+        DatabaseKind::Postgres => AnyStore::Postgres(
+            PgStore::connect(url, max)
+                .await
+                .context("cannot connect to Postgres (database.url)")?,
+        ),
+        DatabaseKind::Sqlite => AnyStore::Sqlite(
+            SqliteStore::connect(url, max)
+                .await
+                .context("cannot open the SQLite database (database.url)")?,
+        ),
+    };
+    if settings.database.migrate_on_start {
+        migrate_store(&store).await?;
     }
+    Ok(store)
+}
+
+async fn migrate_store(store: &AnyStore) -> anyhow::Result<()> {
+    with_store!(store, |s| s.migrate().await.context("migration failed"))
 }
 
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    metadata_store(settings)
-        .await?
-        .migrate()
-        .await
-        .context("migration failed")?;
+    let store = metadata_store(settings).await?;
+    migrate_store(&store).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
 
-async fn app(settings: &Settings) -> anyhow::Result<App> {
+fn keys<M: MetadataStore>(store: M) -> ApiKeys<M, SystemClock, RandomIds> {
+    ApiKeys::new(store, SystemClock, RandomIds)
+}
+
+pub async fn create_key(settings: &Settings, firm: Uuid, user: Uuid) -> anyhow::Result<CreatedKey> {
+    let (firm, user) = (FirmId::from_uuid(firm), UserId::from_uuid(user));
     let store = metadata_store(settings).await?;
-    if settings.database.migrate_on_start {
-        store.migrate().await.context("migration failed")?;
-    }
-    Ok(Filegate::new(
-        store,
-        blob_store(settings)?,
-        SystemClock,
-        RandomIds,
-    ))
+    Ok(with_store!(store, |s| keys(s).create(firm, user).await)?)
+}
+
+pub async fn revoke_key(settings: &Settings, key_id: Uuid) -> anyhow::Result<()> {
+    let store = metadata_store(settings).await?;
+    Ok(with_store!(store, |s| keys(s)
+        .revoke(ApiKeyId::from_uuid(key_id))
+        .await)?)
 }
 
 fn http_options(settings: &Settings) -> HttpOptions {
@@ -71,24 +101,38 @@ pub fn openapi(settings: &Settings) -> String {
     filegate_adapter_http::spec_json(&http_options(settings))
 }
 
-pub async fn create_key(settings: &Settings, firm: Uuid, user: Uuid) -> anyhow::Result<CreatedKey> {
-    let app = app(settings).await?;
-    Ok(app
-        .keys
-        .create(FirmId::from_uuid(firm), UserId::from_uuid(user))
-        .await?)
-}
-
-pub async fn revoke_key(settings: &Settings, key_id: Uuid) -> anyhow::Result<()> {
-    let app = app(settings).await?;
-    Ok(app.keys.revoke(ApiKeyId::from_uuid(key_id)).await?)
-}
-
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     // object_store and sqlx both use rustls with aws-lc-rs; installing it explicitly keeps
     // rustls from guessing should another provider ever be compiled in.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let app = app(&settings).await?;
+    let store = metadata_store(&settings).await?;
+    with_store!(store, |s| serve_with_store(s, settings).await)
+}
+
+async fn serve_with_store<M: MetadataStore>(store: M, settings: Settings) -> anyhow::Result<()> {
+    match settings.blob.kind {
+        BlobKind::Azure => {
+            let blobs = AzureBlobStore::new(&settings.blob.azure)
+                .context("invalid Azure blob settings (blob.azure)")?;
+            serve_app(store, blobs, settings).await
+        }
+        BlobKind::Local => {
+            let blobs = LocalFsStore::new(&settings.blob.local)
+                .context("cannot use the local blob folder (blob.local)")?;
+            serve_app(store, blobs, settings).await
+        }
+    }
+}
+
+async fn serve_app<M: MetadataStore, B: BlobStore>(
+    store: M,
+    blobs: B,
+    settings: Settings,
+) -> anyhow::Result<()> {
+    let app = Filegate::new(store, blobs, SystemClock, RandomIds);
+    if settings.database.create_first_key {
+        create_first_key(&app.keys).await?;
+    }
     let readiness = app.readiness().await;
     if !readiness.is_ready() {
         tracing::warn!(
@@ -117,6 +161,29 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("the HTTP server failed")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// On a store without any key, creates one for a development firm and user and prints it
+/// once, so that a newcomer's first request works.
+async fn create_first_key<M: MetadataStore>(
+    keys: &ApiKeys<M, SystemClock, RandomIds>,
+) -> anyhow::Result<()> {
+    if keys.any().await? {
+        return Ok(());
+    }
+    let (firm, user) = (Uuid::new_v4(), Uuid::new_v4());
+    let created = keys
+        .create(FirmId::from_uuid(firm), UserId::from_uuid(user))
+        .await?;
+    println!("================================================================");
+    println!(" No API key existed, so filegate created one for a dev firm.");
+    println!(" It is shown this once; send it as the X-API-Key header.");
+    println!("   firm:   {firm}");
+    println!("   user:   {user}");
+    println!("   key id: {}", created.id);
+    println!("   key:    {}", created.secret);
+    println!("================================================================");
     Ok(())
 }
 

@@ -41,6 +41,24 @@ impl FileName {
         &self.0
     }
 
+    /// The name as one segment of a storage path: ASCII letters, digits, `-`, `_` and `.` only,
+    /// everything else `_`. Blob URLs carry the path percent-encoded, and signed URLs of names
+    /// that need encoding are refused by some storage implementations (Azurite refuses SAS URLs
+    /// with a space); an unreserved-only segment needs no encoding anywhere. The display name
+    /// (`as_str`) keeps the client's characters.
+    pub fn storage_segment(&self) -> String {
+        self.0
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+
     /// The lower-cased extension without its dot, if any.
     pub fn extension(&self) -> Option<String> {
         self.0
@@ -123,6 +141,15 @@ mod tests {
     }
 
     #[test]
+    fn the_storage_segment_is_plain_ascii() {
+        assert_eq!(
+            FileName::sanitize("résumé 2024 (1).pdf").storage_segment(),
+            "r_sum__2024__1_.pdf"
+        );
+        assert_eq!(FileName::sanitize("logo.png").storage_segment(), "logo.png");
+    }
+
+    #[test]
     fn a_long_name_keeps_its_extension() {
         let long = format!("{}.pdf", "x".repeat(500));
         let name = FileName::sanitize(&long);
@@ -142,6 +169,14 @@ mod tests {
             prop_assert!(!s.starts_with('.'));
             prop_assert!(s != "." && s != "..");
             prop_assert!(!s.starts_with(' ') && !s.ends_with(' ') && !s.ends_with('.'));
+        }
+
+        #[test]
+        fn a_storage_segment_needs_no_url_encoding(raw in any::<String>()) {
+            let segment = FileName::sanitize(&raw).storage_segment();
+            prop_assert!(!segment.is_empty() && !segment.starts_with('.'));
+            prop_assert!(segment.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+            prop_assert!(segment != "." && segment != "..");
         }
 
         #[test]

@@ -7,14 +7,19 @@ use crate::file_name::FileName;
 use crate::ids::{FileId, FirmId, UserId};
 use crate::mode::Mode;
 
-/// The path of a file inside the container: `{prefix}/{fileId}/{safe file name}`. The file id
-/// segment makes every path unique, so two uploads never write to the same blob.
+/// The path of a file inside the container: `{prefix}/{fileId}/{safe file name}`, the name in
+/// its storage form (plain ASCII). The file id segment makes every path unique, so two uploads
+/// never write to the same blob.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlobPath(String);
 
 impl BlobPath {
     pub fn for_file(mode: Mode, firm: FirmId, user: UserId, file: FileId, name: &FileName) -> Self {
-        Self(format!("{}/{file}/{name}", mode.blob_prefix(firm, user)))
+        Self(format!(
+            "{}/{file}/{}",
+            mode.blob_prefix(firm, user),
+            name.storage_segment()
+        ))
     }
 
     /// Rebuilds a path read back from the metadata store, which only ever stores paths made by

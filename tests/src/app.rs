@@ -42,16 +42,76 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// Which adapters the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Postgres + Azure Blob (Azurite).
+    Azure,
+    /// SQLite + local files, the default configuration.
+    Embedded,
+}
+
 /// Knobs of a test server.
 #[derive(Debug, Clone)]
 pub struct TestAppOptions {
+    pub profile: Profile,
     pub max_chunk_bytes: usize,
+    /// Create the key with `keys create` before `serve` (else `serve` makes the first one).
+    pub create_key: bool,
 }
 
-impl Default for TestAppOptions {
-    fn default() -> Self {
+impl TestAppOptions {
+    pub fn new(profile: Profile) -> Self {
         Self {
+            profile,
             max_chunk_bytes: 1024 * 1024,
+            create_key: true,
+        }
+    }
+}
+
+/// Where a test app keeps its files; removed when the app is dropped.
+#[derive(Debug)]
+struct DataDir(PathBuf);
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The metadata store of a test app, for tests that look at what it stored.
+#[derive(Debug)]
+pub enum Db {
+    Postgres(PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl Db {
+    /// Runs a `SELECT count(*) ...` with at most one text parameter on either database.
+    pub async fn count(
+        &mut self,
+        sql_postgres: &'static str,
+        sql_sqlite: &'static str,
+        arg: Option<&str>,
+    ) -> i64 {
+        match self {
+            Db::Postgres(c) => {
+                let q = sqlx::query_scalar::<_, i64>(sql_postgres);
+                let q = match arg {
+                    Some(a) => q.bind(a.to_owned()),
+                    None => q,
+                };
+                q.fetch_one(c).await.expect("count on postgres")
+            }
+            Db::Sqlite(c) => {
+                let q = sqlx::query_scalar::<_, i64>(sql_sqlite);
+                let q = match arg {
+                    Some(a) => q.bind(a.to_owned()),
+                    None => q,
+                };
+                q.fetch_one(c).await.expect("count on sqlite")
+            }
         }
     }
 }
@@ -64,47 +124,103 @@ pub struct TestApp {
     pub firm: Uuid,
     pub user: Uuid,
     pub http: reqwest::Client,
+    /// What `serve` printed on stdout before it listened (the first-key banner, say).
+    pub banner: Vec<String>,
     database_url: String,
-    database_name: String,
+    /// The Postgres database to drop at the end, if any.
+    database_name: Option<String>,
+    data_dir: Option<DataDir>,
     options: TestAppOptions,
     child: Option<Child>,
 }
 
 impl TestApp {
-    pub async fn spawn() -> Self {
-        Self::spawn_with(TestAppOptions::default()).await
+    pub async fn spawn(profile: Profile) -> Self {
+        Self::spawn_with(TestAppOptions::new(profile)).await
     }
 
     pub async fn spawn_with(options: TestAppOptions) -> Self {
-        let (database_url, database_name) = fresh_database().await;
+        let data_dir =
+            DataDir(std::env::temp_dir().join(format!("filegate-it-{}", Uuid::new_v4().simple())));
+        std::fs::create_dir_all(&data_dir.0).expect("create the data folder");
+        let (database_url, database_name) = match options.profile {
+            Profile::Azure => {
+                let (url, name) = fresh_database().await;
+                (url, Some(name))
+            }
+            Profile::Embedded => (
+                format!("sqlite://{}/filegate.db", data_dir.0.display()),
+                None,
+            ),
+        };
         let mut app = Self {
             base: String::new(),
             key: String::new(),
             firm: Uuid::new_v4(),
             user: Uuid::new_v4(),
             http: reqwest::Client::new(),
+            banner: Vec::new(),
             database_url,
             database_name,
+            data_dir: Some(data_dir),
             options,
             child: None,
         };
-        app.key = app.create_key(app.firm, app.user).await;
+        if app.options.create_key {
+            app.key = app.create_key(app.firm, app.user).await;
+        }
         app.start().await;
         app
     }
 
+    pub fn profile(&self) -> Profile {
+        self.options.profile
+    }
+
+    /// The folder of the embedded profile's blobs.
+    pub fn blob_root(&self) -> PathBuf {
+        self.data_dir
+            .as_ref()
+            .expect("a data folder")
+            .0
+            .join("blobs")
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("a running server")
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(binary());
+        // Nothing of the developer's own configuration may leak into a test server.
+        for (name, _) in
+            std::env::vars().filter(|(n, _)| n.starts_with("FILEGATE_") && n.contains("__"))
+        {
+            cmd.env_remove(name);
+        }
+        cmd.env_remove("FILEGATE_CONFIG");
         cmd.env("FILEGATE_DATABASE__URL", &self.database_url)
-            .env("FILEGATE_DATABASE__MAX_CONNECTIONS", "8")
-            .env("FILEGATE_BLOB__KIND", "azure")
-            .env("FILEGATE_BLOB__CONTAINER", azure_container())
-            .env(
-                "FILEGATE_BLOB__AZURE__CONNECTION_STRING",
-                azure_connection_string(),
-            )
-            .env("FILEGATE_BLOB__AZURE__URL_MODE", "sas")
-            .env("FILEGATE_HTTP__ADDR", "127.0.0.1:0")
+            .env("FILEGATE_DATABASE__MAX_CONNECTIONS", "8");
+        match self.options.profile {
+            Profile::Azure => {
+                cmd.env("FILEGATE_BLOB__KIND", "azure")
+                    .env("FILEGATE_BLOB__CONTAINER", azure_container())
+                    .env(
+                        "FILEGATE_BLOB__AZURE__CONNECTION_STRING",
+                        azure_connection_string(),
+                    )
+                    .env("FILEGATE_BLOB__AZURE__URL_MODE", "sas");
+            }
+            Profile::Embedded => {
+                cmd.env("FILEGATE_BLOB__KIND", "local")
+                    .env("FILEGATE_BLOB__LOCAL__ROOT", self.blob_root());
+            }
+        }
+        cmd.env("FILEGATE_HTTP__ADDR", "127.0.0.1:0")
             .env(
                 "FILEGATE_HTTP__MAX_CHUNK_BYTES",
                 self.options.max_chunk_bytes.to_string(),
@@ -167,10 +283,12 @@ impl TestApp {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base = tokio::time::timeout(Duration::from_secs(60), async {
+            let mut banner = Vec::new();
             while let Some(line) = lines.next_line().await.expect("read stdout") {
                 if let Some(addr) = line.strip_prefix("filegate listening on ") {
-                    return addr.trim().to_owned();
+                    return (addr.trim().to_owned(), banner);
                 }
+                banner.push(line);
             }
             panic!("filegate serve exited before listening")
         })
@@ -178,7 +296,8 @@ impl TestApp {
         .expect("filegate serve did not start within 60 s");
         // Keep draining stdout so that the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        self.base = base;
+        self.base = base.0;
+        self.banner = base.1;
         self.child = Some(child);
     }
 
@@ -228,11 +347,80 @@ impl TestApp {
             .expect("get status")
     }
 
-    /// A SQL connection to this app's database, to look at what it stored.
-    pub async fn db(&self) -> PgConnection {
-        PgConnection::connect(&self.database_url)
+    /// Kills the server with SIGKILL: no graceful anything, as a crash would.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts the server again on the same data after `stop` or `kill`.
+    pub async fn start_again(&mut self) {
+        self.start().await;
+    }
+
+    /// A connection to this app's database, to look at what it stored.
+    pub async fn db(&self) -> Db {
+        match self.options.profile {
+            Profile::Azure => Db::Postgres(
+                PgConnection::connect(&self.database_url)
+                    .await
+                    .expect("connect to postgres"),
+            ),
+            Profile::Embedded => Db::Sqlite(
+                sqlx::SqliteConnection::connect(&self.database_url)
+                    .await
+                    .expect("open the sqlite database"),
+            ),
+        }
+    }
+
+    /// Answers the bytes at a URL the service handed out: a signed blob URL (Azure profile) or
+    /// the content route (embedded profile), which needs the key.
+    pub async fn fetch(&self, url: &str) -> Vec<u8> {
+        let resp = self
+            .http
+            .get(url)
+            .header("X-API-Key", &self.key)
+            .send()
             .await
-            .expect("connect to the test database")
+            .expect("GET the file url");
+        assert_eq!(resp.status().as_u16(), 200, "GET {url}");
+        resp.bytes().await.expect("file bytes").to_vec()
+    }
+
+    /// Checks that a complete file's URL serves `data` and that the file is stored at
+    /// `{prefix}/{fileId}/{name}` in the profile's blob store.
+    pub async fn assert_stored(
+        &self,
+        url: &str,
+        prefix: &str,
+        file_id: &str,
+        name: &str,
+        data: &[u8],
+    ) {
+        let relative = format!("{prefix}/{file_id}/{name}");
+        match self.options.profile {
+            Profile::Azure => {
+                let encoded = relative.replace(' ', "%20");
+                let expected = format!("/{}/{encoded}", azure_container());
+                assert!(url.contains(&expected), "{url} is not at {relative}");
+            }
+            Profile::Embedded => {
+                assert_eq!(url, self.url(&format!("/api/v1/Files/{file_id}/content")));
+                let on_disk =
+                    std::fs::read(self.blob_root().join(&relative)).expect("the stored file");
+                assert!(
+                    on_disk == data,
+                    "the file at {relative} differs from what was sent"
+                );
+            }
+        }
+        assert!(
+            self.fetch(url).await == data,
+            "{url} does not serve the bytes that were sent"
+        );
     }
 }
 
@@ -241,7 +429,9 @@ impl Drop for TestApp {
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
         }
-        let name = self.database_name.clone();
+        let Some(name) = self.database_name.clone() else {
+            return;
+        };
         // Best effort: drop the database on a thread of its own, since Drop cannot await.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()

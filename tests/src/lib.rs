@@ -8,5 +8,5 @@
 pub mod app;
 pub mod form;
 
-pub use app::{TestApp, TestAppOptions};
+pub use app::{Db, Profile, TestApp, TestAppOptions};
 pub use form::Chunk;

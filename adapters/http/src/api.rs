@@ -2,16 +2,18 @@
 
 use std::sync::Arc;
 
+use futures::TryStreamExt;
+use poem::Body;
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::auth::ApiKey;
-use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
 use uuid::Uuid;
 
-use filegate_application::{ChunkReceipt, FileStatus, Principal};
-use filegate_domain::FileId;
+use filegate_application::{ChunkReceipt, ContentError, FileStatus, Principal};
+use filegate_domain::{FileId, RangeSpec};
 
 use crate::chunk::ChunkUpload;
 use crate::envelope::{
@@ -132,6 +134,69 @@ pub(crate) enum ReadyResponse {
     Unavailable(Json<ReadinessEnvelope>, #[oai(header = "Retry-After")] u32),
 }
 
+/// Answers of the content route. The body's `Content-Type` is the file's own; the spec shows
+/// it as `application/octet-stream`.
+#[derive(ApiResponse)]
+pub(crate) enum ContentResponse {
+    /// The whole file.
+    #[oai(status = 200)]
+    Ok(
+        Binary<Body>,
+        #[oai(header = "Content-Length")] u64,
+        #[oai(header = "ETag")] String,
+        #[oai(header = "Accept-Ranges")] String,
+        #[oai(header = "Content-Disposition")] String,
+    ),
+    /// The requested range (`Range: bytes=a-b`, `a-` or `-n`; one range).
+    #[oai(status = 206)]
+    Partial(
+        Binary<Body>,
+        #[oai(header = "Content-Length")] u64,
+        #[oai(header = "ETag")] String,
+        #[oai(header = "Content-Range")] String,
+        #[oai(header = "Content-Disposition")] String,
+    ),
+    /// `If-None-Match` names the current ETag.
+    #[oai(status = 304)]
+    NotModified(#[oai(header = "ETag")] String),
+    /// The file id is not a uuid.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorEnvelope>),
+    /// The `X-API-Key` header is missing, unknown or revoked.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorEnvelope>),
+    /// No such file for this firm.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorEnvelope>),
+    /// The upload is not complete yet.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorEnvelope>),
+    /// The range starts past the end of the file; `Content-Range` gives its size.
+    #[oai(status = 416)]
+    RangeNotSatisfiable(Json<ErrorEnvelope>, #[oai(header = "Content-Range")] String),
+    /// An unexpected error; it has been logged.
+    #[oai(status = 500)]
+    InternalError(Json<ErrorEnvelope>),
+    /// A backend is down; retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorEnvelope>, #[oai(header = "Retry-After")] u32),
+}
+
+impl ContentResponse {
+    fn error(e: ApiError, size: Option<u64>) -> Self {
+        let body = Json(e.body());
+        match e.status.as_u16() {
+            400 => Self::BadRequest(body),
+            401 => Self::Unauthorized(body),
+            404 => Self::NotFound(body),
+            409 => Self::Conflict(body),
+            416 => Self::RangeNotSatisfiable(body, format!("bytes */{}", size.unwrap_or(0))),
+            503 => Self::Unavailable(body, e.retry_after()),
+            _ => Self::InternalError(body),
+        }
+    }
+}
+
 /// The files API. It holds nothing: the service comes from request data, so that the spec can
 /// be rendered without any backend.
 pub(crate) struct FilesApi;
@@ -153,12 +218,18 @@ impl FilesApi {
     )]
     async fn upload_chunk(
         &self,
+        req: &Request,
         service: Service<'_>,
         auth: ApiKeyAuth,
         chunk: ChunkUpload,
     ) -> ChunkResponse {
         match service.upload_chunk(auth.0, chunk.0).await {
-            Ok(receipt) => ChunkResponse::Ok(Json(chunk_envelope(receipt))),
+            Ok(mut receipt) => {
+                if receipt.is_complete && receipt.url.is_none() {
+                    receipt.url = Some(content_url(req, receipt.file_id));
+                }
+                ChunkResponse::Ok(Json(chunk_envelope(receipt)))
+            }
             Err(e) => ApiError::from(e).into(),
         }
     }
@@ -175,6 +246,7 @@ impl FilesApi {
     )]
     async fn file_status(
         &self,
+        req: &Request,
         service: Service<'_>,
         auth: ApiKeyAuth,
         #[oai(name = "fileId")] file_id: Path<String>,
@@ -184,9 +256,77 @@ impl FilesApi {
                 .into();
         };
         match service.file_status(auth.0, FileId::from_uuid(id)).await {
-            Ok(status) => FileStatusResponse::Ok(Json(status_envelope(status))),
+            Ok(mut status) => {
+                if status.is_complete && status.url.is_none() {
+                    status.url = Some(content_url(req, status.file_id));
+                }
+                FileStatusResponse::Ok(Json(status_envelope(status)))
+            }
             Err(e) => ApiError::from(e).into(),
         }
+    }
+
+    /// Download a complete file
+    ///
+    /// Streams the file with its own `Content-Type`, `Content-Length` and a strong `ETag`;
+    /// supports one `Range` and `If-None-Match`.
+    #[oai(
+        path = "/api/v1/Files/:fileId/content",
+        method = "get",
+        tag = "ApiTags::Files",
+        operation_id = "getFileContent"
+    )]
+    async fn file_content(
+        &self,
+        service: Service<'_>,
+        auth: ApiKeyAuth,
+        #[oai(name = "fileId")] file_id: Path<String>,
+        #[oai(name = "Range")] range: Header<Option<String>>,
+        #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
+    ) -> poem_openapi::payload::Response<ContentResponse> {
+        let plain = poem_openapi::payload::Response::new;
+        let Ok(id) = Uuid::parse_str(file_id.0.trim()) else {
+            let e = ApiError::bad_request(format!("fileId: `{}` is not a valid uuid", file_id.0));
+            return plain(ContentResponse::error(e, None));
+        };
+        let spec = range.0.as_deref().and_then(RangeSpec::parse);
+        let content = match service
+            .open_content(auth.0, FileId::from_uuid(id), spec)
+            .await
+        {
+            Ok(c) => c,
+            Err(ContentError::RangeNotSatisfiable(u)) => {
+                return plain(ContentResponse::error(
+                    ContentError::RangeNotSatisfiable(u).into(),
+                    Some(u.size),
+                ));
+            }
+            Err(e) => return plain(ContentResponse::error(e.into(), None)),
+        };
+        if if_none_match.0.as_deref().is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == content.etag || t.trim() == "*")
+        }) {
+            return plain(ContentResponse::NotModified(content.etag));
+        }
+        let content_type = content.file.content_type.clone();
+        let disposition = content_disposition(&content.file.file_name);
+        let length = content.range.end - content.range.start;
+        let body = Binary(Body::from_bytes_stream(
+            content.stream.map_err(std::io::Error::other),
+        ));
+        let answer = if content.partial {
+            let range = format!(
+                "bytes {}-{}/{}",
+                content.range.start,
+                content.range.end - 1,
+                content.file.size
+            );
+            ContentResponse::Partial(body, length, content.etag, range, disposition)
+        } else {
+            ContentResponse::Ok(body, length, content.etag, "bytes".to_owned(), disposition)
+        };
+        plain(answer).header(poem::http::header::CONTENT_TYPE, content_type)
     }
 
     /// Liveness probe
@@ -231,6 +371,48 @@ impl FilesApi {
         }
     }
 }
+
+/// `inline` with the name twice: a plain ASCII fallback, and the exact name as RFC 8187 UTF-8
+/// for clients that read it (header values must be ASCII).
+fn content_disposition(name: &filegate_domain::FileName) -> String {
+    let encoded: String = name
+        .as_str()
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!(
+        "inline; filename=\"{}\"; filename*=UTF-8''{encoded}",
+        name.storage_segment()
+    )
+}
+
+/// The content route's address, for stores that have no client-facing URL of their own: under
+/// the configured public URL, else under the scheme and host the client used.
+fn content_url(req: &Request, id: FileId) -> String {
+    let base = match req.data::<PublicUrl>().and_then(|p| p.0.clone()) {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = req
+                .header(poem::http::header::HOST)
+                .map(str::to_owned)
+                .or_else(|| req.uri().authority().map(|a| a.to_string()))
+                .unwrap_or_else(|| "localhost".to_owned());
+            let scheme = req.header("x-forwarded-proto").unwrap_or("http");
+            format!("{scheme}://{host}")
+        }
+    };
+    format!("{base}/api/v1/Files/{id}/content")
+}
+
+/// The configured public URL of the service, put into the request data by the router.
+#[derive(Debug, Clone)]
+pub(crate) struct PublicUrl(pub Option<String>);
 
 fn chunk_envelope(r: ChunkReceipt) -> ChunkEnvelope {
     let message = if r.is_complete {

@@ -7,7 +7,7 @@ use poem_openapi::Object;
 use poem_openapi::types::ToJSON;
 use uuid::Uuid;
 
-use filegate_application::{AuthError, FileStatusError, UploadChunkError};
+use filegate_application::{AuthError, ContentError, FileStatusError, UploadChunkError};
 
 /// How long a client is told to wait before retrying a 503.
 pub(crate) const RETRY_AFTER_SECS: u32 = 5;
@@ -275,6 +275,26 @@ impl From<FileStatusError> for ApiError {
             }
             FileStatusError::Unknown(cause) => {
                 tracing::error!(error = ?cause, "file status failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<ContentError> for ApiError {
+    fn from(e: ContentError) -> Self {
+        match e {
+            ContentError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            ContentError::NotComplete(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
+            ContentError::RangeNotSatisfiable(_) => {
+                Self::new(StatusCode::RANGE_NOT_SATISFIABLE, e.to_string())
+            }
+            ContentError::Unavailable(cause) => {
+                tracing::warn!(error = ?cause, "a backend is unavailable");
+                Self::unavailable("a storage backend is unavailable; retry later")
+            }
+            ContentError::Unknown(cause) => {
+                tracing::error!(error = ?cause, "reading a file failed");
                 Self::internal()
             }
         }

@@ -24,7 +24,8 @@ pub use service::FilesService;
 pub struct HttpOptions {
     /// The largest chunk accepted, in bytes.
     pub max_chunk_bytes: usize,
-    /// The server URL written into the spec.
+    /// The service's public URL: written into the spec, and the base of content URLs when the
+    /// blob store has no client-facing URL (else the request's `Host` is used).
     pub public_url: Option<String>,
 }
 
@@ -49,6 +50,7 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .data(service)
+        .data(api::PublicUrl(options.public_url.clone()))
         .data(ChunkLimits {
             max_chunk_bytes: options.max_chunk_bytes,
         })

@@ -6,10 +6,10 @@ use futures::future::BoxFuture;
 
 use filegate_application::ports::{BlobStore, Clock, IdSource, MetadataStore};
 use filegate_application::{
-    AuthError, ChunkCommand, ChunkReceipt, FileStatus, FileStatusError, Filegate, Principal,
-    Readiness, UploadChunkError,
+    AuthError, ChunkCommand, ChunkReceipt, ContentError, FileContent, FileStatus, FileStatusError,
+    Filegate, Principal, Readiness, UploadChunkError,
 };
-use filegate_domain::FileId;
+use filegate_domain::{FileId, RangeSpec};
 
 pub trait FilesService: Send + Sync + 'static {
     fn authenticate<'a>(
@@ -27,6 +27,12 @@ pub trait FilesService: Send + Sync + 'static {
         id: FileId,
     ) -> BoxFuture<'_, Result<FileStatus, FileStatusError>>;
     fn readiness(&self) -> BoxFuture<'_, Readiness>;
+    fn open_content(
+        &self,
+        who: Principal,
+        id: FileId,
+        range: Option<RangeSpec>,
+    ) -> BoxFuture<'_, Result<FileContent, ContentError>>;
 }
 
 impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> FilesService for Filegate<M, B, C, I> {
@@ -55,5 +61,14 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> FilesService for Fil
 
     fn readiness(&self) -> BoxFuture<'_, Readiness> {
         Filegate::readiness(self).boxed()
+    }
+
+    fn open_content(
+        &self,
+        who: Principal,
+        id: FileId,
+        range: Option<RangeSpec>,
+    ) -> BoxFuture<'_, Result<FileContent, ContentError>> {
+        self.uploads.open_content(who, id, range).boxed()
     }
 }

@@ -1,6 +1,6 @@
 //! Every error of contract sections 3 and 5 that the upload slice can produce, in the envelope.
 
-use filegate_tests::{Chunk, TestApp};
+use filegate_tests::{Chunk, Profile, TestApp};
 
 use crate::support::{envelope, error_naming, random_bytes};
 
@@ -14,9 +14,8 @@ async fn open(app: &TestApp, total: u32) -> String {
     body["data"]["fileId"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn missing_or_invalid_fields_get_400_naming_the_field() {
-    let app = TestApp::spawn().await;
+pub async fn missing_or_invalid_fields_get_400_naming_the_field(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let ok = || Chunk::new(b"data", 0, 2, "Message");
     let cases: Vec<(Chunk, &str)> = vec![
         (Chunk { data: None, ..ok() }, "File"),
@@ -112,16 +111,18 @@ async fn missing_or_invalid_fields_get_400_naming_the_field() {
         error_naming(app.post_chunk(chunk).await, 400, field).await;
     }
     let mut db = app.db().await;
-    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM upload_sessions")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
+    let sessions = db
+        .count(
+            "SELECT count(*) FROM upload_sessions",
+            "SELECT count(*) FROM upload_sessions",
+            None,
+        )
+        .await;
     assert_eq!(sessions, 0, "a rejected request leaves nothing behind");
 }
 
-#[tokio::test]
-async fn a_body_that_is_not_multipart_is_refused_in_the_envelope() {
-    let app = TestApp::spawn().await;
+pub async fn a_body_that_is_not_multipart_is_refused_in_the_envelope(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let send = |content_type: &'static str, body: &'static str| {
         app.http
             .post(app.url("/api/v1/Files/chunk"))
@@ -152,9 +153,8 @@ async fn a_body_that_is_not_multipart_is_refused_in_the_envelope() {
     .await;
 }
 
-#[tokio::test]
-async fn a_missing_or_unknown_key_gets_401() {
-    let app = TestApp::spawn().await;
+pub async fn a_missing_or_unknown_key_gets_401(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let resp = app
         .http
         .post(app.url("/api/v1/Files/chunk"))
@@ -187,9 +187,8 @@ async fn a_missing_or_unknown_key_gets_401() {
     error_naming(status, 401, "X-API-Key").await;
 }
 
-#[tokio::test]
-async fn an_unknown_or_foreign_file_id_gets_404() {
-    let app = TestApp::spawn().await;
+pub async fn an_unknown_or_foreign_file_id_gets_404(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let unknown = uuid::Uuid::new_v4().to_string();
     error_naming(
         app.post_chunk(Chunk::new(b"x", 1, 2, "Message").file_id(&unknown))
@@ -218,9 +217,8 @@ async fn an_unknown_or_foreign_file_id_gets_404() {
     error_naming(foreign_status, 404, &id).await;
 }
 
-#[tokio::test]
-async fn conflicting_chunks_get_409() {
-    let app = TestApp::spawn().await;
+pub async fn conflicting_chunks_get_409(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let id = open(&app, 3).await;
     error_naming(
         app.post_chunk(Chunk::new(b"x", 1, 4, "Message").file_id(&id))
@@ -252,9 +250,8 @@ async fn conflicting_chunks_get_409() {
     .await;
 }
 
-#[tokio::test]
-async fn a_chunk_over_the_limit_gets_413() {
-    let app = TestApp::spawn().await;
+pub async fn a_chunk_over_the_limit_gets_413(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     // The test server's limit is 1 MiB.
     let big = random_bytes(1024 * 1024 + 1);
     error_naming(
@@ -271,9 +268,8 @@ async fn a_chunk_over_the_limit_gets_413() {
     .await;
 }
 
-#[tokio::test]
-async fn a_chunk_far_over_the_limit_is_refused_without_reading_it_all() {
-    let app = TestApp::spawn().await;
+pub async fn a_chunk_far_over_the_limit_is_refused_without_reading_it_all(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     // A streamed body of unknown length (no Content-Length), far larger than the limit.
     let boundary = "XyZ";
     let head = format!(
@@ -305,9 +301,8 @@ async fn a_chunk_far_over_the_limit_is_refused_without_reading_it_all() {
     }
 }
 
-#[tokio::test]
-async fn unknown_routes_and_methods_answer_in_the_envelope() {
-    let app = TestApp::spawn().await;
+pub async fn unknown_routes_and_methods_answer_in_the_envelope(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     error_naming(
         app.http.get(app.url("/nope")).send().await.unwrap(),
         404,

@@ -1,12 +1,11 @@
 //! Probes and the API key lifecycle.
 
-use filegate_tests::{Chunk, TestApp};
+use filegate_tests::{Chunk, Profile, TestApp};
 
 use crate::support::{envelope, error_naming};
 
-#[tokio::test]
-async fn liveness_and_readiness_answer_without_a_key() {
-    let app = TestApp::spawn().await;
+pub async fn liveness_and_readiness_answer_without_a_key(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     envelope(
         app.http.get(app.url("/health/live")).send().await.unwrap(),
         200,
@@ -21,9 +20,8 @@ async fn liveness_and_readiness_answer_without_a_key() {
     assert_eq!(ready["data"]["blobStore"], "ok");
 }
 
-#[tokio::test]
-async fn a_revoked_key_is_refused() {
-    let app = TestApp::spawn().await;
+pub async fn a_revoked_key_is_refused(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let firm = uuid::Uuid::new_v4();
     let key = app.create_key(firm, uuid::Uuid::new_v4()).await;
     envelope(
@@ -32,13 +30,7 @@ async fn a_revoked_key_is_refused() {
         200,
     )
     .await;
-    // The key id is printed on the first line of `keys create`; find it in the database.
-    let mut db = app.db().await;
-    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM api_keys WHERE firm_id = $1")
-        .bind(firm)
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
+    let id = key_id_of(&app, firm).await;
     let out = app.revoke_key(&id.to_string()).await;
     assert!(
         out.status.success(),
@@ -54,9 +46,8 @@ async fn a_revoked_key_is_refused() {
     .await;
 }
 
-#[tokio::test]
-async fn the_spec_is_served_without_a_key() {
-    let app = TestApp::spawn().await;
+pub async fn the_spec_is_served_without_a_key(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let resp = app.http.get(app.url("/openapi.json")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let spec: serde_json::Value = resp.json().await.unwrap();
@@ -64,4 +55,25 @@ async fn the_spec_is_served_without_a_key() {
         spec["paths"]["/api/v1/Files/chunk"]["post"].is_object(),
         "{spec}"
     );
+}
+
+async fn key_id_of(app: &TestApp, firm: uuid::Uuid) -> String {
+    // `keys create` prints the key id on its first line; the database has it too.
+    match app.db().await {
+        filegate_tests::Db::Postgres(mut c) => {
+            sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM api_keys WHERE firm_id = $1")
+                .bind(firm)
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+                .to_string()
+        }
+        filegate_tests::Db::Sqlite(mut c) => {
+            sqlx::query_scalar::<_, String>("SELECT id FROM api_keys WHERE firm_id = ?1")
+                .bind(firm.to_string())
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        }
+    }
 }

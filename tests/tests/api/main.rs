@@ -1,8 +1,59 @@
-//! The upload API, black-box: the real binary against real Postgres and Azurite.
+//! The upload API, black-box: the real binary against real services, on both profiles
+//! (Postgres + Azurite, and the embedded SQLite + local files).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod content;
+mod crash;
 mod errors;
 mod health;
 mod support;
 mod uploads;
+
+/// Makes a `#[tokio::test]` per profile for each scenario: `name::azure` and `name::embedded`.
+macro_rules! on_both_profiles {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn azure() {
+                    crate::$module::$name(filegate_tests::Profile::Azure).await
+                }
+
+                #[tokio::test]
+                async fn embedded() {
+                    crate::$module::$name(filegate_tests::Profile::Embedded).await
+                }
+            }
+        )*
+    };
+}
+
+on_both_profiles!(
+    uploads::a_single_chunk_upload_is_complete_with_the_bytes_at_the_mode_path,
+    uploads::five_chunks_in_sequence_make_one_file,
+    uploads::chunks_out_of_order_and_four_in_parallel_make_one_file,
+    uploads::a_chunk_sent_twice_replaces_the_first_copy,
+    uploads::two_racing_copies_of_the_final_chunk_commit_once_and_agree,
+    uploads::the_last_two_missing_chunks_racing_complete_the_file_once,
+    uploads::the_status_lists_what_is_missing_and_then_the_url,
+    uploads::an_upload_survives_a_server_restart_between_chunks,
+    uploads::the_legacy_fields_and_a_case_insensitive_path_work,
+    uploads::the_stored_name_is_the_sanitized_first_file_name,
+    errors::missing_or_invalid_fields_get_400_naming_the_field,
+    errors::a_body_that_is_not_multipart_is_refused_in_the_envelope,
+    errors::a_missing_or_unknown_key_gets_401,
+    errors::an_unknown_or_foreign_file_id_gets_404,
+    errors::conflicting_chunks_get_409,
+    errors::a_chunk_over_the_limit_gets_413,
+    errors::a_chunk_far_over_the_limit_is_refused_without_reading_it_all,
+    errors::unknown_routes_and_methods_answer_in_the_envelope,
+    health::liveness_and_readiness_answer_without_a_key,
+    health::a_revoked_key_is_refused,
+    health::the_spec_is_served_without_a_key,
+    content::the_content_route_streams_the_file_with_its_headers,
+    content::a_single_range_gets_206_with_just_those_bytes,
+    content::content_of_an_open_unknown_or_foreign_file_is_refused,
+    content::the_first_start_prints_a_working_key,
+    crash::a_server_killed_mid_commit_leaves_the_file_whole_or_resumable,
+);

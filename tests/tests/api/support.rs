@@ -76,10 +76,3 @@ pub fn random_bytes(len: usize) -> Vec<u8> {
     rand::rng().fill_bytes(&mut data);
     data
 }
-
-/// Fetches the URL the service handed out (a signed URL in the tests) and answers the bytes.
-pub async fn fetch(url: &str) -> Vec<u8> {
-    let resp = reqwest::get(url).await.expect("GET the file url");
-    assert_eq!(resp.status().as_u16(), 200, "GET {url}");
-    resp.bytes().await.expect("file bytes").to_vec()
-}

@@ -1,13 +1,24 @@
-//! Successful uploads: the blob holds exactly the bytes, at the path the mode prescribes.
+//! Successful uploads: the stored file holds exactly the bytes, at the path the mode prescribes.
 
-use filegate_tests::{Chunk, TestApp};
+use filegate_tests::{Chunk, Profile, TestApp};
 use futures::future::join_all;
+use serde_json::Value;
 
-use crate::support::{envelope, fetch, random_bytes, split, upload_sequentially};
+use crate::support::{envelope, random_bytes, split, upload_sequentially};
 
-#[tokio::test]
-async fn a_single_chunk_upload_is_complete_with_the_bytes_at_the_mode_path() {
-    let app = TestApp::spawn().await;
+fn file_id(body: &Value) -> String {
+    body["data"]["fileId"]
+        .as_str()
+        .expect("a fileId")
+        .to_owned()
+}
+
+fn url(body: &Value) -> &str {
+    body["data"]["url"].as_str().expect("a url")
+}
+
+pub async fn a_single_chunk_upload_is_complete_with_the_bytes_at_the_mode_path(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let data = random_bytes(10_000);
     let body = envelope(
         app.post_chunk(Chunk::new(&data, 0, 1, "Contact")).await,
@@ -16,30 +27,23 @@ async fn a_single_chunk_upload_is_complete_with_the_bytes_at_the_mode_path() {
     .await;
     assert_eq!(body["message"], "File uploaded successfully");
     assert_eq!(body["data"]["isComplete"], true);
-    let id = body["data"]["fileId"].as_str().unwrap();
-    let url = body["data"]["url"].as_str().unwrap();
-    let expected_path = format!("/uploads/contacts/{}/{id}/report.pdf", app.firm);
-    assert!(url.contains(&expected_path), "{url} lacks {expected_path}");
-    assert_eq!(fetch(url).await, data);
+    let prefix = format!("contacts/{}", app.firm);
+    app.assert_stored(url(&body), &prefix, &file_id(&body), "report.pdf", &data)
+        .await;
 }
 
-#[tokio::test]
-async fn five_chunks_in_sequence_make_one_file() {
-    let app = TestApp::spawn().await;
+pub async fn five_chunks_in_sequence_make_one_file(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let data = random_bytes(5 * 200_000 + 17);
     let last = upload_sequentially(&app, &data, 5, "Message").await;
     assert_eq!(last["data"]["isComplete"], true);
-    let url = last["data"]["url"].as_str().unwrap();
-    assert!(
-        url.contains(&format!("/uploads/messages/{}/", app.firm)),
-        "{url}"
-    );
-    assert_eq!(fetch(url).await, data);
+    let prefix = format!("messages/{}", app.firm);
+    app.assert_stored(url(&last), &prefix, &file_id(&last), "report.pdf", &data)
+        .await;
 }
 
-#[tokio::test]
-async fn chunks_out_of_order_and_four_in_parallel_make_one_file() {
-    let app = TestApp::spawn().await;
+pub async fn chunks_out_of_order_and_four_in_parallel_make_one_file(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let data = random_bytes(9 * 100_000);
     let chunks = split(&data, 9);
     let first = envelope(
@@ -49,7 +53,7 @@ async fn chunks_out_of_order_and_four_in_parallel_make_one_file() {
     .await;
     assert_eq!(first["data"]["isComplete"], false);
     assert!(first["data"]["url"].is_null());
-    let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    let id = file_id(&first);
     // Indices 8 down to 1, four at a time.
     let order: Vec<usize> = (1..9).rev().collect();
     let mut answers = Vec::new();
@@ -70,17 +74,13 @@ async fn chunks_out_of_order_and_four_in_parallel_make_one_file() {
         1,
         "exactly the last chunk completes the file"
     );
-    let url = complete[0]["data"]["url"].as_str().unwrap();
-    assert!(
-        url.contains(&format!("/uploads/imports/{}/{id}/", app.firm)),
-        "{url}"
-    );
-    assert_eq!(fetch(url).await, data);
+    let prefix = format!("imports/{}", app.firm);
+    app.assert_stored(url(complete[0]), &prefix, &id, "report.pdf", &data)
+        .await;
 }
 
-#[tokio::test]
-async fn a_chunk_sent_twice_replaces_the_first_copy() {
-    let app = TestApp::spawn().await;
+pub async fn a_chunk_sent_twice_replaces_the_first_copy(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let data = random_bytes(300_000);
     let chunks = split(&data, 3);
     let first = envelope(
@@ -89,7 +89,7 @@ async fn a_chunk_sent_twice_replaces_the_first_copy() {
         200,
     )
     .await;
-    let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    let id = file_id(&first);
     let wrong = random_bytes(chunks[1].len());
     let once = envelope(
         app.post_chunk(Chunk::new(&wrong, 1, 3, "Template").file_id(&id))
@@ -114,15 +114,24 @@ async fn a_chunk_sent_twice_replaces_the_first_copy() {
         200,
     )
     .await;
-    assert_eq!(fetch(last["data"]["url"].as_str().unwrap()).await, data);
+    assert_eq!(app.fetch(url(&last)).await, data);
+}
+
+async fn count_files(app: &TestApp, id: &str) -> i64 {
+    let mut db = app.db().await;
+    db.count(
+        "SELECT count(*) FROM files WHERE id = $1::uuid",
+        "SELECT count(*) FROM files WHERE id = ?1",
+        Some(id),
+    )
+    .await
 }
 
 /// Two copies of the final chunk race. The one whose block is recorded first commits; the other
 /// either overlapped (and answers the same committed file) or arrived after the commit (and is
 /// told, with 409, that the file is already complete). Never two commits, never an error.
-#[tokio::test]
-async fn two_racing_copies_of_the_final_chunk_commit_once_and_agree() {
-    let app = TestApp::spawn().await;
+pub async fn two_racing_copies_of_the_final_chunk_commit_once_and_agree(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     for round in 0..6 {
         let data = random_bytes(200_000);
         let chunks = split(&data, 2);
@@ -131,7 +140,7 @@ async fn two_racing_copies_of_the_final_chunk_commit_once_and_agree() {
             200,
         )
         .await;
-        let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+        let id = file_id(&first);
         let (a, b) = tokio::join!(
             app.post_chunk(Chunk::new(chunks[1], 1, 2, "Message").file_id(&id)),
             app.post_chunk(Chunk::new(chunks[1], 1, 2, "Message").file_id(&id)),
@@ -143,14 +152,13 @@ async fn two_racing_copies_of_the_final_chunk_commit_once_and_agree() {
             match status {
                 200 => {
                     assert_eq!(body["data"]["isComplete"], true, "round {round}: {body}");
-                    let url = body["data"]["url"].as_str().unwrap();
-                    urls.push(url.split('?').next().unwrap().to_owned());
-                    assert_eq!(fetch(url).await, data);
+                    urls.push(url(&body).split('?').next().unwrap_or_default().to_owned());
+                    assert_eq!(app.fetch(url(&body)).await, data);
                 }
                 409 => assert!(
                     body["message"]
                         .as_str()
-                        .unwrap()
+                        .unwrap_or_default()
                         .contains("already complete"),
                     "{body}"
                 ),
@@ -167,20 +175,13 @@ async fn two_racing_copies_of_the_final_chunk_commit_once_and_agree() {
             1,
             "round {round}: both answers name the same file"
         );
-        let mut db = app.db().await;
-        let files: i64 = sqlx::query_scalar("SELECT count(*) FROM files WHERE id = $1::uuid")
-            .bind(&id)
-            .fetch_one(&mut db)
-            .await
-            .unwrap();
-        assert_eq!(files, 1);
+        assert_eq!(count_files(&app, &id).await, 1);
     }
 }
 
 /// The last two missing chunks race: whichever is recorded second commits, and both succeed.
-#[tokio::test]
-async fn the_last_two_missing_chunks_racing_complete_the_file_once() {
-    let app = TestApp::spawn().await;
+pub async fn the_last_two_missing_chunks_racing_complete_the_file_once(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     for round in 0..6 {
         let data = random_bytes(300_000);
         let chunks = split(&data, 3);
@@ -189,7 +190,7 @@ async fn the_last_two_missing_chunks_racing_complete_the_file_once() {
             200,
         )
         .await;
-        let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+        let id = file_id(&first);
         let (a, b) = tokio::join!(
             app.post_chunk(Chunk::new(chunks[1], 1, 3, "Import").file_id(&id)),
             app.post_chunk(Chunk::new(chunks[2], 2, 3, "Import").file_id(&id)),
@@ -203,16 +204,13 @@ async fn the_last_two_missing_chunks_racing_complete_the_file_once() {
             !complete.is_empty(),
             "round {round}: the file must complete: {a} {b}"
         );
-        assert_eq!(
-            fetch(complete[0]["data"]["url"].as_str().unwrap()).await,
-            data
-        );
+        assert_eq!(app.fetch(url(complete[0])).await, data);
+        assert_eq!(count_files(&app, &id).await, 1);
     }
 }
 
-#[tokio::test]
-async fn the_status_lists_what_is_missing_and_then_the_url() {
-    let app = TestApp::spawn().await;
+pub async fn the_status_lists_what_is_missing_and_then_the_url(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let data = random_bytes(40_000);
     let chunks = split(&data, 4);
     let first = envelope(
@@ -220,7 +218,7 @@ async fn the_status_lists_what_is_missing_and_then_the_url() {
         200,
     )
     .await;
-    let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    let id = file_id(&first);
     envelope(
         app.post_chunk(Chunk::new(chunks[2], 2, 4, "Message").file_id(&id))
             .await,
@@ -243,12 +241,11 @@ async fn the_status_lists_what_is_missing_and_then_the_url() {
     let status = envelope(app.status(&id).await, 200).await;
     assert_eq!(status["data"]["isComplete"], true);
     assert_eq!(status["data"]["size"], data.len());
-    assert_eq!(fetch(status["data"]["url"].as_str().unwrap()).await, data);
+    assert_eq!(app.fetch(url(&status)).await, data);
 }
 
-#[tokio::test]
-async fn an_upload_survives_a_server_restart_between_chunks() {
-    let mut app = TestApp::spawn().await;
+pub async fn an_upload_survives_a_server_restart_between_chunks(profile: Profile) {
+    let mut app = TestApp::spawn(profile).await;
     let data = random_bytes(300_000);
     let chunks = split(&data, 3);
     let first = envelope(
@@ -256,7 +253,7 @@ async fn an_upload_survives_a_server_restart_between_chunks() {
         200,
     )
     .await;
-    let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    let id = file_id(&first);
     envelope(
         app.post_chunk(Chunk::new(chunks[1], 1, 3, "Import").file_id(&id))
             .await,
@@ -271,12 +268,11 @@ async fn an_upload_survives_a_server_restart_between_chunks() {
     )
     .await;
     assert_eq!(last["data"]["isComplete"], true);
-    assert_eq!(fetch(last["data"]["url"].as_str().unwrap()).await, data);
+    assert_eq!(app.fetch(url(&last)).await, data);
 }
 
-#[tokio::test]
-async fn the_legacy_fields_and_a_case_insensitive_path_work() {
-    let app = TestApp::spawn().await;
+pub async fn the_legacy_fields_and_a_case_insensitive_path_work(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
     let data = random_bytes(20_000);
     let chunks = split(&data, 2);
     let legacy = |bytes: &[u8], current: u32| Chunk {
@@ -292,26 +288,27 @@ async fn the_legacy_fields_and_a_case_insensitive_path_work() {
             .send()
     };
     let first = envelope(send(legacy(chunks[0], 1)).await.unwrap(), 200).await;
-    let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    let id = file_id(&first);
     let last = envelope(send(legacy(chunks[1], 2).file_id(&id)).await.unwrap(), 200).await;
     assert_eq!(last["data"]["isComplete"], true);
-    let url = last["data"]["url"].as_str().unwrap();
-    assert!(
-        url.contains(&format!("/uploads/profiles/{}/{id}/", app.user)),
-        "User is read as Profile: {url}"
-    );
-    assert_eq!(fetch(url).await, data);
+    // `User` is read as Profile: the file goes under the user.
+    let prefix = format!("profiles/{}", app.user);
+    app.assert_stored(url(&last), &prefix, &id, "report.pdf", &data)
+        .await;
 }
 
-#[tokio::test]
-async fn the_stored_name_is_the_sanitized_first_file_name() {
-    let app = TestApp::spawn().await;
+pub async fn the_stored_name_is_the_sanitized_first_file_name(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
+    let data = b"a,b\n1,2\n";
     let chunk = Chunk {
         file_name: Some("../../etc/pass wd?.csv".into()),
-        ..Chunk::new(b"a,b\n1,2\n", 0, 1, "Import")
+        ..Chunk::new(data, 0, 1, "Import")
     };
     let body = envelope(app.post_chunk(chunk).await, 200).await;
-    let id = body["data"]["fileId"].as_str().unwrap();
-    let url = body["data"]["url"].as_str().unwrap();
-    assert!(url.contains(&format!("/{id}/pass%20wd_.csv")), "{url}");
+    let prefix = format!("imports/{}", app.firm);
+    // The storage path uses a plain-ASCII form of the name; the status keeps the display name.
+    app.assert_stored(url(&body), &prefix, &file_id(&body), "pass_wd_.csv", data)
+        .await;
+    let status = envelope(app.status(&file_id(&body)).await, 200).await;
+    assert_eq!(status["data"]["fileName"], "pass wd_.csv");
 }

@@ -1,0 +1,49 @@
+//! Where the adapter keeps its files, as read from the configuration.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The local file system settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LocalFsSettings {
+    /// The folder holding every file (under `{mode prefix}/{file id}/{name}`) and, in its
+    /// `.staging` subfolder, the blocks of uploads in progress. Created at startup when missing;
+    /// a relative path is taken from the working directory. Default: `./filegate-data/blobs`.
+    pub root: PathBuf,
+    /// Flush each staged block to the disk (`fsync`) before answering, so that a block the
+    /// metadata store has recorded survives a power loss. `false` is faster but a power loss
+    /// may then lose recorded blocks, and the upload cannot be completed. Committed files are
+    /// always flushed. Default: `true`.
+    pub sync_blocks: bool,
+}
+
+impl Default for LocalFsSettings {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("./filegate-data/blobs"),
+            sync_blocks: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn settings_deserialize_with_defaults() {
+        let settings: LocalFsSettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(settings, LocalFsSettings::default());
+        assert_eq!(settings.root, PathBuf::from("./filegate-data/blobs"));
+        assert!(settings.sync_blocks);
+
+        let settings: LocalFsSettings =
+            serde_json::from_str(r#"{"root": "/srv/files", "sync_blocks": false}"#).unwrap();
+        assert_eq!(settings.root, PathBuf::from("/srv/files"));
+        assert!(!settings.sync_blocks);
+    }
+}

@@ -1,0 +1,621 @@
+//! The `BlobStore` port on the local file system.
+//!
+//! Layout under the root folder:
+//! - `{mode prefix}/{file id}/{name}`: the committed files, at their blob paths;
+//! - `.staging/{upload id}/{index:05}-{random hex}`: the staged blocks of an upload in
+//!   progress, one file each; the file name is the part id;
+//! - `.staging/{upload id}/.{part id}.tmp`: a block being written;
+//! - `{folder}/.filegate-commit-{random hex}.tmp`: a file being committed into `{folder}`.
+//!
+//! Hidden names (a leading `.`) are never reachable from a blob path, so neither the staging
+//! area nor a temporary file left by a crash can be read as a blob. A file is published only by
+//! the atomic rename of its complete, flushed temporary file.
+
+use std::fmt::Display;
+use std::fs::{self, File};
+use std::io::{self, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use filegate_application::ports::{BlobError, BlobRead, BlobStore};
+use filegate_domain::{BlobPath, BlockIndex};
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+use url::Url;
+use uuid::Uuid;
+
+use crate::errors;
+use crate::paths;
+use crate::settings::LocalFsSettings;
+
+/// The folder under the root that holds the blocks of uploads in progress.
+const STAGING: &str = ".staging";
+/// How a file being committed is named in its final folder, before the random part.
+const COMMIT_TEMP_PREFIX: &str = ".filegate-commit-";
+/// The size of each piece a read streams.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Why the root folder cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalFsError {
+    #[error("the blob root `{}` exists but is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    #[error("the blob root folder `{}` could not be created", .path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the blob root `{}` could not be resolved to an absolute path", .path.display())]
+    Resolve {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the blob root `{}` cannot be written as a file:// URL", .0.display())]
+    NotAFileUrl(PathBuf),
+}
+
+/// The local file system adapter: blocks are staged as files of their own and committed by
+/// concatenating them into a temporary file that is renamed into place. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LocalFsStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Absolute and canonical.
+    root: PathBuf,
+    /// `{root}/.staging`.
+    staging: PathBuf,
+    /// `file://` URL of the root, ending with `/`.
+    root_url: Url,
+    sync_blocks: bool,
+    /// The text of `BlobError::ContainerMissing`, naming the folder and what to do.
+    root_missing: String,
+}
+
+impl LocalFsStore {
+    /// Creates the root folder (and its `.staging` folder) when missing and resolves it to an
+    /// absolute path, so that a later change of the working directory changes nothing. Blocks
+    /// briefly on the file system: call it at startup.
+    pub fn new(settings: &LocalFsSettings) -> Result<Self, LocalFsError> {
+        let given = &settings.root;
+        if given.exists() && !given.is_dir() {
+            return Err(LocalFsError::NotAFolder(given.clone()));
+        }
+        fs::create_dir_all(given).map_err(|source| LocalFsError::Create {
+            path: given.clone(),
+            source,
+        })?;
+        let root = fs::canonicalize(given).map_err(|source| LocalFsError::Resolve {
+            path: given.clone(),
+            source,
+        })?;
+        let staging = root.join(STAGING);
+        match fs::create_dir(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && staging.is_dir() => {}
+            Err(source) => {
+                return Err(LocalFsError::Create {
+                    path: staging,
+                    source,
+                });
+            }
+        }
+        let root_url = Url::from_directory_path(&root)
+            .map_err(|()| LocalFsError::NotAFileUrl(root.clone()))?;
+        let root_missing = format!(
+            "the blob root folder `{}` is missing or not a folder (deleted, or a volume not \
+             mounted?); filegate creates it only at startup: restore it, or restart the service",
+            root.display()
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                root,
+                staging,
+                root_url,
+                sync_blocks: settings.sync_blocks,
+                root_missing,
+            }),
+        })
+    }
+
+    /// The root folder, absolute.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Runs file system work on the blocking thread pool. The work goes on to its end even
+    /// when the caller stops waiting, so a commit is never cut off half-way.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, BlobError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, BlobError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|e| {
+                BlobError::Unknown(anyhow::Error::new(e).context("a file system task failed"))
+            })?
+    }
+}
+
+impl Inner {
+    /// The file of a blob path, refusing any path that could lead out of the committed area.
+    fn resolve(&self, path: &BlobPath) -> Result<PathBuf, BlobError> {
+        paths::resolve(&self.root, path.as_str()).map_err(|reason| {
+            BlobError::Unknown(anyhow::anyhow!(
+                "refusing the blob path {:?}: {reason}",
+                path.as_str()
+            ))
+        })
+    }
+
+    /// The staging folder of an upload, refusing an id that is not one plain name.
+    fn upload_dir(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
+        paths::check_id(upload_id, "upload id").map_err(|reason| {
+            BlobError::Unknown(anyhow::anyhow!("refusing the upload: {reason}"))
+        })?;
+        Ok(self.staging.join(upload_id))
+    }
+
+    fn root_is_there(&self) -> bool {
+        self.root.is_dir()
+    }
+
+    fn container_missing(&self) -> BlobError {
+        BlobError::ContainerMissing(self.root_missing.clone())
+    }
+
+    /// Maps a failure while `action` (e.g. "reading") on `what`. A missing file is `NotFound`
+    /// naming `what`, unless the root itself is gone.
+    fn io_error(&self, err: io::Error, action: &str, what: &dyn Display) -> BlobError {
+        if errors::is_missing(&err) {
+            if !self.root_is_there() {
+                return self.container_missing();
+            }
+            return BlobError::NotFound(what.to_string());
+        }
+        errors::classify(err, format!("{action} `{what}`"))
+    }
+
+    fn begin(&self, upload_id: &str) -> Result<(), BlobError> {
+        let dir = self.upload_dir(upload_id)?;
+        let cx = |e| self.io_error(e, "creating the staging folder", &dir.display());
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if errors::is_missing(&e) && self.root_is_there() => {
+                // Someone removed `.staging` while the root stayed: what it held is lost
+                // anyway, and making it again lets new uploads start.
+                tracing::warn!(staging = %self.staging.display(), "the staging folder was missing; recreating it");
+                create_dir_if_missing(&self.staging).map_err(cx)?;
+                fs::create_dir(&dir).map_err(cx)?;
+            }
+            Err(e) => return Err(cx(e)),
+        }
+        if self.sync_blocks {
+            sync_dir(&self.staging).map_err(cx)?;
+        }
+        Ok(())
+    }
+
+    fn stage_block(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
+        index: BlockIndex,
+        data: &[u8],
+    ) -> Result<String, BlobError> {
+        let dir = self.upload_dir(upload_id)?;
+        let part_id = format!("{:05}-{}", index.get(), Uuid::new_v4().simple());
+        let cx = |e| {
+            self.io_error(
+                e,
+                "staging a block of",
+                &format_args!("{path} (upload {upload_id}, block {})", index.get()),
+            )
+        };
+        let mut temp = TempFile::create(dir.join(format!(".{part_id}.tmp"))).map_err(cx)?;
+        temp.file()?.write_all(data).map_err(cx)?;
+        if self.sync_blocks {
+            temp.file()?.sync_all().map_err(cx)?;
+        }
+        temp.persist(&dir.join(&part_id)).map_err(cx)?;
+        if self.sync_blocks {
+            sync_dir(&dir).map_err(cx)?;
+        }
+        Ok(part_id)
+    }
+
+    /// See [`BlobStore::commit`] on [`LocalFsStore`].
+    fn commit(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
+        part_ids: &[String],
+        size: u64,
+    ) -> Result<(), BlobError> {
+        let target = self.resolve(path)?;
+        let dir = self.upload_dir(upload_id)?;
+        for id in part_ids {
+            paths::check_id(id, "part id").map_err(|reason| {
+                BlobError::Unknown(anyhow::anyhow!("refusing the commit of {path}: {reason}"))
+            })?;
+        }
+        let cx = |e| self.io_error(e, "committing", path);
+
+        // Every part must be there and the sizes must add up before anything is written. The
+        // parts are only looked at here, not kept open: a file may have 50,000 of them.
+        let mut staged = 0u64;
+        for id in part_ids {
+            match fs::metadata(dir.join(id)) {
+                Ok(meta) => staged += meta.len(),
+                Err(e) if errors::is_missing(&e) => {
+                    return self.committed_before(path, &target, upload_id, id, size);
+                }
+                Err(e) => return Err(cx(e)),
+            }
+        }
+        if staged != size {
+            return Err(size_mismatch(path, part_ids.len(), staged, size));
+        }
+
+        let (folder, changed) = self.create_folders(&target).map_err(cx)?;
+        let temp_path = folder.join(format!(
+            "{COMMIT_TEMP_PREFIX}{}.tmp",
+            Uuid::new_v4().simple()
+        ));
+        let mut temp = TempFile::create(temp_path).map_err(cx)?;
+        let mut written = 0u64;
+        for id in part_ids {
+            let mut part = File::open(dir.join(id)).map_err(cx)?;
+            // Between two files, `io::copy` copies inside the kernel (`copy_file_range` on
+            // Linux, which may even share the blocks on a copy-on-write file system).
+            written += io::copy(&mut part, temp.file()?).map_err(cx)?;
+        }
+        if written != size {
+            // A part changed between the check and the copy; the temporary file goes away.
+            return Err(size_mismatch(path, part_ids.len(), written, size));
+        }
+        temp.file()?.sync_all().map_err(cx)?;
+        temp.persist(&target).map_err(cx)?;
+        // The rename, and the entries of any folder created for it, must reach the disk too
+        // before the commit is reported done.
+        sync_dir(&folder).map_err(cx)?;
+        for parent in changed.iter().filter(|p| **p != folder) {
+            sync_dir(parent).map_err(cx)?;
+        }
+
+        if let Err(e) = fs::remove_dir_all(&dir) {
+            tracing::warn!(
+                path = %path,
+                upload_id,
+                error = %e,
+                "the file is committed but its staging folder could not be removed"
+            );
+        }
+        Ok(())
+    }
+
+    /// A part is gone: either it was never staged, or this very commit already happened (the
+    /// staging folder is removed right after the rename) and the metadata store never recorded
+    /// it, because of a crash or a lost answer. As on Azure, the file at the path with exactly
+    /// `size` bytes is that earlier commit: the path holds the file id, and only this session
+    /// ever commits there, once at a time.
+    fn committed_before(
+        &self,
+        path: &BlobPath,
+        target: &Path,
+        upload_id: &str,
+        missing_part: &str,
+        size: u64,
+    ) -> Result<(), BlobError> {
+        match fs::metadata(target) {
+            Ok(meta) if meta.is_file() && meta.len() == size => {
+                tracing::info!(path = %path, size, "the file was already committed; treating the commit as done");
+                Ok(())
+            }
+            _ if !self.root_is_there() => Err(self.container_missing()),
+            Ok(meta) => Err(BlobError::Unknown(anyhow::anyhow!(
+                "part `{missing_part}` of upload `{upload_id}` is not staged, and `{path}` already \
+                 holds {} bytes, not the {size} expected; nothing was changed",
+                meta.len()
+            ))),
+            Err(_) => Err(BlobError::Unknown(anyhow::anyhow!(
+                "part `{missing_part}` of upload `{upload_id}` is not staged; `{path}` was not committed"
+            ))),
+        }
+    }
+
+    /// Creates the folders of `target` below the root, one at a time (never the root itself:
+    /// a missing root is reported, not recreated). Answers the folder of `target` and the
+    /// folders that gained an entry, to be flushed after the rename.
+    fn create_folders(&self, target: &Path) -> io::Result<(PathBuf, Vec<PathBuf>)> {
+        let relative = target
+            .strip_prefix(&self.root)
+            .map_err(|_| io::Error::other("the blob path is not under the root"))?;
+        let mut folder = self.root.clone();
+        let mut changed = Vec::new();
+        for component in relative.parent().into_iter().flat_map(Path::components) {
+            let next = folder.join(component);
+            match fs::create_dir(&next) {
+                Ok(()) => changed.push(folder),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            folder = next;
+        }
+        Ok((folder, changed))
+    }
+
+    fn ping(&self) -> Result<(), BlobError> {
+        match fs::metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(self.container_missing()),
+            Err(e) if errors::is_missing(&e) => return Err(self.container_missing()),
+            Err(e) => {
+                return Err(errors::classify(
+                    e,
+                    format!("checking the blob root `{}`", self.root.display()),
+                ));
+            }
+        }
+        let cx = |e| {
+            errors::classify(
+                e,
+                format!(
+                    "checking that the blob root `{}` is writable",
+                    self.root.display()
+                ),
+            )
+        };
+        create_dir_if_missing(&self.staging).map_err(cx)?;
+        let probe = self
+            .staging
+            .join(format!(".ping-{}", Uuid::new_v4().simple()));
+        File::options()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(cx)?;
+        fs::remove_file(&probe).map_err(cx)
+    }
+}
+
+impl BlobStore for LocalFsStore {
+    /// The root exists, is a folder and can be written (a probe file is created and removed in
+    /// `.staging`). A missing root is `ContainerMissing`.
+    async fn ping(&self) -> Result<(), BlobError> {
+        self.blocking(Inner::ping).await
+    }
+
+    /// Creates `.staging/{upload id}` and answers the upload id (a fresh UUID, 32 hex digits).
+    async fn begin(&self, path: &BlobPath) -> Result<String, BlobError> {
+        // A path that could never be committed is refused before any block is sent.
+        self.inner.resolve(path)?;
+        let upload_id = Uuid::new_v4().simple().to_string();
+        let id = upload_id.clone();
+        self.blocking(move |inner| inner.begin(&id)).await?;
+        Ok(upload_id)
+    }
+
+    /// Writes the block to a temporary file in the upload's staging folder, flushes it when
+    /// `sync_blocks` is on, and renames it to `{index:05}-{random hex}`, which is the part id:
+    /// staging an index again gives a new part id, and the commit decides which one counts.
+    async fn stage_block(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
+        index: BlockIndex,
+        data: Bytes,
+    ) -> Result<String, BlobError> {
+        self.inner.resolve(path)?;
+        let (path, upload_id) = (path.clone(), upload_id.to_owned());
+        self.blocking(move |inner| inner.stage_block(&path, &upload_id, index, &data))
+            .await
+    }
+
+    /// Concatenates the parts, in the given order, into a hidden temporary file in the final
+    /// folder (created as needed), checks that they add up to `size`, flushes the file, renames
+    /// it into place and flushes the folder; then removes the staging folder (best effort). A
+    /// crash at any moment leaves either no file at the path or the whole file: only the
+    /// rename publishes it, and a leftover temporary file has a hidden name no blob path can
+    /// reach. When the parts are gone but the path already holds a file of exactly `size`
+    /// bytes, the commit happened before a crash and is reported done (as on Azure).
+    async fn commit(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
+        part_ids: Vec<String>,
+        size: u64,
+    ) -> Result<(), BlobError> {
+        let (path, upload_id) = (path.clone(), upload_id.to_owned());
+        self.blocking(move |inner| inner.commit(&path, &upload_id, &part_ids, size))
+            .await
+    }
+
+    /// Streams the file in pieces of 64 KiB. Ranges behave as on Azure: an end past the end of
+    /// the file is cut to it; an empty range (`start >= end`) answers no bytes at
+    /// `start.min(size)`; a non-empty range starting at or past the end is an error.
+    async fn read(
+        &self,
+        path: &BlobPath,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobRead, BlobError> {
+        let target = self.inner.resolve(path)?;
+        let cx = |e| self.inner.io_error(e, "reading", path);
+        let mut file = tokio::fs::File::open(&target).await.map_err(cx)?;
+        let meta = file.metadata().await.map_err(cx)?;
+        if !meta.is_file() {
+            return Err(BlobError::NotFound(path.to_string()));
+        }
+        let size = meta.len();
+        let range = match range {
+            None => 0..size,
+            Some(r) if r.start >= r.end => {
+                let start = r.start.min(size);
+                return Ok(BlobRead {
+                    size,
+                    range: start..start,
+                    stream: futures::stream::empty().boxed(),
+                });
+            }
+            Some(r) if r.start >= size => {
+                return Err(BlobError::Unknown(anyhow::anyhow!(
+                    "the range {r:?} of `{path}` starts at or past its end ({size} bytes)"
+                )));
+            }
+            Some(r) => r.start..r.end.min(size),
+        };
+        if range.start > 0 {
+            file.seek(SeekFrom::Start(range.start)).await.map_err(cx)?;
+        }
+        let len = range.end - range.start;
+        let store = self.clone();
+        let stream = exactly(file.take(len), len, move |e| {
+            store.inner.io_error(e, "reading", &target.display())
+        });
+        Ok(BlobRead {
+            size,
+            range,
+            stream,
+        })
+    }
+
+    /// Deleting a file that does not exist succeeds: the caller wants it gone, and it is.
+    async fn delete(&self, path: &BlobPath) -> Result<(), BlobError> {
+        let target = self.inner.resolve(path)?;
+        match tokio::fs::remove_file(&target).await {
+            Ok(()) => Ok(()),
+            // A folder is not a blob: there is no blob to delete.
+            Err(e) if e.kind() == io::ErrorKind::IsADirectory => Ok(()),
+            Err(e) => match self.inner.io_error(e, "deleting", path) {
+                BlobError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// The `file://` URL of the file, percent-encoded, for operators.
+    fn location(&self, path: &BlobPath) -> String {
+        let mut url = self.inner.root_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(path.as_str().split('/'));
+        }
+        url.into()
+    }
+
+    /// A local file has no address a client could use: the service's content route serves it.
+    async fn share_url(&self, _path: &BlobPath) -> Result<Option<String>, BlobError> {
+        Ok(None)
+    }
+}
+
+/// The first `len` bytes of `reader` as a stream; a reader that ends early (the file was cut
+/// short under us) ends the stream with an error rather than silently.
+fn exactly<R, F>(
+    reader: R,
+    len: u64,
+    map_err: F,
+) -> futures::stream::BoxStream<'static, Result<Bytes, BlobError>>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    F: Fn(io::Error) -> BlobError + Send + 'static,
+{
+    let inner = ReaderStream::with_capacity(reader, READ_BUFFER);
+    futures::stream::unfold(
+        (inner, 0u64, false, map_err),
+        move |(mut inner, sent, done, map_err)| async move {
+            if done {
+                return None;
+            }
+            match inner.next().await {
+                Some(Ok(piece)) => {
+                    let sent = sent + piece.len() as u64;
+                    Some((Ok(piece), (inner, sent, false, map_err)))
+                }
+                Some(Err(e)) => Some((Err(map_err(e)), (inner, sent, true, map_err))),
+                None if sent < len => Some((
+                    Err(BlobError::Unknown(anyhow::anyhow!(
+                        "the file ended after {sent} of {len} bytes"
+                    ))),
+                    (inner, sent, true, map_err),
+                )),
+                None => None,
+            }
+        },
+    )
+    .boxed()
+}
+
+fn size_mismatch(path: &BlobPath, parts: usize, staged: u64, size: u64) -> BlobError {
+    BlobError::Unknown(anyhow::anyhow!(
+        "the {parts} staged parts of `{path}` hold {staged} bytes, not the {size} expected; nothing \
+         was committed"
+    ))
+}
+
+/// A file created under a name of its own that is removed again unless it is renamed into
+/// place: an error (or a panic) half-way never leaves it behind.
+struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    fn create(path: PathBuf) -> io::Result<Self> {
+        let file = File::options().write(true).create_new(true).open(&path)?;
+        Ok(Self {
+            path,
+            file: Some(file),
+        })
+    }
+
+    fn file(&mut self) -> Result<&mut File, BlobError> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| BlobError::Unknown(anyhow::anyhow!("the temporary file is closed")))
+    }
+
+    /// Closes the file and renames it to `to`, replacing what is there.
+    fn persist(mut self, to: &Path) -> io::Result<()> {
+        drop(self.file.take());
+        fs::rename(&self.path, to)?;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn create_dir_if_missing(dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other,
+    }
+}
+
+/// Flushes a folder's entries (a rename, a new file or subfolder) to the disk.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Windows cannot open a folder as a file; NTFS journals its entries.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,530 @@
+//! The blob store contract on a real folder, plus what only the file system has: the staging
+//! area, crash leftovers, path escapes and a root that disappears. Each test works in a fresh
+//! folder under the system's temporary folder, removed at the end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use filegate_adapter_local_fs::{LocalFsError, LocalFsSettings, LocalFsStore};
+use filegate_application::ports::{BlobError, BlobStore};
+use filegate_contract_tests::blobs;
+use filegate_domain::{BlobPath, BlockIndex, TotalBlocks};
+use futures::StreamExt;
+
+/// A folder of its own, removed when the test ends (passing or not).
+struct TestDir(PathBuf);
+
+impl TestDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "filegate-local-fs-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.0.join("blobs")
+    }
+
+    fn settings(&self) -> LocalFsSettings {
+        LocalFsSettings {
+            root: self.root(),
+            ..LocalFsSettings::default()
+        }
+    }
+
+    fn store(&self) -> LocalFsStore {
+        LocalFsStore::new(&self.settings()).unwrap()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn index(total: i64, i: i64) -> BlockIndex {
+    TotalBlocks::new(total).unwrap().index(i).unwrap()
+}
+
+async fn stage(
+    store: &LocalFsStore,
+    path: &BlobPath,
+    upload: &str,
+    total: i64,
+    i: i64,
+    data: &'static [u8],
+) -> String {
+    store
+        .stage_block(path, upload, index(total, i), Bytes::from_static(data))
+        .await
+        .unwrap()
+}
+
+async fn read_all(store: &LocalFsStore, path: &BlobPath) -> Vec<u8> {
+    let mut read = store.read(path, None).await.unwrap();
+    let mut bytes = Vec::new();
+    while let Some(piece) = read.stream.next().await {
+        bytes.extend_from_slice(&piece.unwrap());
+    }
+    bytes
+}
+
+/// Every entry of a folder, by name.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn the_blob_store_contract_holds_on_the_local_file_system() {
+    let dir = TestDir::new();
+    blobs::run_all(&dir.store()).await;
+}
+
+#[tokio::test]
+async fn the_contract_holds_without_syncing_blocks() {
+    let dir = TestDir::new();
+    let store = LocalFsStore::new(&LocalFsSettings {
+        sync_blocks: false,
+        ..dir.settings()
+    })
+    .unwrap();
+    blobs::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn new_creates_the_root_and_its_staging_folder_and_resolves_it() {
+    let dir = TestDir::new();
+    let nested = dir.0.join("a").join("b").join("blobs");
+    let store = LocalFsStore::new(&LocalFsSettings {
+        root: nested.join("..").join("blobs"),
+        ..LocalFsSettings::default()
+    })
+    .unwrap();
+    assert_eq!(store.root(), fs::canonicalize(&nested).unwrap());
+    assert!(store.root().is_absolute());
+    assert!(nested.join(".staging").is_dir());
+    // Opening it again is fine.
+    LocalFsStore::new(&LocalFsSettings {
+        root: nested,
+        ..LocalFsSettings::default()
+    })
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_root_that_is_a_file_is_refused() {
+    let dir = TestDir::new();
+    fs::write(dir.root(), b"not a folder").unwrap();
+    let err = LocalFsStore::new(&dir.settings()).unwrap_err();
+    assert!(matches!(err, LocalFsError::NotAFolder(_)), "{err:?}");
+    assert!(err.to_string().contains("not a folder"), "{err}");
+}
+
+#[tokio::test]
+async fn there_is_no_shared_url_and_the_location_is_a_file_url() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::committed(&store, "report 1.pdf", &[Bytes::from_static(b"x")]).await;
+    assert_eq!(store.share_url(&path).await.unwrap(), None);
+    let location = store.location(&path);
+    let expected = format!(
+        "file://{}/{}",
+        store.root().display(),
+        path.as_str().replace(' ', "%20")
+    );
+    assert_eq!(location, expected);
+}
+
+#[tokio::test]
+async fn after_a_commit_the_staging_folder_is_gone() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("done.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let staging = store.root().join(".staging").join(&upload);
+    assert!(
+        staging.is_dir(),
+        "begin creates the upload's staging folder"
+    );
+    let parts = vec![
+        stage(&store, &path, &upload, 2, 0, b"ab").await,
+        stage(&store, &path, &upload, 2, 1, b"cd").await,
+    ];
+    assert!(
+        parts[0].starts_with("00000-") && parts[1].starts_with("00001-"),
+        "{parts:?}"
+    );
+    assert_eq!(names_in(&staging), {
+        let mut p = parts.clone();
+        p.sort();
+        p
+    });
+    store.commit(&path, &upload, parts, 4).await.unwrap();
+    assert!(
+        !staging.exists(),
+        "the staging folder must be removed after the commit"
+    );
+    assert_eq!(
+        names_in(&store.root().join(".staging")),
+        Vec::<String>::new()
+    );
+    assert_eq!(read_all(&store, &path).await, b"abcd");
+    // Only the file itself is in its folder: no temporary file is left.
+    let folder = store
+        .root()
+        .join(path.as_str())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let name = path.as_str().rsplit('/').next().unwrap().to_owned();
+    assert_eq!(names_in(&folder), vec![name]);
+}
+
+#[tokio::test]
+async fn a_commit_whose_parts_do_not_add_up_publishes_nothing_and_can_be_retried() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("short.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let parts = vec![
+        stage(&store, &path, &upload, 2, 0, b"12345").await,
+        stage(&store, &path, &upload, 2, 1, b"678").await,
+    ];
+    for wrong in [7, 9, 0] {
+        let err = store
+            .commit(&path, &upload, parts.clone(), wrong)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BlobError::Unknown(_)), "{err:?}");
+        assert!(format!("{err:#}").contains("8 bytes"), "{err:#}");
+        let err = store.read(&path, None).await.unwrap_err();
+        assert!(matches!(err, BlobError::NotFound(_)), "{err:?}");
+    }
+    let target = store.root().join(path.as_str());
+    if let Some(folder) = target.parent().filter(|f| f.exists()) {
+        assert_eq!(
+            names_in(folder),
+            Vec::<String>::new(),
+            "no temporary file may be left"
+        );
+    }
+    // The staged parts are still there: the right commit goes through.
+    store.commit(&path, &upload, parts, 8).await.unwrap();
+    assert_eq!(read_all(&store, &path).await, b"12345678");
+}
+
+#[tokio::test]
+async fn a_commit_interrupted_before_its_rename_is_never_visible() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("crashed.bin");
+    let target = store.root().join(path.as_str());
+    let folder = target.parent().unwrap();
+    // What a crash in the middle of a commit leaves: a partial hidden file next to the final
+    // location, and the staging folder.
+    fs::create_dir_all(folder).unwrap();
+    let leftover = folder.join(".filegate-commit-0123456789abcdef0123456789abcdef.tmp");
+    fs::write(&leftover, b"partial").unwrap();
+
+    let err = store.read(&path, None).await.unwrap_err();
+    assert!(matches!(err, BlobError::NotFound(_)), "{err:?}");
+    let leftover_as_blob = BlobPath::from_stored(format!(
+        "{}/.filegate-commit-0123456789abcdef0123456789abcdef.tmp",
+        path.as_str().rsplit_once('/').unwrap().0
+    ));
+    let err = store.read(&leftover_as_blob, None).await.unwrap_err();
+    assert!(
+        matches!(err, BlobError::Unknown(_)),
+        "a hidden file is no blob: {err:?}"
+    );
+
+    // The retried upload commits normally, beside the leftover.
+    let upload = store.begin(&path).await.unwrap();
+    // A block write interrupted before its rename leaves a hidden file in the staging folder.
+    fs::write(
+        store
+            .root()
+            .join(".staging")
+            .join(&upload)
+            .join(".00000-dead.tmp"),
+        b"half a block",
+    )
+    .unwrap();
+    let parts = vec![
+        stage(&store, &path, &upload, 2, 0, b"whole ").await,
+        stage(&store, &path, &upload, 2, 1, b"file").await,
+    ];
+    store.commit(&path, &upload, parts, 10).await.unwrap();
+    assert_eq!(read_all(&store, &path).await, b"whole file");
+    assert!(!store.root().join(".staging").join(&upload).exists());
+}
+
+#[tokio::test]
+async fn concurrent_blocks_are_committed_in_index_order() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("parallel.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let total = 24i64;
+    let tasks: Vec<_> = (0..total)
+        .map(|i| {
+            let (store, path, upload) = (store.clone(), path.clone(), upload.clone());
+            tokio::spawn(async move {
+                let data = Bytes::from(vec![i as u8; 1000 + i as usize]);
+                store
+                    .stage_block(&path, &upload, index(total, i), data)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut parts = Vec::new();
+    for task in tasks {
+        parts.push(task.await.unwrap());
+    }
+    let size: u64 = (0..total).map(|i| 1000 + i as u64).sum();
+    store.commit(&path, &upload, parts, size).await.unwrap();
+    let expected: Vec<u8> = (0..total)
+        .flat_map(|i| std::iter::repeat_n(i as u8, 1000 + i as usize))
+        .collect();
+    assert!(read_all(&store, &path).await == expected);
+}
+
+#[tokio::test]
+async fn ranges_behave_as_on_azure() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::committed(&store, "ranges.bin", &[Bytes::from_static(b"0123456789")]).await;
+    let read = |range: std::ops::Range<u64>| {
+        let (store, path) = (store.clone(), path.clone());
+        async move {
+            let mut read = store.read(&path, Some(range)).await?;
+            let mut bytes = Vec::new();
+            while let Some(piece) = read.stream.next().await {
+                bytes.extend_from_slice(&piece?);
+            }
+            Ok::<_, BlobError>((read.size, read.range, bytes))
+        }
+    };
+    // An end past the end is cut to it.
+    assert_eq!(read(7..100).await.unwrap(), (10, 7..10, b"789".to_vec()));
+    // Empty ranges answer no bytes, at the start or at the end when the start is past it.
+    assert_eq!(read(4..4).await.unwrap(), (10, 4..4, Vec::new()));
+    #[allow(clippy::reversed_empty_ranges)] // reversed on purpose: an empty range
+    let reversed = 6..2;
+    assert_eq!(read(reversed).await.unwrap(), (10, 6..6, Vec::new()));
+    assert_eq!(read(50..50).await.unwrap(), (10, 10..10, Vec::new()));
+    // A range starting at or past the end is refused (Azure answers 416).
+    for range in [10..11, 12..20] {
+        let err = read(range.clone()).await.unwrap_err();
+        assert!(matches!(err, BlobError::Unknown(_)), "{range:?}: {err:?}");
+    }
+
+    // An empty file reads as nothing.
+    let empty = blobs::fresh_path("empty.bin");
+    let upload = store.begin(&empty).await.unwrap();
+    let part = stage(&store, &empty, &upload, 1, 0, b"").await;
+    store.commit(&empty, &upload, vec![part], 0).await.unwrap();
+    let read = store.read(&empty, None).await.unwrap();
+    assert_eq!((read.size, read.range.clone()), (0, 0..0));
+    assert_eq!(read.stream.count().await, 0);
+}
+
+#[tokio::test]
+async fn a_folder_is_not_a_blob() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::committed(&store, "inside.bin", &[Bytes::from_static(b"x")]).await;
+    let folder = BlobPath::from_stored(path.as_str().rsplit_once('/').unwrap().0.to_owned());
+    let err = store.read(&folder, None).await.unwrap_err();
+    assert!(matches!(err, BlobError::NotFound(_)), "{err:?}");
+    store.delete(&folder).await.unwrap();
+    // A path through a file is not found either.
+    let through = BlobPath::from_stored(format!("{path}/deeper"));
+    let err = store.read(&through, None).await.unwrap_err();
+    assert!(matches!(err, BlobError::NotFound(_)), "{err:?}");
+    assert_eq!(read_all(&store, &path).await, b"x");
+}
+
+#[tokio::test]
+async fn paths_and_ids_that_lead_out_of_the_root_are_refused() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    // A file right beside the root, and a staged part inside its staging area.
+    let outside = dir.0.join("outside");
+    fs::write(&outside, b"precious").unwrap();
+    let path = blobs::fresh_path("ok.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let part = stage(&store, &path, &upload, 1, 0, b"staged").await;
+
+    let escapes = [
+        "../outside".to_owned(),
+        "a/../../outside".to_owned(),
+        format!("{}/outside", dir.0.display()),
+        format!(".staging/{upload}/{part}"),
+        "a/./b".to_owned(),
+        "a//b".to_owned(),
+        "a\\..\\..\\outside".to_owned(),
+        "a/b\0".to_owned(),
+        String::new(),
+    ];
+    for text in escapes {
+        let bad = BlobPath::from_stored(text.clone());
+        let refused = |r: Result<(), BlobError>| {
+            assert!(matches!(r, Err(BlobError::Unknown(_))), "{text:?}: {r:?}");
+        };
+        refused(store.read(&bad, None).await.map(|_| ()));
+        refused(store.delete(&bad).await);
+        refused(store.begin(&bad).await.map(|_| ()));
+        refused(
+            store
+                .stage_block(&bad, &upload, index(1, 0), Bytes::from_static(b"evil"))
+                .await
+                .map(|_| ()),
+        );
+        refused(store.commit(&bad, &upload, vec![part.clone()], 6).await);
+    }
+    let err = store
+        .read(&BlobPath::from_stored("../outside".into()), None)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("refusing the blob path"),
+        "{err:#}"
+    );
+
+    // Upload and part ids must be plain names too.
+    for bad_upload in [
+        "../..",
+        "..",
+        "",
+        "a/b",
+        ".staging",
+        &format!("{upload}/.."),
+    ] {
+        let r = store
+            .stage_block(&path, bad_upload, index(1, 0), Bytes::from_static(b"evil"))
+            .await;
+        assert!(
+            matches!(r, Err(BlobError::Unknown(_))),
+            "{bad_upload:?}: {r:?}"
+        );
+        let r = store.commit(&path, bad_upload, vec![part.clone()], 6).await;
+        assert!(
+            matches!(r, Err(BlobError::Unknown(_))),
+            "{bad_upload:?}: {r:?}"
+        );
+    }
+    for bad_part in ["../../../outside", "..", "", ".00000-x.tmp", "a/b"] {
+        let r = store
+            .commit(&path, &upload, vec![bad_part.to_owned()], 8)
+            .await;
+        assert!(
+            matches!(r, Err(BlobError::Unknown(_))),
+            "{bad_part:?}: {r:?}"
+        );
+    }
+    let err = store.read(&path, None).await.unwrap_err();
+    assert!(
+        matches!(err, BlobError::NotFound(_)),
+        "nothing was committed: {err:?}"
+    );
+
+    assert_eq!(fs::read(&outside).unwrap(), b"precious");
+    assert_eq!(
+        names_in(&dir.0),
+        vec!["blobs".to_owned(), "outside".to_owned()]
+    );
+    // The upload is untouched and still commits.
+    store.commit(&path, &upload, vec![part], 6).await.unwrap();
+    assert_eq!(read_all(&store, &path).await, b"staged");
+}
+
+#[tokio::test]
+async fn a_missing_root_is_container_missing_and_is_not_recreated() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("late.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let part = stage(&store, &path, &upload, 1, 0, b"late").await;
+    fs::remove_dir_all(dir.root()).unwrap();
+
+    match store.ping().await {
+        Err(BlobError::ContainerMissing(message)) => {
+            assert!(
+                message.contains(&store.root().display().to_string()),
+                "{message}"
+            );
+            assert!(message.contains("restart"), "{message}");
+        }
+        other => panic!("expected ContainerMissing, got {other:?}"),
+    }
+    let missing = |r: Result<(), BlobError>, what: &str| {
+        assert!(
+            matches!(r, Err(BlobError::ContainerMissing(_))),
+            "{what}: {r:?}"
+        );
+    };
+    missing(store.begin(&path).await.map(|_| ()), "begin");
+    missing(
+        store
+            .stage_block(&path, &upload, index(1, 0), Bytes::from_static(b"x"))
+            .await
+            .map(|_| ()),
+        "stage_block",
+    );
+    missing(store.commit(&path, &upload, vec![part], 4).await, "commit");
+    missing(store.read(&path, None).await.map(|_| ()), "read");
+    missing(store.delete(&path).await, "delete");
+    assert!(
+        !dir.root().exists(),
+        "a missing root must not be recreated behind the operator's back"
+    );
+
+    // Once the folder is back, so is the store (the staging area is made again).
+    fs::create_dir(dir.root()).unwrap();
+    store.ping().await.unwrap();
+    blobs::committed(&store, "back.bin", &[Bytes::from_static(b"back")]).await;
+}
+
+#[tokio::test]
+async fn a_lost_staging_folder_is_made_again() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    fs::remove_dir_all(dir.root().join(".staging")).unwrap();
+    store.ping().await.unwrap();
+    fs::remove_dir_all(dir.root().join(".staging")).unwrap();
+    let path = blobs::committed(&store, "again.bin", &[Bytes::from_static(b"again")]).await;
+    assert_eq!(read_all(&store, &path).await, b"again");
+}
+
+#[tokio::test]
+async fn staging_into_an_unknown_upload_is_not_found() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("nobody.bin");
+    let r = store
+        .stage_block(
+            &path,
+            "0123456789abcdef0123456789abcdef",
+            index(1, 0),
+            Bytes::from_static(b"x"),
+        )
+        .await;
+    assert!(matches!(r, Err(BlobError::NotFound(_))), "{r:?}");
+}

@@ -1,0 +1,54 @@
+//! Translation of sqlx's errors into the port's: the use cases decide retry-or-fail on
+//! `StoreError`'s variants alone, so the split between "try again" and "broken" is made here.
+
+use filegate_application::ports::StoreError;
+
+/// SQLite's primary result codes (the low byte of an extended code) after which the same
+/// request may succeed when simply sent again: another writer kept the database locked for
+/// longer than the busy timeout, or the disk or memory failed it for now.
+const RETRYABLE_PRIMARY_CODES: [i64; 7] = [
+    5,  // SQLITE_BUSY: the write lock was held past the busy timeout
+    6,  // SQLITE_LOCKED: a conflict inside this process (shared cache)
+    7,  // SQLITE_NOMEM
+    10, // SQLITE_IOERR: a read or write of the file failed
+    13, // SQLITE_FULL: the disk is full
+    14, // SQLITE_CANTOPEN: the file cannot be opened (a volume not mounted yet, permissions)
+    15, // SQLITE_PROTOCOL: a lock race in the WAL protocol
+];
+
+pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_) => StoreError::Unavailable(e.into()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_owned())
+        }
+        sqlx::Error::Database(db) => {
+            // sqlx reports SQLite's extended result code, in decimal.
+            let retryable = db
+                .code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .is_some_and(|code| RETRYABLE_PRIMARY_CODES.contains(&(code & 0xff)));
+            if retryable {
+                StoreError::Unavailable(e.into())
+            } else {
+                StoreError::Unknown(e.into())
+            }
+        }
+        _ => StoreError::Unknown(e.into()),
+    }
+}
+
+/// A row that the schema accepted but the domain refuses: a broken invariant of the store
+/// (a hand edit, a buggy release), never the client's fault.
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Unknown(anyhow::anyhow!("a stored row cannot be read: {what}"))
+}
+
+/// A value of the domain that does not fit its column (a size above `i64::MAX`, a year past
+/// 9999): refused before it reaches the database.
+pub(crate) fn unstorable(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Unknown(anyhow::anyhow!("a value cannot be stored: {what}"))
+}

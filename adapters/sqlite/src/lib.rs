@@ -1,0 +1,173 @@
+//! The SQLite metadata store of filegate, for the embedded profile that runs `filegate serve`
+//! with nothing installed (next to the local-files blob store): it implements the application's
+//! `MetadataStore` port on one database file, with the same four tables, rules and semantics as
+//! the Postgres store. The file (and its folder) is created on first use and opened in WAL mode,
+//! so that readers never wait for the writer; SQLite has no row locks, so `record_block` takes
+//! the database's write lock up front (`BEGIN IMMEDIATE`), which serializes racing final blocks
+//! so that exactly one runs the blob commit, inside the transaction that records the file. The
+//! schema ships inside the binary as sqlx migrations; queries are checked at run time, so the
+//! crate builds without a database.
+
+mod errors;
+mod rows;
+mod store;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use filegate_application::ports::StoreError;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::errors::store_error;
+
+/// Embedded at build time so that a deployment is one binary, and a binary always migrates to
+/// the schema its queries were written for.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// How long a statement waits for another connection's write lock before it gives up with
+/// `SQLITE_BUSY` (reported as `StoreError::Unavailable`). SQLite has one writer at a time and
+/// `record_block` holds the lock while the blob commit runs, so writers queue; this is how long
+/// they queue.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a request waits for a pooled connection. The database is a local file, so a wait
+/// means that every connection is busy (most likely queued on the write lock): as long as the
+/// busy timeout, and then `StoreError::Unavailable`, a 503 the client can retry.
+const ACQUIRE_TIMEOUT: Duration = BUSY_TIMEOUT;
+
+/// The metadata store on a pool of SQLite connections to one database file. Cloning shares the
+/// pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens the database file named by `url` (`sqlite://path/to/file.db`, `sqlite:///abs/file.db`
+    /// or `sqlite:relative.db`; a relative path is taken from the working directory), creating
+    /// the file and its folder when missing, and opens one connection right away so that a path
+    /// that cannot be used is reported at start-up.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = Self::connect_options(url)?;
+        if let Some(folder) = options
+            .get_filename()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            create_folder(folder)?;
+        }
+        // One connection first: it switches a new file to WAL, which takes an exclusive lock
+        // that the busy timeout does not cover; the pool's later connections find WAL set.
+        let pool = Self::pool_options(max_connections)
+            .connect_with(options)
+            .await
+            .map_err(store_error)?;
+        Ok(Self { pool })
+    }
+
+    /// The connection options every constructor here uses: the file created when missing, WAL,
+    /// `synchronous = NORMAL` (durable at every checkpoint and never corrupt; with WAL, a power
+    /// loss can cost only the last commits), foreign keys enforced, and the busy timeout.
+    /// Exposed so that callers building their own pool for [`SqliteStore::from_pool`] get the
+    /// same settings.
+    ///
+    /// Only files are accepted: an in-memory database (`sqlite::memory:`, `mode=memory`) would
+    /// vanish with the pool's last connection and cannot use WAL or wait for a lock.
+    pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+        let invalid =
+            |why: &str| StoreError::Unknown(anyhow::anyhow!("invalid SQLite database URL: {why}"));
+        let rest = url
+            .split_once(':')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("sqlite"))
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| invalid("it must start with `sqlite:`"))?;
+        let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+        let database = database.strip_prefix("//").unwrap_or(database);
+        if database.is_empty() || database == ":memory:" {
+            return Err(invalid("it must name a database file"));
+        }
+        if params.split('&').any(|p| p == "mode=memory") {
+            return Err(invalid("an in-memory database cannot be used"));
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite:{rest}"))
+            .map_err(|e| invalid(&e.to_string()))?;
+        Ok(options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT))
+    }
+
+    /// The pool options every constructor here uses.
+    pub fn pool_options(max_connections: u32) -> SqlitePoolOptions {
+        SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+    }
+
+    /// Wraps a pool configured elsewhere (tests, or a caller that shares one pool). The pool's
+    /// connections should use [`SqliteStore::connect_options`]: without the busy timeout,
+    /// racing writers fail instead of waiting their turn.
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Brings the schema up to date. Safe to run at every start: the migrations already applied
+    /// are skipped. SQLite migrations take no lock of their own, so processes sharing one file
+    /// should not migrate it at the same moment (the embedded profile is one process).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| store_error(e.into()))
+    }
+
+    /// Closes the pool, waiting for the connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The versions of the embedded migrations missing from the database, so that readiness
+    /// can tell "reachable but not migrated" apart from "reachable and ready".
+    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let log_exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let applied: Vec<i64> = if log_exists {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?
+        } else {
+            Vec::new()
+        };
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+}
+
+/// Creates the database's folder. Blocking, but once at start-up and quick.
+fn create_folder(folder: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(folder).map_err(|e| {
+        StoreError::Unavailable(anyhow::Error::new(e).context(format!(
+            "cannot create the database folder {}",
+            folder.display()
+        )))
+    })
+}
