@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod keys;
+pub mod media_ports;
 pub mod ports;
 pub mod system;
 pub mod uploads;
