@@ -11,6 +11,14 @@ use uuid::Uuid;
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// A port that was free a moment ago, for a server that must keep its address over a restart.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 fn admin_url() -> String {
     std::env::var("FILEGATE_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
 }
@@ -58,6 +66,8 @@ pub struct TestAppOptions {
     pub max_chunk_bytes: usize,
     /// Create the key with `keys create` before `serve` (else `serve` makes the first one).
     pub create_key: bool,
+    /// Listen on this port, so that a restarted server keeps its address (default: any free).
+    pub port: Option<u16>,
 }
 
 impl TestAppOptions {
@@ -66,6 +76,7 @@ impl TestAppOptions {
             profile,
             max_chunk_bytes: 1024 * 1024,
             create_key: true,
+            port: None,
         }
     }
 }
@@ -220,16 +231,19 @@ impl TestApp {
                     .env("FILEGATE_BLOB__LOCAL__ROOT", self.blob_root());
             }
         }
-        cmd.env("FILEGATE_HTTP__ADDR", "127.0.0.1:0")
-            .env(
-                "FILEGATE_HTTP__MAX_CHUNK_BYTES",
-                self.options.max_chunk_bytes.to_string(),
-            )
-            .env("FILEGATE_HTTP__SHUTDOWN_GRACE_SECS", "5")
-            .env("FILEGATE_LOG__LEVEL", "warn")
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
+        cmd.env(
+            "FILEGATE_HTTP__ADDR",
+            format!("127.0.0.1:{}", self.options.port.unwrap_or(0)),
+        )
+        .env(
+            "FILEGATE_HTTP__MAX_CHUNK_BYTES",
+            self.options.max_chunk_bytes.to_string(),
+        )
+        .env("FILEGATE_HTTP__SHUTDOWN_GRACE_SECS", "5")
+        .env("FILEGATE_LOG__LEVEL", "warn")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
         cmd
     }
 

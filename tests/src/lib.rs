@@ -8,5 +8,5 @@
 pub mod app;
 pub mod form;
 
-pub use app::{Db, Profile, TestApp, TestAppOptions};
+pub use app::{Db, Profile, TestApp, TestAppOptions, binary, free_port};
 pub use form::Chunk;
