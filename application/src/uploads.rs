@@ -241,10 +241,32 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
         tracing::Span::current().record("file_id", tracing::field::display(session.file_id));
 
         let size = cmd.data.len() as u64;
-        let part_id = self
+        let staged = self
             .blobs
             .stage_block(&session.blob_path, &session.upload_id, index, cmd.data)
-            .await?;
+            .await;
+        let part_id = match staged {
+            Ok(part_id) => part_id,
+            // A store that drops its staging area on commit (the local one) has nowhere to put
+            // the block of a request that raced the commit; that request sees the commit.
+            Err(BlobError::NotFound(what)) => {
+                let now = self.store.find_session(who.firm, session.file_id).await?;
+                match now.and_then(|s| s.file) {
+                    Some(file) => {
+                        let url = self.blobs.share_url(&file.blob_path).await?;
+                        return Ok(ChunkReceipt {
+                            file_id: session.file_id,
+                            is_complete: true,
+                            url,
+                            received_blocks: total.get(),
+                            total_blocks: total.get(),
+                        });
+                    }
+                    None => return Err(BlobError::NotFound(what).into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
         let block = StagedBlock {
             index,
             part_id,

@@ -280,15 +280,12 @@ impl FilesApi {
         &self,
         service: Service<'_>,
         auth: ApiKeyAuth,
-        #[oai(name = "fileId")] file_id: Path<String>,
+        #[oai(name = "fileId")] file_id: Path<Uuid>,
         #[oai(name = "Range")] range: Header<Option<String>>,
         #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
     ) -> poem_openapi::payload::Response<ContentResponse> {
         let plain = poem_openapi::payload::Response::new;
-        let Ok(id) = Uuid::parse_str(file_id.0.trim()) else {
-            let e = ApiError::bad_request(format!("fileId: `{}` is not a valid uuid", file_id.0));
-            return plain(ContentResponse::error(e, None));
-        };
+        let id = file_id.0;
         let spec = range.0.as_deref().and_then(RangeSpec::parse);
         let content = match service
             .open_content(auth.0, FileId::from_uuid(id), spec)

@@ -33,8 +33,9 @@ const FORM_OVERHEAD: usize = 64 * 1024;
 /// The longest value accepted for a text field (a uuid, a number, a mode name).
 const MAX_TEXT_FIELD: usize = 256;
 
-/// What the file is for; decides the blob folder, the size cap and the allowed types.
-/// `User` and `WhatsappMedia` are the seed diagrams' deprecated names of `Profile` and `Message`.
+/// What the file is for; decides the blob folder, the size cap and the allowed types; fixed by
+/// the first chunk. `User` and `WhatsappMedia` are the seed diagrams' deprecated names of
+/// `Profile` and `Message`.
 #[derive(Debug, Clone, Copy, Enum)]
 #[allow(dead_code)]
 pub enum ModeName {
@@ -57,19 +58,26 @@ pub struct ChunkForm {
     #[oai(rename = "File")]
     file: Upload,
     /// Zero-based index of this chunk. Required unless the deprecated `CurrentBlock` is sent.
-    #[oai(rename = "BlockIndex")]
+    #[oai(rename = "BlockIndex", validator(maximum(value = "49999")))]
     block_index: Option<u32>,
     /// Number of chunks of the whole file, 1 to 50,000; fixed by the first chunk.
-    #[oai(rename = "TotalBlocks")]
+    #[oai(
+        rename = "TotalBlocks",
+        validator(minimum(value = "1"), maximum(value = "50000"))
+    )]
     total_blocks: u32,
-    /// What the file is for; fixed by the first chunk.
+    // No doc comment here: a described `$ref` becomes an `allOf`, which some client generators
+    // refuse for an enum; the enum's own description says what it is.
     #[oai(rename = "Mode")]
     mode: ModeName,
     /// The `fileId` returned for the first chunk; required when `BlockIndex` > 0.
     #[oai(rename = "FileId")]
     file_id: Option<Uuid>,
     /// Deprecated: one-based `BlockIndex + 1`, accepted when `BlockIndex` is absent.
-    #[oai(rename = "CurrentBlock")]
+    #[oai(
+        rename = "CurrentBlock",
+        validator(minimum(value = "1"), maximum(value = "50000"))
+    )]
     current_block: Option<u32>,
 }
 
@@ -84,8 +92,17 @@ impl Payload for ChunkUpload {
         <ChunkForm as Payload>::check_content_type(content_type)
     }
 
+    /// The derived schema, with `CurrentBlock` marked deprecated (the derive cannot say so).
     fn schema_ref() -> MetaSchemaRef {
-        <ChunkForm as Payload>::schema_ref()
+        let mut schema = <ChunkForm as Payload>::schema_ref();
+        if let MetaSchemaRef::Inline(form) = &mut schema {
+            for (name, property) in &mut form.properties {
+                if let (true, MetaSchemaRef::Inline(field)) = (*name == "CurrentBlock", property) {
+                    field.deprecated = true;
+                }
+            }
+        }
+        schema
     }
 
     fn register(registry: &mut Registry) {

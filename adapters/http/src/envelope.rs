@@ -4,7 +4,7 @@
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
 use poem_openapi::Object;
-use poem_openapi::types::ToJSON;
+use poem_openapi::types::{Example, ToJSON};
 use uuid::Uuid;
 
 use filegate_application::{AuthError, ContentError, FileStatusError, UploadChunkError};
@@ -20,7 +20,7 @@ pub struct ChunkData {
     pub file_id: Uuid,
     /// The file's URL once it is complete (a signed, expiring URL when the container is
     /// private); `null` until then.
-    #[oai(skip_serializing_if_is_none = false)]
+    #[oai(skip_serializing_if_is_none = false, nullable)]
     pub url: Option<String>,
     /// Whether the file is committed.
     pub is_complete: bool,
@@ -41,7 +41,7 @@ pub struct FileStatusData {
     pub file_name: String,
     pub content_type: String,
     pub is_complete: bool,
-    #[oai(skip_serializing_if_is_none = false)]
+    #[oai(skip_serializing_if_is_none = false, nullable)]
     pub url: Option<String>,
     pub total_blocks: u32,
     /// Indices already staged, ascending.
@@ -66,11 +66,11 @@ macro_rules! envelope {
     ($(#[$doc:meta])* $name:ident, $data:ty) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Object)]
-        #[oai(rename_all = "camelCase")]
+        #[oai(rename_all = "camelCase", example)]
         pub struct $name {
             /// `true` on success.
             pub is_success: bool,
-            #[oai(skip_serializing_if_is_none = false)]
+            #[oai(skip_serializing_if_is_none = false, nullable)]
             pub data: Option<$data>,
             /// A sentence for people.
             pub message: String,
@@ -99,6 +99,68 @@ envelope!(
     ReadinessEnvelope,
     ReadinessData
 );
+
+const EXAMPLE_ID: Uuid = Uuid::from_u128(0x01939b2e_7c1a_7d2f_9a4b_5c6d7e8f9a0b);
+
+impl Example for ChunkEnvelope {
+    fn example() -> Self {
+        Self::ok(
+            ChunkData {
+                file_id: EXAMPLE_ID,
+                url: Some(format!(
+                    "https://account.blob.core.windows.net/uploads/messages/0f8fad5b-d9cb-469f-a165-70867728950e/{EXAMPLE_ID}/report.pdf"
+                )),
+                is_complete: true,
+                received_blocks: 5,
+                total_blocks: 5,
+            },
+            "File uploaded successfully",
+        )
+    }
+}
+
+impl Example for FileStatusEnvelope {
+    fn example() -> Self {
+        Self::ok(
+            FileStatusData {
+                file_id: EXAMPLE_ID,
+                mode: "Message".into(),
+                file_name: "report.pdf".into(),
+                content_type: "application/pdf".into(),
+                is_complete: false,
+                url: None,
+                total_blocks: 5,
+                received_blocks: vec![0, 1, 3],
+                missing_blocks: vec![2, 4],
+                size: 25_165_824,
+            },
+            "Upload in progress",
+        )
+    }
+}
+
+impl Example for ReadinessEnvelope {
+    fn example() -> Self {
+        Self::ok(
+            ReadinessData {
+                database: "ok".into(),
+                blob_store: "ok".into(),
+            },
+            "ready",
+        )
+    }
+}
+
+impl Example for ErrorEnvelope {
+    fn example() -> Self {
+        Self {
+            is_success: false,
+            data: None,
+            message: "BlockIndex 5 is out of range: TotalBlocks is 5, so the last index is 4"
+                .into(),
+        }
+    }
+}
 
 /// Never present: error envelopes carry `data: null`.
 #[derive(Debug, Clone, Object)]
@@ -192,9 +254,26 @@ pub(crate) fn json_response<T: ToJSON>(
     resp
 }
 
+/// Wraps the whole application so that no answer leaves without the envelope: every error
+/// that escaped a handler or an extractor becomes an enveloped response with its status.
+#[derive(Debug)]
+pub struct EnvelopeErrors<E>(pub E);
+
+impl<E: poem::Endpoint> poem::Endpoint for EnvelopeErrors<E> {
+    type Output = Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<Response> {
+        let path = req.uri().path().to_owned();
+        Ok(match self.0.call(req).await {
+            Ok(resp) => resp.into_response(),
+            Err(err) => envelope_any_error(err, &path),
+        })
+    }
+}
+
 /// Turns any error that escaped a handler or an extractor (poem's own ones included) into the
-/// envelope, keeping its status.
-pub(crate) fn envelope_any_error(err: poem::Error) -> Response {
+/// envelope, keeping its status. `path` is the request's, for the `Allow` header of a 405.
+pub(crate) fn envelope_any_error(err: poem::Error, path: &str) -> Response {
     if let Some(api) = err.downcast_ref::<ApiError>() {
         return api.as_response_ref();
     }
@@ -214,15 +293,23 @@ pub(crate) fn envelope_any_error(err: poem::Error) -> Response {
     let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE
         || status == StatusCode::TOO_MANY_REQUESTS)
         .then_some(RETRY_AFTER_SECS);
-    json_response(
-        status,
-        &ErrorEnvelope {
-            is_success: false,
-            data: None,
-            message,
-        },
-        retry_after,
-    )
+    let envelope = ErrorEnvelope {
+        is_success: false,
+        data: None,
+        message,
+    };
+    let mut resp = json_response(status, &envelope, retry_after);
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        // Every route takes one method: POST for the chunk route, GET for the rest.
+        let allow = if path.to_ascii_lowercase().ends_with("/chunk") {
+            "POST"
+        } else {
+            "GET, HEAD"
+        };
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    resp
 }
 
 impl ApiError {

@@ -55,9 +55,8 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
             max_chunk_bytes: options.max_chunk_bytes,
         })
         .with(NormalizePath::new(TrailingSlash::Trim))
-        .with(Tracing)
-        .catch_all_error(|err| async move { envelope::envelope_any_error(err) });
-    paths::CaseInsensitivePaths(routes.into_endpoint())
+        .with(Tracing);
+    paths::CaseInsensitivePaths(envelope::EnvelopeErrors(routes.into_endpoint()))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -359,7 +359,7 @@ impl Client {
             200 => envelope
                 .filter(|e| e.is_success)
                 .and_then(|e| e.data)
-                .ok_or_else(|| TryError::Fatal(UploadError::Protocol(text))),
+                .ok_or(TryError::Fatal(UploadError::Protocol(text))),
             // A retried final chunk whose first try committed the file: the file is done.
             409 if file_id.is_some() && message.contains("already complete") => Ok(ChunkData {
                 file_id: file_id.unwrap_or_default(),

@@ -46,7 +46,7 @@ pub async fn a_revoked_key_is_refused(profile: Profile) {
     .await;
 }
 
-pub async fn the_spec_is_served_without_a_key(profile: Profile) {
+pub async fn the_spec_and_the_docs_ui_are_served_without_a_key(profile: Profile) {
     let app = TestApp::spawn(profile).await;
     let resp = app.http.get(app.url("/openapi.json")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -54,6 +54,13 @@ pub async fn the_spec_is_served_without_a_key(profile: Profile) {
     assert!(
         spec["paths"]["/api/v1/Files/chunk"]["post"].is_object(),
         "{spec}"
+    );
+    let docs = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(docs.status().as_u16(), 200);
+    let html = docs.text().await.unwrap();
+    assert!(
+        html.to_lowercase().contains("swagger"),
+        "the UI page: {html}"
     );
 }
 

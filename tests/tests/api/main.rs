@@ -51,7 +51,7 @@ on_both_profiles!(
     errors::unknown_routes_and_methods_answer_in_the_envelope,
     health::liveness_and_readiness_answer_without_a_key,
     health::a_revoked_key_is_refused,
-    health::the_spec_is_served_without_a_key,
+    health::the_spec_and_the_docs_ui_are_served_without_a_key,
     content::the_content_route_streams_the_file_with_its_headers,
     content::a_single_range_gets_206_with_just_those_bytes,
     content::content_of_an_open_unknown_or_foreign_file_is_refused,
