@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use filegate_domain::{
-    ApiKeyId, BlobPath, BlockIndex, BlockSet, FileId, FileRecord, FirmId, SessionState,
+    ApiKeyId, BlobPath, BlockIndex, BlockSet, FileId, FileRecord, FirmId, SessionState, TaskId,
     UploadSession,
 };
 use futures::StreamExt;
 use uuid::Uuid;
 
+use crate::media_ports::OutgoingEvent;
 use crate::ports::*;
 
 #[derive(Debug, Default)]
@@ -24,6 +25,9 @@ struct StoreState {
     sessions: HashMap<FileId, UploadSession>,
     blocks: HashMap<FileId, BTreeMap<u32, (String, u64)>>,
     files: HashMap<FileId, FileRecord>,
+    tasks: HashMap<TaskId, TaskRecord>,
+    /// Events in insertion order, with whether they were published.
+    outbox: Vec<(OutgoingEvent, bool)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -106,6 +110,79 @@ impl MetadataStore for InMemoryStore {
         }))
     }
 
+    async fn claim_task(
+        &self,
+        id: TaskId,
+        firm: FirmId,
+        file: FileId,
+        kind: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<TaskClaim, StoreError> {
+        let mut state = self.lock();
+        let task = state.tasks.entry(id).or_insert_with(|| TaskRecord {
+            id,
+            firm,
+            file,
+            kind: kind.to_owned(),
+            status: TaskStatus::Pending,
+            attempts: 0,
+            media_id: None,
+            upload_session: None,
+            handle: None,
+            result_id: None,
+            last_error: None,
+            lease_until: None,
+            created_at: now,
+            updated_at: now,
+        });
+        if task.status != TaskStatus::Pending {
+            return Ok(TaskClaim::Finished(task.clone()));
+        }
+        if task.lease_until.is_some_and(|l| l >= now) {
+            return Ok(TaskClaim::Busy(task.clone()));
+        }
+        task.attempts += 1;
+        task.lease_until = Some(lease_until);
+        task.updated_at = now;
+        Ok(TaskClaim::Claimed(task.clone()))
+    }
+
+    async fn save_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let stored = state
+            .tasks
+            .get_mut(&task.id)
+            .ok_or_else(|| StoreError::Unknown(anyhow::anyhow!("no task {}", task.id)))?;
+        *stored = task.clone();
+        Ok(())
+    }
+
+    async fn find_task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(self.lock().tasks.get(&id).cloned())
+    }
+
+    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutgoingEvent>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .outbox
+            .iter()
+            .filter(|(_, sent)| !sent)
+            .take(limit as usize)
+            .map(|(e, _)| e.clone())
+            .collect())
+    }
+
+    async fn mark_events_published(&self, ids: &[String]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for (event, sent) in &mut state.outbox {
+            if ids.contains(&event.id) {
+                *sent = true;
+            }
+        }
+        Ok(())
+    }
+
     async fn record_block<F, Fut, E>(
         &self,
         file: FileId,
@@ -152,6 +229,9 @@ impl MetadataStore for InMemoryStore {
         let mut state = self.lock();
         state.blocks.insert(file, blocks);
         state.files.insert(file, record.clone());
+        state
+            .outbox
+            .push((crate::events::file_completed(&record), false));
         if let Some(s) = state.sessions.get_mut(&file) {
             s.state = SessionState::Committed;
         }
@@ -303,5 +383,143 @@ impl IdSource for SeqIds {
         let mut s = [0u8; 32];
         s[..8].copy_from_slice(&n.to_be_bytes());
         s
+    }
+}
+
+/// A Meta client in memory: it records what it was sent and fails on demand.
+#[derive(Debug, Clone, Default)]
+pub struct FakeMeta {
+    state: Arc<Mutex<MetaState>>,
+}
+
+#[derive(Debug, Default)]
+pub struct MetaState {
+    /// Media uploads: (phone number id, upload, bytes).
+    pub media: Vec<(String, crate::media_ports::MediaUpload, Vec<u8>)>,
+    pub messages: Vec<serde_json::Value>,
+    pub templates: Vec<serde_json::Value>,
+    /// Resumable sessions: bytes received so far.
+    pub sessions: HashMap<String, Vec<u8>>,
+    /// Errors to answer, per call name, in order.
+    pub failures: HashMap<&'static str, Vec<crate::media_ports::MetaError>>,
+    /// Break the next resumable upload after this many bytes.
+    pub break_upload_after: Option<usize>,
+}
+
+impl FakeMeta {
+    pub fn state(&self) -> std::sync::MutexGuard<'_, MetaState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn fail(&self, call: &'static str, error: crate::media_ports::MetaError) {
+        self.state().failures.entry(call).or_default().push(error);
+    }
+
+    fn failure(&self, call: &'static str) -> Result<(), crate::media_ports::MetaError> {
+        match self.state().failures.get_mut(call) {
+            Some(list) if !list.is_empty() => Err(list.remove(0)),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn collect(body: crate::media_ports::ByteStream, limit: Option<usize>) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut body = body;
+    while let Some(Ok(piece)) = body.next().await {
+        if let Some(limit) = limit {
+            if out.len() + piece.len() >= limit {
+                out.extend_from_slice(&piece[..limit - out.len()]);
+                return (out, true);
+            }
+        }
+        out.extend_from_slice(&piece);
+    }
+    (out, false)
+}
+
+impl crate::media_ports::MetaClient for FakeMeta {
+    async fn upload_message_media(
+        &self,
+        phone_number_id: &str,
+        media: &crate::media_ports::MediaUpload,
+        body: crate::media_ports::ByteStream,
+    ) -> Result<String, crate::media_ports::MetaError> {
+        self.failure("media")?;
+        let (bytes, _) = collect(body, None).await;
+        let mut state = self.state();
+        state
+            .media
+            .push((phone_number_id.to_owned(), media.clone(), bytes));
+        Ok(format!("media-{}", state.media.len()))
+    }
+
+    async fn send_message(
+        &self,
+        _phone: &str,
+        payload: &serde_json::Value,
+    ) -> Result<String, crate::media_ports::MetaError> {
+        self.failure("send")?;
+        let mut state = self.state();
+        state.messages.push(payload.clone());
+        Ok(format!("wamid.{}", state.messages.len()))
+    }
+
+    async fn start_resumable_upload(
+        &self,
+        _media: &crate::media_ports::MediaUpload,
+    ) -> Result<String, crate::media_ports::MetaError> {
+        self.failure("session")?;
+        let mut state = self.state();
+        let id = format!("upload:{}", state.sessions.len() + 1);
+        state.sessions.insert(id.clone(), Vec::new());
+        Ok(id)
+    }
+
+    async fn resumable_offset(&self, session: &str) -> Result<u64, crate::media_ports::MetaError> {
+        Ok(self
+            .state()
+            .sessions
+            .get(session)
+            .map_or(0, |b| b.len() as u64))
+    }
+
+    async fn upload_resumable(
+        &self,
+        session: &str,
+        offset: u64,
+        body: crate::media_ports::ByteStream,
+    ) -> Result<String, crate::media_ports::MetaError> {
+        self.failure("upload")?;
+        let limit = self.state().break_upload_after.take();
+        let (bytes, broken) = collect(body, limit).await;
+        let mut state = self.state();
+        let received = state.sessions.entry(session.to_owned()).or_default();
+        assert_eq!(
+            received.len() as u64,
+            offset,
+            "the upload must resume at Meta's offset"
+        );
+        received.extend_from_slice(&bytes);
+        if broken {
+            return Err(crate::media_ports::MetaError::Transient(
+                crate::media_ports::MetaFault {
+                    message: "connection reset".into(),
+                    ..Default::default()
+                },
+            ));
+        }
+        Ok(format!("h-{session}"))
+    }
+
+    async fn create_template(
+        &self,
+        _waba: &str,
+        payload: &serde_json::Value,
+    ) -> Result<String, crate::media_ports::MetaError> {
+        self.failure("template")?;
+        let mut state = self.state();
+        state.templates.push(payload.clone());
+        Ok(format!("tpl-{}", state.templates.len()))
     }
 }

@@ -5,7 +5,9 @@
 //! concrete adapters.
 
 pub mod app;
+pub mod events;
 pub mod keys;
+pub mod media;
 pub mod media_ports;
 pub mod ports;
 pub mod system;

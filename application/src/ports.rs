@@ -8,8 +8,11 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
 use filegate_domain::{
-    ApiKeyId, BlobPath, BlockIndex, BlockSet, FileId, FileRecord, FirmId, UploadSession, UserId,
+    ApiKeyId, BlobPath, BlockIndex, BlockSet, FileId, FileRecord, FirmId, TaskId, UploadSession,
+    UserId,
 };
+
+use crate::media_ports::OutgoingEvent;
 
 /// A failure of the metadata store. `Unavailable` means the store could not be reached or is
 /// overloaded: the request can be retried as it is.
@@ -96,6 +99,77 @@ pub struct SessionSnapshot {
     pub file: Option<FileRecord>,
 }
 
+/// Where a media task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// Claimed by a delivery, or waiting for its next try.
+    Pending,
+    /// Sent: Meta's answer is recorded; a redelivery is acknowledged without a second send.
+    Succeeded,
+    /// Given up: dead-lettered with `last_error`.
+    Failed,
+}
+
+impl TaskStatus {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(TaskStatus::Pending),
+            "succeeded" => Some(TaskStatus::Succeeded),
+            "failed" => Some(TaskStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A media task's recorded outcome and progress. Every step's result is recorded as soon as
+/// Meta answers, so that a retry or a redelivery resumes after the last recorded step instead of
+/// repeating it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    pub id: TaskId,
+    pub firm: FirmId,
+    pub file: FileId,
+    /// `message` or `template`.
+    pub kind: String,
+    pub status: TaskStatus,
+    /// Deliveries that worked on it.
+    pub attempts: u32,
+    /// Message media: the id from `POST /{phone}/media`.
+    pub media_id: Option<String>,
+    /// Template media: the resumable upload session (`upload:...`), to resume after a break.
+    pub upload_session: Option<String>,
+    /// Template media: the handle `h`.
+    pub handle: Option<String>,
+    /// Message: Meta's message id (`wamid...`); template: the template id.
+    pub result_id: Option<String>,
+    pub last_error: Option<String>,
+    /// Until when the current delivery holds the task; another delivery of the same task
+    /// waits until then, so that two deliveries never send at the same time.
+    pub lease_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskClaim {
+    /// This delivery holds the task now (first sight, or an earlier delivery's lease ran out);
+    /// `attempts` has been counted up and the lease set.
+    Claimed(TaskRecord),
+    /// Already succeeded or failed: nothing to do.
+    Finished(TaskRecord),
+    /// Another delivery holds a live lease.
+    Busy(TaskRecord),
+}
+
 /// Sessions, blocks, files and API keys.
 pub trait MetadataStore: Clone + Send + Sync + 'static {
     /// Answers whether the store is reachable and migrated.
@@ -136,10 +210,49 @@ pub trait MetadataStore: Clone + Send + Sync + 'static {
         file: FileId,
     ) -> impl Future<Output = Result<Option<SessionSnapshot>, StoreError>> + Send;
 
+    /// Claims a task for one delivery, atomically: creates its record (status pending,
+    /// attempts 1) on first sight, or counts up `attempts` and takes the lease when the task is
+    /// pending and no live lease is held (`lease_until` absent or before `now`). `firm`, `file`
+    /// and `kind` are only used when the record is created.
+    fn claim_task(
+        &self,
+        id: TaskId,
+        firm: FirmId,
+        file: FileId,
+        kind: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<TaskClaim, StoreError>> + Send;
+
+    /// Writes a task's progress and outcome (every field but id, firm, file, kind and
+    /// created_at), as the holder of its lease.
+    fn save_task(&self, task: &TaskRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn find_task(
+        &self,
+        id: TaskId,
+    ) -> impl Future<Output = Result<Option<TaskRecord>, StoreError>> + Send;
+
+    /// The oldest events not yet published, at most `limit`, oldest first.
+    fn unpublished_events(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<OutgoingEvent>, StoreError>> + Send;
+
+    /// Marks events published (by id); unknown ids are ignored.
+    fn mark_events_published(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Records a staged block (replacing an earlier one with the same index) and, when that
     /// makes the set complete, runs `commit` and stores its file record, all in one transaction
     /// holding the session's lock: of two racing final blocks exactly one runs `commit`, and the
     /// other sees its result. When `commit` fails, nothing of this call is kept.
+    ///
+    /// The same transaction that stores the file record stores the `file.completed` event of
+    /// [`crate::events::file_completed`] in the outbox, so that the event exists exactly when
+    /// the file does (the transactional outbox).
     fn record_block<F, Fut, E>(
         &self,
         file: FileId,

@@ -6,6 +6,7 @@
 mod blocks;
 mod file_name;
 mod ids;
+mod media;
 mod mode;
 mod range;
 mod record;
@@ -14,6 +15,7 @@ mod session;
 pub use blocks::{BlockIndex, BlockRuleError, BlockSet, MAX_TOTAL_BLOCKS, TotalBlocks};
 pub use file_name::FileName;
 pub use ids::{ApiKeyId, FileId, FirmId, UserId};
+pub use media::{HeaderFormat, MediaRejection, MediaType, TaskId};
 pub use mode::{Mode, UnknownMode};
 pub use range::{RangeSpec, Unsatisfiable};
 pub use record::{BlobPath, FileRecord};

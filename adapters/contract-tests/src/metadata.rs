@@ -17,13 +17,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use filegate_application::events;
+use filegate_application::media_ports::OutgoingEvent;
 use filegate_application::ports::{
     BlockOutcome, CommitPlan, MetadataStore, RecordError, StagedBlock, StoreError, StoredApiKey,
+    TaskClaim, TaskRecord, TaskStatus,
 };
 use filegate_domain::{
-    ApiKeyId, BlobPath, FileId, FileName, FileRecord, FirmId, Mode, SessionState, TotalBlocks,
-    UploadSession, UserId,
+    ApiKeyId, BlobPath, FileId, FileName, FileRecord, FirmId, Mode, SessionState, TaskId,
+    TotalBlocks, UploadSession, UserId,
 };
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -51,6 +54,17 @@ where
     racing_copies_of_the_final_block_commit_once(fresh().await).await;
     racing_distinct_blocks_commit_once(fresh().await).await;
     a_block_for_an_unknown_file_finds_no_session(fresh().await).await;
+    a_task_is_claimed_on_first_sight(fresh().await).await;
+    a_claim_while_the_lease_is_live_is_busy(fresh().await).await;
+    a_task_whose_lease_ran_out_is_claimed_again(fresh().await).await;
+    save_task_round_trips_every_field(fresh().await).await;
+    a_finished_task_is_not_claimed_again(fresh().await).await;
+    racing_claims_of_a_new_task_claim_it_once(fresh().await).await;
+    racing_claims_of_an_expired_lease_claim_it_once(fresh().await).await;
+    completing_a_file_puts_one_event_in_the_outbox(fresh().await).await;
+    a_failed_commit_puts_no_event_in_the_outbox(fresh().await).await;
+    published_events_are_no_longer_unpublished(fresh().await).await;
+    unpublished_events_come_oldest_first_up_to_the_limit(fresh().await).await;
 }
 
 /// Live keys are found by their hash, revoked ones are not, and only live keys are counted.
@@ -528,6 +542,540 @@ pub async fn a_block_for_an_unknown_file_finds_no_session<M: MetadataStore>(stor
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
+/// How long the task cases' leases run.
+const LEASE: TimeDelta = TimeDelta::seconds(30);
+
+/// The first claim of a task creates its record: pending, one attempt, the lease taken, with
+/// the firm, file and kind it was claimed for; `find_task` reads back the same.
+pub async fn a_task_is_claimed_on_first_sight<M: MetadataStore>(store: M) {
+    let (id, firm, file) = task_ids();
+    let at = now();
+    let claimed = match ok(
+        store
+            .claim_task(id, firm, file, "template", at, at + LEASE)
+            .await,
+        "claim_task",
+    ) {
+        TaskClaim::Claimed(record) => record,
+        other => panic!("the first claim of a task must be Claimed, got {other:?}"),
+    };
+    let expected = TaskRecord {
+        id,
+        firm,
+        file,
+        kind: "template".into(),
+        status: TaskStatus::Pending,
+        attempts: 1,
+        media_id: None,
+        upload_session: None,
+        handle: None,
+        result_id: None,
+        last_error: None,
+        lease_until: Some(at + LEASE),
+        created_at: at,
+        updated_at: at,
+    };
+    assert_eq!(
+        claimed, expected,
+        "a new task must be pending with one attempt, the lease taken and nothing recorded yet"
+    );
+    assert_eq!(
+        ok(store.find_task(id).await, "find_task"),
+        Some(expected),
+        "find_task must read back the claimed task"
+    );
+    assert_eq!(
+        ok(
+            store.find_task(TaskId::from_uuid(Uuid::new_v4())).await,
+            "find_task"
+        ),
+        None,
+        "an unknown task id must find nothing"
+    );
+}
+
+/// While a delivery's lease is live (up to and including `lease_until`), another claim of the
+/// task is Busy and changes nothing; its firm, file and kind are ignored.
+pub async fn a_claim_while_the_lease_is_live_is_busy<M: MetadataStore>(store: M) {
+    let (id, firm, file) = task_ids();
+    let at = now();
+    let first = claimed(
+        store
+            .claim_task(id, firm, file, "message", at, at + LEASE)
+            .await,
+    );
+    let (_, other_firm, other_file) = task_ids();
+    for later in [at + TimeDelta::seconds(1), at + LEASE] {
+        match ok(
+            store
+                .claim_task(id, other_firm, other_file, "template", later, later + LEASE)
+                .await,
+            "claim_task",
+        ) {
+            TaskClaim::Busy(record) => assert_eq!(
+                record, first,
+                "Busy must carry the task as the lease holder left it"
+            ),
+            other => panic!(
+                "a claim at {later} while the lease runs until {} must be Busy, got {other:?}",
+                at + LEASE
+            ),
+        }
+    }
+    assert_eq!(
+        ok(store.find_task(id).await, "find_task"),
+        Some(first),
+        "a Busy claim must change nothing"
+    );
+}
+
+/// Once the lease has run out (or was given back by saving the task without one), the next
+/// claim takes it: one more attempt, the new lease and update time, the rest unchanged.
+pub async fn a_task_whose_lease_ran_out_is_claimed_again<M: MetadataStore>(store: M) {
+    let (id, firm, file) = task_ids();
+    let at = now();
+    let first = claimed(
+        store
+            .claim_task(id, firm, file, "message", at, at + LEASE)
+            .await,
+    );
+    let (_, other_firm, other_file) = task_ids();
+    let later = at + LEASE + TimeDelta::seconds(1);
+    let second = claimed(
+        store
+            .claim_task(id, other_firm, other_file, "template", later, later + LEASE)
+            .await,
+    );
+    assert_eq!(
+        second,
+        TaskRecord {
+            attempts: 2,
+            lease_until: Some(later + LEASE),
+            updated_at: later,
+            ..first.clone()
+        },
+        "a claim after the lease ran out must count an attempt and take the lease, and keep \
+         the firm, file and kind of the first claim"
+    );
+    assert_eq!(
+        ok(store.find_task(id).await, "find_task").as_ref(),
+        Some(&second)
+    );
+
+    // The holder gives the lease back (a retry is scheduled): the next claim need not wait.
+    let released = TaskRecord {
+        lease_until: None,
+        last_error: Some("Meta is unavailable".into()),
+        updated_at: later + TimeDelta::seconds(2),
+        ..second
+    };
+    ok(store.save_task(&released).await, "save_task");
+    let sooner = later + TimeDelta::seconds(3);
+    let third = claimed(
+        store
+            .claim_task(id, firm, file, "message", sooner, sooner + LEASE)
+            .await,
+    );
+    assert_eq!(
+        third,
+        TaskRecord {
+            attempts: 3,
+            lease_until: Some(sooner + LEASE),
+            updated_at: sooner,
+            ..released
+        },
+        "a pending task without a lease must be claimed at once, keeping what was recorded"
+    );
+}
+
+/// `save_task` writes every field but id, firm, file, kind and created_at, and they read back
+/// exactly (timestamps at microseconds); saving a task that was never claimed is an error.
+pub async fn save_task_round_trips_every_field<M: MetadataStore>(store: M) {
+    let (id, firm, file) = task_ids();
+    let at = now();
+    let first = claimed(
+        store
+            .claim_task(id, firm, file, "template", at, at + LEASE)
+            .await,
+    );
+    let (_, other_firm, other_file) = task_ids();
+    let progress = TaskRecord {
+        id,
+        firm: other_firm,
+        file: other_file,
+        kind: "message".into(),
+        status: TaskStatus::Pending,
+        attempts: 7,
+        media_id: Some("1234567890123456".into()),
+        upload_session: Some("upload:MTphdHRhY2htZW50OjE=?sig=ARZ".into()),
+        handle: Some("4::aW1hZ2UvcG5n:ARb-handle\nwith lines".into()),
+        result_id: Some("wamid.HBgLMTY1MDUwNzY1MjAVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA".into()),
+        last_error: Some("Meta is rate limiting: (#4) Application request limit reached (HTTP 429, code 4) — «retry»".into()),
+        lease_until: Some(at + TimeDelta::microseconds(123_456_789)),
+        created_at: at - TimeDelta::days(365),
+        updated_at: at + TimeDelta::microseconds(1_000_001),
+    };
+    ok(store.save_task(&progress).await, "save_task");
+    let expected = TaskRecord {
+        firm: first.firm,
+        file: first.file,
+        kind: first.kind.clone(),
+        created_at: first.created_at,
+        ..progress.clone()
+    };
+    assert_eq!(
+        ok(store.find_task(id).await, "find_task"),
+        Some(expected.clone()),
+        "save_task must write every progress field exactly, and keep firm, file, kind and \
+         created_at as first claimed"
+    );
+
+    let cleared = TaskRecord {
+        status: TaskStatus::Failed,
+        media_id: None,
+        upload_session: None,
+        handle: None,
+        result_id: None,
+        last_error: None,
+        lease_until: None,
+        updated_at: at + TimeDelta::seconds(5),
+        ..expected
+    };
+    ok(store.save_task(&cleared).await, "save_task");
+    assert_eq!(
+        ok(store.find_task(id).await, "find_task"),
+        Some(cleared),
+        "save_task must clear the fields it is given empty"
+    );
+
+    let (unknown, _, _) = task_ids();
+    match store
+        .save_task(&TaskRecord {
+            id: unknown,
+            ..progress
+        })
+        .await
+    {
+        Err(StoreError::Unknown(_)) => {}
+        other => panic!(
+            "saving a task that was never claimed must be StoreError::Unknown, got {other:?}"
+        ),
+    }
+    assert_eq!(
+        ok(store.find_task(unknown).await, "find_task"),
+        None,
+        "save_task must not create a task"
+    );
+}
+
+/// A succeeded or failed task is Finished for every later claim, lease or not, and the claim
+/// changes nothing.
+pub async fn a_finished_task_is_not_claimed_again<M: MetadataStore>(store: M) {
+    for (status, last_error) in [
+        (TaskStatus::Succeeded, None),
+        (
+            TaskStatus::Failed,
+            Some("Meta refused the request".to_owned()),
+        ),
+    ] {
+        let (id, firm, file) = task_ids();
+        let at = now();
+        let first = claimed(
+            store
+                .claim_task(id, firm, file, "message", at, at + LEASE)
+                .await,
+        );
+        let done = TaskRecord {
+            status,
+            result_id: Some(format!("wamid.{}", Uuid::new_v4().simple())),
+            last_error,
+            lease_until: None,
+            updated_at: at + TimeDelta::seconds(1),
+            ..first
+        };
+        ok(store.save_task(&done).await, "save_task");
+        for later in [at + TimeDelta::seconds(2), at + LEASE + LEASE] {
+            match ok(
+                store
+                    .claim_task(id, firm, file, "message", later, later + LEASE)
+                    .await,
+                "claim_task",
+            ) {
+                TaskClaim::Finished(record) => {
+                    assert_eq!(record, done, "Finished must carry the task as it was saved")
+                }
+                other => panic!("a {status:?} task must be Finished, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            ok(store.find_task(id).await, "find_task"),
+            Some(done),
+            "claiming a finished task must change nothing"
+        );
+    }
+}
+
+/// Several deliveries of one new task at once (a redelivery racing the first): exactly one
+/// creates and holds it, every other one sees its live lease.
+pub async fn racing_claims_of_a_new_task_claim_it_once<M: MetadataStore>(store: M) {
+    warm_up_tasks(&store).await;
+    let (id, firm, file) = task_ids();
+    let winner = race_claims(&store, id, firm, file, now()).await;
+    assert_eq!(
+        winner.attempts, 1,
+        "the racing claims must count one attempt"
+    );
+}
+
+/// Several deliveries of a task whose lease ran out, at once: exactly one takes the lease and
+/// counts one attempt, every other one sees the lease it took.
+pub async fn racing_claims_of_an_expired_lease_claim_it_once<M: MetadataStore>(store: M) {
+    warm_up_tasks(&store).await;
+    let (id, firm, file) = task_ids();
+    let at = now();
+    claimed(
+        store
+            .claim_task(id, firm, file, "message", at, at + LEASE)
+            .await,
+    );
+    let winner = race_claims(&store, id, firm, file, at + LEASE + LEASE).await;
+    assert_eq!(
+        winner.attempts, 2,
+        "the racing claims must count one attempt together"
+    );
+}
+
+/// Sends `RACERS` claims of one task at once, checks that exactly one is Claimed and every other
+/// one Busy with the winner's record, and that the store holds the winner's record; answers it.
+async fn race_claims<M: MetadataStore>(
+    store: &M,
+    id: TaskId,
+    firm: FirmId,
+    file: FileId,
+    at: DateTime<Utc>,
+) -> TaskRecord {
+    let start = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let store = store.clone();
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                store
+                    .claim_task(id, firm, file, "template", at, at + LEASE)
+                    .await
+            })
+        })
+        .collect();
+    let mut claims = Vec::with_capacity(RACERS);
+    for racer in racers {
+        match racer.await {
+            Ok(Ok(claim)) => claims.push(claim),
+            Ok(Err(e)) => panic!("a racing claim_task failed: {e:?}"),
+            Err(e) => panic!("a racing claim_task panicked: {e}"),
+        }
+    }
+    let winners: Vec<&TaskRecord> = claims
+        .iter()
+        .filter_map(|c| match c {
+            TaskClaim::Claimed(record) => Some(record),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one racing claim must be Claimed, got {claims:?}"
+    );
+    let winner = winners[0].clone();
+    for claim in &claims {
+        match claim {
+            TaskClaim::Claimed(_) => {}
+            TaskClaim::Busy(record) => {
+                assert_eq!(record, &winner, "the losers must see the winner's record")
+            }
+            TaskClaim::Finished(_) => {
+                panic!("no racer can see a pending task finished: {claims:?}")
+            }
+        }
+    }
+    assert_eq!(
+        ok(store.find_task(id).await, "find_task").as_ref(),
+        Some(&winner),
+        "the store must hold the winner's record"
+    );
+    winner
+}
+
+/// Completing a file stores its `file.completed` event in the same transaction: exactly one,
+/// with the file id as event id, the routing key of its mode, and a JSON payload naming the
+/// file. Staged blocks and later blocks for the committed file add none.
+pub async fn completing_a_file_puts_one_event_in_the_outbox<M: MetadataStore>(store: M) {
+    let session = session(Mode::Template, 2, "Header Image.PNG");
+    ok(store.open_session(&session).await, "open_session");
+    assert_eq!(staged(&store, &session, 1, "p1", 5).await, 1);
+    assert_eq!(
+        ok(store.unpublished_events(100).await, "unpublished_events"),
+        vec![],
+        "a staged block must not put an event in the outbox"
+    );
+
+    let record = commit_last(&store, &session, 0).await;
+    let events = ok(store.unpublished_events(100).await, "unpublished_events");
+    assert_eq!(
+        events,
+        vec![events::file_completed(&record)],
+        "completing a file must put exactly its file.completed event in the outbox"
+    );
+    let event = &events[0];
+    assert_eq!(
+        event.id,
+        record.id.to_string(),
+        "the event id is the file id"
+    );
+    assert_eq!(event.routing_key, "file.completed.template");
+    let payload: serde_json::Value =
+        serde_json::from_slice(&event.payload).expect("the payload must be JSON");
+    assert_eq!(payload["type"], "file.completed");
+    assert_eq!(payload["fileId"], record.id.to_string());
+    assert_eq!(payload["firmId"], record.firm.to_string());
+    assert_eq!(payload["fileName"], record.file_name.as_str());
+    assert_eq!(payload["mode"], "Template");
+    assert_eq!(payload["size"], record.size);
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    match store
+        .record_block(session.file_id, block(&session, 0, "late", 7), |plan| {
+            counted_commit(Arc::clone(&calls), record_for(&session, 0), plan)
+        })
+        .await
+    {
+        Ok(BlockOutcome::CommittedMeanwhile(_)) => {}
+        other => {
+            panic!("a block for a committed file must answer CommittedMeanwhile, got {other:?}")
+        }
+    }
+    assert_eq!(
+        ok(store.unpublished_events(100).await, "unpublished_events"),
+        events,
+        "a block for a committed file must not add an event"
+    );
+}
+
+/// A commit that fails keeps no event, like it keeps no file; its successful retry keeps one.
+pub async fn a_failed_commit_puts_no_event_in_the_outbox<M: MetadataStore>(store: M) {
+    let session = session(Mode::Message, 1, "voice.ogg");
+    ok(store.open_session(&session).await, "open_session");
+    match store
+        .record_block(
+            session.file_id,
+            block(&session, 0, "p0", 3),
+            |_plan| async { Err::<FileRecord, _>(Injected) },
+        )
+        .await
+    {
+        Err(RecordError::Commit(Injected)) => {}
+        other => panic!("a failed commit must answer RecordError::Commit, got {other:?}"),
+    }
+    assert_eq!(
+        ok(store.unpublished_events(100).await, "unpublished_events"),
+        vec![],
+        "a failed commit must not leave an event"
+    );
+    let record = commit_last(&store, &session, 0).await;
+    assert_eq!(
+        ok(store.unpublished_events(100).await, "unpublished_events"),
+        vec![events::file_completed(&record)],
+        "the retry that commits must leave the event"
+    );
+}
+
+/// Published events leave `unpublished_events`; unknown ids, an empty list and a second
+/// marking are accepted and change nothing else.
+pub async fn published_events_are_no_longer_unpublished<M: MetadataStore>(store: M) {
+    let first = complete_file(&store, Mode::Contact, "a.vcf").await;
+    let second = complete_file(&store, Mode::Import, "b.csv").await;
+    let (first, second) = (
+        events::file_completed(&first),
+        events::file_completed(&second),
+    );
+    assert_eq!(
+        ok(store.unpublished_events(100).await, "unpublished_events"),
+        vec![first.clone(), second.clone()]
+    );
+
+    ok(
+        store.mark_events_published(&[]).await,
+        "mark_events_published",
+    );
+    ok(
+        store
+            .mark_events_published(std::slice::from_ref(&first.id))
+            .await,
+        "mark_events_published",
+    );
+    assert_eq!(
+        ok(store.unpublished_events(100).await, "unpublished_events"),
+        vec![second.clone()],
+        "a published event must not be listed again, the others must stay"
+    );
+    ok(
+        store
+            .mark_events_published(&[
+                first.id.clone(),
+                "no-such-event".to_owned(),
+                second.id.clone(),
+            ])
+            .await,
+        "mark_events_published with an unknown and an already published id",
+    );
+    assert_eq!(
+        ok(store.unpublished_events(100).await, "unpublished_events"),
+        vec![],
+        "every published event must be gone from the unpublished ones"
+    );
+}
+
+/// `unpublished_events` lists the oldest first, at most `limit` of them.
+pub async fn unpublished_events_come_oldest_first_up_to_the_limit<M: MetadataStore>(store: M) {
+    let mut expected: Vec<OutgoingEvent> = Vec::new();
+    for (mode, name) in [
+        (Mode::Firm, "logo.png"),
+        (Mode::Profile, "me.jpg"),
+        (Mode::Message, "clip.mp4"),
+    ] {
+        let record = complete_file(&store, mode, name).await;
+        expected.push(events::file_completed(&record));
+        // Events written in the same microsecond would have no order to keep.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        ok(store.unpublished_events(0).await, "unpublished_events"),
+        vec![]
+    );
+    assert_eq!(
+        ok(store.unpublished_events(2).await, "unpublished_events"),
+        expected[..2],
+        "the limit must cut the oldest events off the list"
+    );
+    assert_eq!(
+        ok(store.unpublished_events(10).await, "unpublished_events"),
+        expected,
+        "events must come oldest first"
+    );
+    ok(
+        store
+            .mark_events_published(std::slice::from_ref(&expected[0].id))
+            .await,
+        "mark_events_published",
+    );
+    assert_eq!(
+        ok(store.unpublished_events(2).await, "unpublished_events"),
+        expected[1..],
+        "after the oldest is published, the next ones come first"
+    );
+}
+
 /// The error of the commit closures that fail on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Injected;
@@ -677,4 +1225,74 @@ async fn join_all<E: Debug>(
         }
     }
     outcomes
+}
+
+/// A fresh task id, with a firm and a file.
+fn task_ids() -> (TaskId, FirmId, FileId) {
+    (
+        TaskId::from_uuid(Uuid::new_v4()),
+        FirmId::from_uuid(Uuid::new_v4()),
+        FileId::from_uuid(Uuid::new_v4()),
+    )
+}
+
+/// The record of a claim that must be Claimed.
+fn claimed(claim: Result<TaskClaim, StoreError>) -> TaskRecord {
+    match ok(claim, "claim_task") {
+        TaskClaim::Claimed(record) => record,
+        other => panic!("the claim must be Claimed, got {other:?}"),
+    }
+}
+
+/// Records the block `index` that completes the session and answers the committed record.
+async fn commit_last<M: MetadataStore>(
+    store: &M,
+    session: &UploadSession,
+    index: u32,
+) -> FileRecord {
+    let record = record_for(session, 42);
+    let returned = record.clone();
+    match store
+        .record_block(
+            session.file_id,
+            block(session, index, &format!("p{index}"), 37),
+            move |_plan| async move { Ok::<_, Injected>(returned) },
+        )
+        .await
+    {
+        Ok(BlockOutcome::Committed(got)) => {
+            assert_eq!(got, record);
+            got
+        }
+        other => panic!("the last missing block must commit, got {other:?}"),
+    }
+}
+
+/// Opens a one-block session and commits it.
+async fn complete_file<M: MetadataStore>(store: &M, mode: Mode, name: &str) -> FileRecord {
+    let session = session(mode, 1, name);
+    ok(store.open_session(&session).await, "open_session");
+    commit_last(store, &session, 0).await
+}
+
+/// Has the store serve `RACERS` task reads at once before a race (see [`warm_up`]).
+async fn warm_up_tasks<M: MetadataStore>(store: &M) {
+    let start = Arc::new(Barrier::new(RACERS));
+    let readers: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let store = store.clone();
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                store.find_task(TaskId::from_uuid(Uuid::new_v4())).await
+            })
+        })
+        .collect();
+    for reader in readers {
+        match reader.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("find_task while warming up failed: {e:?}"),
+            Err(e) => panic!("find_task while warming up panicked: {e}"),
+        }
+    }
 }

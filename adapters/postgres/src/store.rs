@@ -3,18 +3,23 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use filegate_application::events;
+use filegate_application::media_ports::OutgoingEvent;
 use filegate_application::ports::{
     BlockOutcome, CommitPlan, MetadataStore, RecordError, SessionSnapshot, StagedBlock, StoreError,
-    StoredApiKey,
+    StoredApiKey, TaskClaim, TaskRecord, TaskStatus,
 };
 use filegate_domain::{
-    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, UploadSession,
+    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, TaskId, UploadSession,
 };
 use sqlx::postgres::PgExecutor;
 
 use crate::PgStore;
-use crate::errors::{corrupt, store_error};
-use crate::rows::{ApiKeyRow, FileRow, SnapshotRow, to_i32, to_i64, unsigned};
+use crate::errors::{corrupt, store_error, unstorable};
+use crate::rows::{
+    ApiKeyRow, EventRow, FileRow, SnapshotRow, TASK_KINDS, TaskRow, task_columns, to_i32, to_i64,
+    unsigned,
+};
 
 impl MetadataStore for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -161,6 +166,162 @@ impl MetadataStore for PgStore {
         }))
     }
 
+    async fn claim_task(
+        &self,
+        id: TaskId,
+        firm: FirmId,
+        file: FileId,
+        kind: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<TaskClaim, StoreError> {
+        if !TASK_KINDS.contains(&kind) {
+            return Err(unstorable(format_args!(
+                "media task {id}: unknown kind `{kind}` (expected one of {TASK_KINDS:?})"
+            )));
+        }
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+
+        // First sight creates the record, claimed. A concurrent claim of the same new id waits
+        // here for the creating transaction and then does nothing: it finds the row below.
+        let created: Option<TaskRow> = sqlx::query_as(concat!(
+            "INSERT INTO media_tasks
+                 (id, firm_id, file_id, kind, status, attempts, lease_until, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'pending', 1, $5, $6, $6)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING ",
+            task_columns!()
+        ))
+        .bind(*id.as_uuid())
+        .bind(*firm.as_uuid())
+        .bind(*file.as_uuid())
+        .bind(kind)
+        .bind(lease_until)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if let Some(row) = created {
+            let record = row.into_domain()?;
+            tx.commit().await.map_err(store_error)?;
+            return Ok(TaskClaim::Claimed(record));
+        }
+
+        // The row lock makes the decision and the update one step: of two deliveries whose
+        // leases ran out together, one takes the lease and the other sees it live.
+        let existing: Option<TaskRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM media_tasks WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(*id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let current = existing
+            .ok_or_else(|| {
+                StoreError::Unknown(anyhow::anyhow!(
+                    "media task {id} was neither created nor found while claiming it"
+                ))
+            })?
+            .into_domain()?;
+        let claim = match current.status {
+            TaskStatus::Succeeded | TaskStatus::Failed => TaskClaim::Finished(current),
+            TaskStatus::Pending if current.lease_until.is_some_and(|held| held >= now) => {
+                TaskClaim::Busy(current)
+            }
+            TaskStatus::Pending => {
+                let row: TaskRow = sqlx::query_as(concat!(
+                    "UPDATE media_tasks
+                     SET attempts = attempts + 1, lease_until = $2, updated_at = $3
+                     WHERE id = $1
+                     RETURNING ",
+                    task_columns!()
+                ))
+                .bind(*id.as_uuid())
+                .bind(lease_until)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(store_error)?;
+                TaskClaim::Claimed(row.into_domain()?)
+            }
+        };
+        tx.commit().await.map_err(store_error)?;
+        Ok(claim)
+    }
+
+    async fn save_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
+        let saved = sqlx::query(
+            "UPDATE media_tasks
+             SET status = $2, attempts = $3, media_id = $4, upload_session = $5, handle = $6,
+                 result_id = $7, last_error = $8, lease_until = $9, updated_at = $10
+             WHERE id = $1",
+        )
+        .bind(*task.id.as_uuid())
+        .bind(task.status.as_str())
+        .bind(to_i32(task.attempts, "task attempts")?)
+        .bind(&task.media_id)
+        .bind(&task.upload_session)
+        .bind(&task.handle)
+        .bind(&task.result_id)
+        .bind(&task.last_error)
+        .bind(task.lease_until)
+        .bind(task.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        if saved.rows_affected() == 0 {
+            return Err(StoreError::Unknown(anyhow::anyhow!(
+                "cannot save media task {}: there is no such task (a task is created by claiming it)",
+                task.id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn find_task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let row: Option<TaskRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM media_tasks WHERE id = $1"
+        ))
+        .bind(*id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(TaskRow::into_domain).transpose()
+    }
+
+    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutgoingEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT id, routing_key, payload FROM outbox
+             WHERE published_at IS NULL
+             ORDER BY created_at, id
+             LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.into_iter().map(OutgoingEvent::from).collect())
+    }
+
+    async fn mark_events_published(&self, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // An event published twice (at least once) keeps the time of its first publication.
+        sqlx::query(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
     async fn record_block<F, Fut, E>(
         &self,
         file: FileId,
@@ -288,6 +449,8 @@ impl MetadataStore for PgStore {
             .into());
         }
         insert_file(&mut *tx, &record).await?;
+        // The transactional outbox: the event is kept exactly when the file is.
+        insert_event(&mut *tx, &events::file_completed(&record)).await?;
         sqlx::query("UPDATE upload_sessions SET state = 'committed', completed_at = now() WHERE file_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -329,6 +492,26 @@ async fn insert_file<'c>(exec: impl PgExecutor<'c>, record: &FileRecord) -> Resu
     .bind(&record.content_type)
     .bind(to_i64(record.size, "file size")?)
     .bind(record.created_at)
+    .execute(exec)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+/// Stores an event in the outbox. The event id is the event's own, so writing the same event
+/// again keeps the first and does not fail the transaction.
+async fn insert_event<'c>(
+    exec: impl PgExecutor<'c>,
+    event: &OutgoingEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (id, routing_key, payload, created_at)
+         VALUES ($1, $2, $3, now())
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.routing_key)
+    .bind(&event.payload)
     .execute(exec)
     .await
     .map_err(store_error)?;

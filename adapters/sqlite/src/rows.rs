@@ -8,10 +8,11 @@
 //! only in exactly that form, so what is read is what was written.
 
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
-use filegate_application::ports::{StoreError, StoredApiKey};
+use filegate_application::media_ports::OutgoingEvent;
+use filegate_application::ports::{StoreError, StoredApiKey, TaskRecord, TaskStatus};
 use filegate_domain::{
-    ApiKeyId, BlobPath, FileId, FileName, FileRecord, FirmId, Mode, SessionState, TotalBlocks,
-    UploadSession, UserId,
+    ApiKeyId, BlobPath, FileId, FileName, FileRecord, FirmId, Mode, SessionState, TaskId,
+    TotalBlocks, UploadSession, UserId,
 };
 use uuid::Uuid;
 
@@ -174,6 +175,98 @@ impl FileRow {
             size: unsigned(self.size, "file", id)?,
             created_at: parse_time(&self.created_at, "files.created_at")?,
         })
+    }
+}
+
+/// The kinds of media task; the schema's CHECK lists the same.
+pub(crate) const TASK_KINDS: [&str; 2] = ["message", "template"];
+
+/// The columns of [`TaskRow`], as a select list; a macro so that `concat!` can build whole
+/// statements from it at compile time.
+macro_rules! task_columns {
+    () => {
+        "id, firm_id, file_id, kind, status, attempts, media_id, upload_session, handle, \
+         result_id, last_error, lease_until, created_at, updated_at"
+    };
+}
+pub(crate) use task_columns;
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TaskRow {
+    id: String,
+    firm_id: String,
+    file_id: String,
+    kind: String,
+    status: String,
+    attempts: i64,
+    media_id: Option<String>,
+    upload_session: Option<String>,
+    handle: Option<String>,
+    result_id: Option<String>,
+    last_error: Option<String>,
+    lease_until: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TaskRow {
+    pub(crate) fn into_domain(self) -> Result<TaskRecord, StoreError> {
+        let id = TaskId::from_uuid(parse_uuid(&self.id, "media_tasks.id")?);
+        if !TASK_KINDS.contains(&self.kind.as_str()) {
+            return Err(corrupt(format_args!(
+                "media task {id}: unknown kind `{}`",
+                self.kind
+            )));
+        }
+        let status = TaskStatus::parse(&self.status).ok_or_else(|| {
+            corrupt(format_args!(
+                "media task {id}: unknown status `{}`",
+                self.status
+            ))
+        })?;
+        let attempts = u32::try_from(self.attempts).map_err(|_| {
+            corrupt(format_args!(
+                "media task {id}: attempts {} out of range",
+                self.attempts
+            ))
+        })?;
+        Ok(TaskRecord {
+            id,
+            firm: FirmId::from_uuid(parse_uuid(&self.firm_id, "media_tasks.firm_id")?),
+            file: FileId::from_uuid(parse_uuid(&self.file_id, "media_tasks.file_id")?),
+            kind: self.kind,
+            status,
+            attempts,
+            media_id: self.media_id,
+            upload_session: self.upload_session,
+            handle: self.handle,
+            result_id: self.result_id,
+            last_error: self.last_error,
+            lease_until: self
+                .lease_until
+                .as_deref()
+                .map(|at| parse_time(at, "media_tasks.lease_until"))
+                .transpose()?,
+            created_at: parse_time(&self.created_at, "media_tasks.created_at")?,
+            updated_at: parse_time(&self.updated_at, "media_tasks.updated_at")?,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    id: String,
+    routing_key: String,
+    payload: Vec<u8>,
+}
+
+impl From<EventRow> for OutgoingEvent {
+    fn from(row: EventRow) -> Self {
+        OutgoingEvent {
+            id: row.id,
+            routing_key: row.routing_key,
+            payload: row.payload,
+        }
     }
 }
 

@@ -3,19 +3,22 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use filegate_application::events;
+use filegate_application::media_ports::OutgoingEvent;
 use filegate_application::ports::{
     BlockOutcome, CommitPlan, MetadataStore, RecordError, SessionSnapshot, StagedBlock, StoreError,
-    StoredApiKey,
+    StoredApiKey, TaskClaim, TaskRecord, TaskStatus,
 };
 use filegate_domain::{
-    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, UploadSession,
+    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, TaskId, UploadSession,
 };
 use sqlx::sqlite::SqliteExecutor;
 
 use crate::SqliteStore;
-use crate::errors::{corrupt, store_error};
+use crate::errors::{corrupt, store_error, unstorable};
 use crate::rows::{
-    ApiKeyRow, FileRow, SnapshotRow, indices, time_text, to_i64, unsigned, uuid_text,
+    ApiKeyRow, EventRow, FileRow, SnapshotRow, TASK_KINDS, TaskRow, indices, task_columns,
+    time_text, to_i64, unsigned, uuid_text,
 };
 
 /// Starts a transaction that holds the database's write lock from its first statement (a plain
@@ -166,6 +169,183 @@ impl MetadataStore for SqliteStore {
         }))
     }
 
+    async fn claim_task(
+        &self,
+        id: TaskId,
+        firm: FirmId,
+        file: FileId,
+        kind: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<TaskClaim, StoreError> {
+        if !TASK_KINDS.contains(&kind) {
+            return Err(unstorable(format_args!(
+                "media task {id}: unknown kind `{kind}` (expected one of {TASK_KINDS:?})"
+            )));
+        }
+        let task = uuid_text(id.as_uuid());
+        let now_text = time_text(now, "the claim time")?;
+        let lease_text = time_text(lease_until, "the lease's end")?;
+        // The write lock, taken up front, makes the read, the decision and the write one step:
+        // of two concurrent claims the second sees what the first left.
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(store_error)?;
+
+        let created: Option<TaskRow> = sqlx::query_as(concat!(
+            "INSERT INTO media_tasks
+                 (id, firm_id, file_id, kind, status, attempts, lease_until, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'pending', 1, ?5, ?6, ?6)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING ",
+            task_columns!()
+        ))
+        .bind(&task)
+        .bind(uuid_text(firm.as_uuid()))
+        .bind(uuid_text(file.as_uuid()))
+        .bind(kind)
+        .bind(&lease_text)
+        .bind(&now_text)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if let Some(row) = created {
+            let record = row.into_domain()?;
+            tx.commit().await.map_err(store_error)?;
+            return Ok(TaskClaim::Claimed(record));
+        }
+
+        let existing: Option<TaskRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM media_tasks WHERE id = ?1"
+        ))
+        .bind(&task)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let current = existing
+            .ok_or_else(|| {
+                StoreError::Unknown(anyhow::anyhow!(
+                    "media task {id} was neither created nor found while claiming it"
+                ))
+            })?
+            .into_domain()?;
+        let claim = match current.status {
+            TaskStatus::Succeeded | TaskStatus::Failed => TaskClaim::Finished(current),
+            TaskStatus::Pending if current.lease_until.is_some_and(|held| held >= now) => {
+                TaskClaim::Busy(current)
+            }
+            TaskStatus::Pending => {
+                let row: TaskRow = sqlx::query_as(concat!(
+                    "UPDATE media_tasks
+                     SET attempts = attempts + 1, lease_until = ?2, updated_at = ?3
+                     WHERE id = ?1
+                     RETURNING ",
+                    task_columns!()
+                ))
+                .bind(&task)
+                .bind(&lease_text)
+                .bind(&now_text)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(store_error)?;
+                TaskClaim::Claimed(row.into_domain()?)
+            }
+        };
+        tx.commit().await.map_err(store_error)?;
+        Ok(claim)
+    }
+
+    async fn save_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
+        let lease_until = task
+            .lease_until
+            .map(|at| time_text(at, "the lease's end"))
+            .transpose()?;
+        let saved = sqlx::query(
+            "UPDATE media_tasks
+             SET status = ?2, attempts = ?3, media_id = ?4, upload_session = ?5, handle = ?6,
+                 result_id = ?7, last_error = ?8, lease_until = ?9, updated_at = ?10
+             WHERE id = ?1",
+        )
+        .bind(uuid_text(task.id.as_uuid()))
+        .bind(task.status.as_str())
+        .bind(i64::from(task.attempts))
+        .bind(&task.media_id)
+        .bind(&task.upload_session)
+        .bind(&task.handle)
+        .bind(&task.result_id)
+        .bind(&task.last_error)
+        .bind(lease_until)
+        .bind(time_text(task.updated_at, "task update time")?)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        if saved.rows_affected() == 0 {
+            return Err(StoreError::Unknown(anyhow::anyhow!(
+                "cannot save media task {}: there is no such task (a task is created by claiming it)",
+                task.id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn find_task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let row: Option<TaskRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM media_tasks WHERE id = ?1"
+        ))
+        .bind(uuid_text(id.as_uuid()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.map(TaskRow::into_domain).transpose()
+    }
+
+    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutgoingEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT id, routing_key, payload FROM outbox
+             WHERE published_at IS NULL
+             ORDER BY created_at, id
+             LIMIT ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows.into_iter().map(OutgoingEvent::from).collect())
+    }
+
+    async fn mark_events_published(&self, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = time_text(Utc::now(), "the current time")?;
+        // One transaction (one fsync) for the batch; SQLite has no array parameter, and one
+        // prepared statement per id keeps clear of its limit on parameters.
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(store_error)?;
+        for id in ids {
+            // An event published twice (at least once) keeps the time of its first publication.
+            sqlx::query(
+                "UPDATE outbox SET published_at = ?2 WHERE id = ?1 AND published_at IS NULL",
+            )
+            .bind(id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(())
+    }
+
     async fn record_block<F, Fut, E>(
         &self,
         file: FileId,
@@ -309,6 +489,8 @@ impl MetadataStore for SqliteStore {
         }
         insert_file(&mut *tx, &record).await?;
         let completed_at = time_text(Utc::now(), "the current time")?;
+        // The transactional outbox: the event is kept exactly when the file is.
+        insert_event(&mut *tx, &events::file_completed(&record), &completed_at).await?;
         sqlx::query(
             "UPDATE upload_sessions SET state = 'committed', completed_at = ?2 WHERE file_id = ?1",
         )
@@ -356,6 +538,28 @@ async fn insert_file<'c>(
     .bind(&record.content_type)
     .bind(to_i64(record.size, "file size")?)
     .bind(time_text(record.created_at, "file creation time")?)
+    .execute(exec)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+/// Stores an event in the outbox. The event id is the event's own, so writing the same event
+/// again keeps the first and does not fail the transaction.
+async fn insert_event<'c>(
+    exec: impl SqliteExecutor<'c>,
+    event: &OutgoingEvent,
+    created_at: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (id, routing_key, payload, created_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.routing_key)
+    .bind(&event.payload)
+    .bind(created_at)
     .execute(exec)
     .await
     .map_err(store_error)?;

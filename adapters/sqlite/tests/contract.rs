@@ -112,6 +112,17 @@ contract_case!(
     racing_copies_of_the_final_block_commit_once,
     racing_distinct_blocks_commit_once,
     a_block_for_an_unknown_file_finds_no_session,
+    a_task_is_claimed_on_first_sight,
+    a_claim_while_the_lease_is_live_is_busy,
+    a_task_whose_lease_ran_out_is_claimed_again,
+    save_task_round_trips_every_field,
+    a_finished_task_is_not_claimed_again,
+    racing_claims_of_a_new_task_claim_it_once,
+    racing_claims_of_an_expired_lease_claim_it_once,
+    completing_a_file_puts_one_event_in_the_outbox,
+    a_failed_commit_puts_no_event_in_the_outbox,
+    published_events_are_no_longer_unpublished,
+    unpublished_events_come_oldest_first_up_to_the_limit,
 );
 
 /// Catches a case added to the suite but not listed above.
@@ -474,4 +485,61 @@ async fn open_session_with_one_block(store: &SqliteStore) -> filegate_domain::Up
         .expect("record_block");
     assert_eq!(outcome, BlockOutcome::Staged { received: 1 });
     session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_row_the_domain_refuses_is_reported_not_passed_on() {
+    use filegate_domain::{FileId, TaskId};
+
+    with_folder(|folder| async move {
+        let store = folder.fresh().await;
+        let id = TaskId::from_uuid(Uuid::new_v4());
+        let at = chrono::Utc::now();
+        store
+            .claim_task(
+                id,
+                FirmId::from_uuid(Uuid::new_v4()),
+                FileId::from_uuid(Uuid::new_v4()),
+                "template",
+                at,
+                at + chrono::TimeDelta::seconds(30),
+            )
+            .await
+            .expect("claim_task");
+        // A buggy release or a hand edit, past the schema's own guard.
+        for (corruption, reason) in [
+            (
+                "UPDATE media_tasks SET status = 'paused' WHERE id = ?1",
+                "unknown status `paused`",
+            ),
+            (
+                "UPDATE media_tasks SET status = 'pending', lease_until = '2024-05-01 12:00:00' WHERE id = ?1",
+                "media_tasks.lease_until",
+            ),
+        ] {
+            let mut conn = store.pool().acquire().await.expect("acquire");
+            sqlx::query("PRAGMA ignore_check_constraints = ON")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            sqlx::query(corruption)
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await
+                .expect("corrupt the row");
+            sqlx::query("PRAGMA ignore_check_constraints = OFF")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            drop(conn);
+            match store.find_task(id).await {
+                Err(StoreError::Unknown(e)) => assert!(
+                    e.to_string().contains(reason),
+                    "the reason must say what is wrong: {e}"
+                ),
+                other => panic!("a corrupt task row must be StoreError::Unknown, got {other:?}"),
+            }
+        }
+    })
+    .await;
 }
