@@ -488,6 +488,7 @@ impl crate::media_ports::MetaClient for FakeMeta {
         &self,
         session: &str,
         offset: u64,
+        _length: u64,
         body: crate::media_ports::ByteStream,
     ) -> Result<String, crate::media_ports::MetaError> {
         self.failure("upload")?;

@@ -515,7 +515,12 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, X: MetaClient> SendMedia<M, B, C,
         loop {
             match self
                 .meta
-                .upload_resumable(&session, offset, self.bytes(file, offset).await?)
+                .upload_resumable(
+                    &session,
+                    offset,
+                    file.size - offset,
+                    self.bytes(file, offset).await?,
+                )
                 .await
             {
                 Ok(handle) => return Ok(handle),

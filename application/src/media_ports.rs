@@ -105,12 +105,13 @@ pub trait MetaClient: Clone + Send + Sync + 'static {
         session: &str,
     ) -> impl Future<Output = Result<u64, MetaError>> + Send;
 
-    /// `POST /{version}/{upload-session}` with `file_offset`, the bytes from that offset on
-    /// streamed; answers the handle `h`.
+    /// `POST /{version}/{upload-session}` with `file_offset`, the `length` bytes from that
+    /// offset on streamed (with a `Content-Length`); answers the handle `h`.
     fn upload_resumable(
         &self,
         session: &str,
         offset: u64,
+        length: u64,
         body: ByteStream,
     ) -> impl Future<Output = Result<String, MetaError>> + Send;
 

@@ -375,6 +375,7 @@ impl MetaClient for MetaHttpClient {
         &self,
         session: &str,
         offset: u64,
+        length: u64,
         body: ByteStream,
     ) -> Result<String, MetaError> {
         let action = "uploading template media";
@@ -382,13 +383,14 @@ impl MetaClient for MetaHttpClient {
         async {
             check_session(session)?;
             let url = self.url(session)?;
-            let progress = Progress::new(None);
+            let progress = Progress::new(Some(length));
             let stream = Watched::new(body, progress.clone());
-            // The port gives no length, so the body goes chunked (Transfer-Encoding: chunked).
+            // A known length, as Meta's examples send it (no chunked transfer encoding).
             let request = self
                 .request(Method::POST, url, Auth::OAuth)
                 .header("file_offset", offset)
                 .header(CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, length)
                 .body(Body::wrap_stream(stream));
             let value = self.call_streaming(request, &progress, action).await?;
             if let Some(h) = value.get("h").and_then(Value::as_str).filter(|h| !h.is_empty()) {

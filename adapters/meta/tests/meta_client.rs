@@ -137,7 +137,7 @@ async fn template_media_goes_through_a_resumable_upload_into_the_header() {
     );
     assert_eq!(client.resumable_offset(&session).await.unwrap(), 0);
     let handle = client
-        .upload_resumable(&session, 0, stream(&image, 8192))
+        .upload_resumable(&session, 0, image.len() as u64, stream(&image, 8192))
         .await
         .unwrap();
     let recorded = fake.upload(&session).unwrap();
@@ -178,7 +178,7 @@ async fn bodies_of_several_mebibytes_arrive_identical() {
         .await
         .unwrap();
     client
-        .upload_resumable(&session, 0, stream(&big, 64 * 1024))
+        .upload_resumable(&session, 0, big.len() as u64, stream(&big, 64 * 1024))
         .await
         .unwrap();
     assert_eq!(sha(&fake.uploaded_bytes(&session).unwrap()), sha(&big));
@@ -210,7 +210,7 @@ async fn an_upload_cut_mid_body_resumes_from_the_offset_meta_reports() {
         1_000_000,
     ));
     let err = client
-        .upload_resumable(&session, 0, stream(&data, 32 * 1024))
+        .upload_resumable(&session, 0, data.len() as u64, stream(&data, 32 * 1024))
         .await
         .unwrap_err();
     assert!(matches!(err, MetaError::Transient(_)), "{err:?}");
@@ -220,7 +220,7 @@ async fn an_upload_cut_mid_body_resumes_from_the_offset_meta_reports() {
     assert_eq!(offset, 1_000_000);
     let rest = &data[usize::try_from(offset).unwrap()..];
     let handle = client
-        .upload_resumable(&session, offset, stream(rest, 32 * 1024))
+        .upload_resumable(&session, offset, rest.len() as u64, stream(rest, 32 * 1024))
         .await
         .unwrap();
     assert!(!handle.is_empty());
@@ -248,7 +248,7 @@ async fn a_stalled_upload_fails_as_transient_and_resumes() {
     ));
     let started = std::time::Instant::now();
     let err = client
-        .upload_resumable(&session, 0, stream(&data, 64 * 1024))
+        .upload_resumable(&session, 0, data.len() as u64, stream(&data, 64 * 1024))
         .await
         .unwrap_err();
     let MetaError::Transient(fault) = &err else {
@@ -266,7 +266,7 @@ async fn a_stalled_upload_fails_as_transient_and_resumes() {
     assert!(offset >= 1024 * 1024, "{offset}");
     let rest = &data[usize::try_from(offset).unwrap()..];
     client
-        .upload_resumable(&session, offset, stream(rest, 64 * 1024))
+        .upload_resumable(&session, offset, rest.len() as u64, stream(rest, 64 * 1024))
         .await
         .unwrap();
     assert_eq!(sha(&fake.uploaded_bytes(&session).unwrap()), sha(&data));
@@ -286,7 +286,7 @@ async fn a_failing_blob_stream_aborts_the_upload_as_transient() {
     ])
     .boxed();
     let err = client
-        .upload_resumable(&session, 0, broken)
+        .upload_resumable(&session, 0, data.len() as u64, broken)
         .await
         .unwrap_err();
     let MetaError::Transient(fault) = &err else {
@@ -299,6 +299,7 @@ async fn a_failing_blob_stream_aborts_the_upload_as_transient() {
         .upload_resumable(
             &session,
             offset,
+            data.len() as u64 - offset,
             stream(&data[usize::try_from(offset).unwrap()..], 4096),
         )
         .await
