@@ -37,6 +37,11 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Filegate<M, B, C, I>
         }
     }
 
+    /// The metadata store, for the background jobs that share it (the outbox relay).
+    pub fn store(&self) -> &M {
+        &self.store
+    }
+
     pub async fn readiness(&self) -> Readiness {
         let (db, blobs) = futures::join!(self.store.ping(), self.blobs.ping());
         Readiness {

@@ -32,3 +32,130 @@ pub fn file_completed(file: &FileRecord) -> OutgoingEvent {
         payload: payload.to_string().into_bytes(),
     }
 }
+
+/// Publishes the outbox: reads unpublished events oldest first, publishes each with the bus's
+/// confirmation, and marks them published. An event is marked only after the bus confirmed it,
+/// so a crash in between publishes it again (at least once; consumers drop duplicates by id).
+#[derive(Debug, Clone)]
+pub struct OutboxRelay<M, P> {
+    store: M,
+    bus: P,
+}
+
+/// Why a relay round stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] crate::ports::StoreError),
+    #[error(transparent)]
+    Publish(#[from] crate::media_ports::PublishError),
+}
+
+impl<M: crate::ports::MetadataStore, P: crate::media_ports::EventPublisher> OutboxRelay<M, P> {
+    pub fn new(store: M, bus: P) -> Self {
+        Self { store, bus }
+    }
+
+    /// Publishes up to `batch` pending events; answers how many were published. Stops at the
+    /// first failure, keeping the order of what is left.
+    pub async fn publish_pending(&self, batch: u32) -> Result<usize, RelayError> {
+        let events = self.store.unpublished_events(batch).await?;
+        let mut published = Vec::with_capacity(events.len());
+        let mut failure = None;
+        for event in &events {
+            match self.bus.publish(event).await {
+                Ok(()) => published.push(event.id.clone()),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if !published.is_empty() {
+            self.store.mark_events_published(&published).await?;
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(published.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{FixedClock, InMemoryBlobs, InMemoryStore, SeqIds};
+    use crate::keys::Principal;
+    use crate::media_ports::{EventPublisher, OutgoingEvent, PublishError};
+    use crate::ports::MetadataStore;
+    use crate::uploads::{ChunkCommand, Uploads};
+    use filegate_domain::{ApiKeyId, FirmId, Mode, UserId};
+    use std::sync::{Arc, Mutex};
+    use uuid::Uuid;
+
+    /// A bus that records what it got and can be down.
+    #[derive(Debug, Clone, Default)]
+    struct Bus {
+        got: Arc<Mutex<Vec<OutgoingEvent>>>,
+        down: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl EventPublisher for Bus {
+        async fn publish(&self, event: &OutgoingEvent) -> Result<(), PublishError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(PublishError(anyhow::anyhow!("broker down")));
+            }
+            self.got.lock().unwrap().push(event.clone());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn events_wait_in_the_outbox_while_the_bus_is_down_and_go_out_once_after() {
+        let store = InMemoryStore::default();
+        let uploads = Uploads::new(
+            store.clone(),
+            InMemoryBlobs::default(),
+            FixedClock,
+            SeqIds::default(),
+        );
+        let who = Principal {
+            key: ApiKeyId::from_uuid(Uuid::nil()),
+            firm: FirmId::from_uuid(Uuid::from_u128(1)),
+            user: UserId::from_uuid(Uuid::from_u128(2)),
+        };
+        let cmd = ChunkCommand {
+            file_id: None,
+            block_index: 0,
+            total_blocks: 1,
+            mode: Mode::Import,
+            file_name: Some("c.csv".into()),
+            content_type: Some("text/csv".into()),
+            data: bytes::Bytes::from_static(b"a,b"),
+        };
+        let file = uploads.upload_chunk(who, cmd).await.unwrap().file_id;
+        let bus = Bus::default();
+        let relay = OutboxRelay::new(store.clone(), bus.clone());
+        bus.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(relay.publish_pending(10).await.is_err());
+        assert_eq!(
+            store.unpublished_events(10).await.unwrap().len(),
+            1,
+            "the event waits"
+        );
+        bus.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(relay.publish_pending(10).await.unwrap(), 1);
+        assert_eq!(
+            relay.publish_pending(10).await.unwrap(),
+            0,
+            "published once"
+        );
+        let got = bus.got.lock().unwrap().clone();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].routing_key, "file.completed.import");
+        assert_eq!(got[0].id, file.to_string());
+        let payload: serde_json::Value = serde_json::from_slice(&got[0].payload).unwrap();
+        assert_eq!(payload["fileId"], file.to_string());
+        assert_eq!(payload["mode"], "Import");
+    }
+}

@@ -842,6 +842,18 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_examples_are_valid_tasks() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../openapi/media-task.schema.json")).unwrap();
+        let examples = schema["examples"].as_array().unwrap();
+        assert_eq!(examples.len(), 2);
+        for example in examples {
+            let task = MediaTask::parse(example.to_string().as_bytes()).unwrap();
+            assert_eq!(task.id.to_string(), example["taskId"].as_str().unwrap());
+        }
+    }
+
+    #[test]
     fn the_payloads_follow_the_cloud_api() {
         let doc = message_payload("491", MediaType::Document, "m1", Some("Q3"), Some("q3.pdf"));
         assert_eq!(doc["type"], "document");

@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use filegate_adapter_azure_blob::AzureBlobSettings;
 use filegate_adapter_local_fs::LocalFsSettings;
+use filegate_adapter_meta::MetaSettings;
+use filegate_adapter_rabbitmq::RabbitSettings;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +28,53 @@ pub struct Settings {
     pub blob: BlobSettings,
     #[serde(default)]
     pub log: LogSettings,
+    /// Meta's Graph API, for `worker`. The access token comes from the environment only
+    /// (`FILEGATE_META__ACCESS_TOKEN`).
+    #[serde(default)]
+    pub meta: MetaSettings,
+    /// RabbitMQ: the media task queue (`worker`) and the events exchange (`serve`).
+    #[serde(default)]
+    pub rabbitmq: RabbitSettings,
+    #[serde(default)]
+    pub worker: WorkerSettings,
+    #[serde(default)]
+    pub events: EventSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// How long one delivery of a media task holds it before another delivery of the same task
+    /// may take over (a worker that died mid-task). Longer than the slowest send. Default 900.
+    pub lease_secs: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self { lease_secs: 900 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// Publish `file.completed` events from the outbox to RabbitMQ (`serve`). Default false: the
+    /// embedded profile has no broker; events wait in the outbox until this is turned on.
+    pub enabled: bool,
+    /// How often the outbox is read, in milliseconds. Default 500.
+    pub poll_interval_ms: u64,
+    /// Events published per round. Default 100.
+    pub batch: u32,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            poll_interval_ms: 500,
+            batch: 100,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

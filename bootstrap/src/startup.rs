@@ -15,12 +15,18 @@ use uuid::Uuid;
 use filegate_adapter_azure_blob::AzureBlobStore;
 use filegate_adapter_http::{FilesService, HttpOptions};
 use filegate_adapter_local_fs::LocalFsStore;
+use filegate_adapter_meta::MetaHttpClient;
 use filegate_adapter_postgres::PgStore;
+use filegate_adapter_rabbitmq::{RabbitPublisher, run_worker};
 use filegate_adapter_sqlite::SqliteStore;
+use filegate_application::events::OutboxRelay;
+use filegate_application::media::SendMedia;
+use filegate_application::media_ports::TaskHandler;
 use filegate_application::ports::{BlobStore, MetadataStore};
 use filegate_application::system::{RandomIds, SystemClock};
 use filegate_application::{ApiKeys, CreatedKey, Filegate};
 use filegate_domain::{ApiKeyId, FirmId, UserId};
+use filegate_fake_meta::FakeMetaOptions;
 
 use crate::config::{BlobKind, DatabaseKind, Settings};
 
@@ -109,19 +115,26 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     with_store!(store, |s| serve_with_store(s, settings).await)
 }
 
+/// Runs `$body` with `$blobs` bound to the blob store the configuration names.
+macro_rules! with_blobs {
+    ($settings:expr, |$blobs:ident| $body:expr) => {
+        match $settings.blob.kind {
+            BlobKind::Azure => {
+                let $blobs = AzureBlobStore::new(&$settings.blob.azure)
+                    .context("invalid Azure blob settings (blob.azure)")?;
+                $body
+            }
+            BlobKind::Local => {
+                let $blobs = LocalFsStore::new(&$settings.blob.local)
+                    .context("cannot use the local blob folder (blob.local)")?;
+                $body
+            }
+        }
+    };
+}
+
 async fn serve_with_store<M: MetadataStore>(store: M, settings: Settings) -> anyhow::Result<()> {
-    match settings.blob.kind {
-        BlobKind::Azure => {
-            let blobs = AzureBlobStore::new(&settings.blob.azure)
-                .context("invalid Azure blob settings (blob.azure)")?;
-            serve_app(store, blobs, settings).await
-        }
-        BlobKind::Local => {
-            let blobs = LocalFsStore::new(&settings.blob.local)
-                .context("cannot use the local blob folder (blob.local)")?;
-            serve_app(store, blobs, settings).await
-        }
-    }
+    with_blobs!(settings, |blobs| serve_app(store, blobs, settings).await)
 }
 
 async fn serve_app<M: MetadataStore, B: BlobStore>(
@@ -140,6 +153,10 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
             "starting, but a backend is not ready; /health/ready will say so"
         );
     }
+    let relay = match settings.events.enabled {
+        true => Some(spawn_outbox_relay(app.store().clone(), &settings)?),
+        false => None,
+    };
     let service: Arc<dyn FilesService> = Arc::new(app);
     let endpoint = filegate_adapter_http::app(service, http_options(&settings));
 
@@ -160,8 +177,85 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
         .run_with_graceful_shutdown(endpoint, shutdown_signal(), Some(grace))
         .await
         .context("the HTTP server failed")?;
+    if let Some(relay) = relay {
+        relay.abort();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Publishes the outbox in the background: as fast as events come while there are any, every
+/// `poll_interval_ms` when there are none, and with a growing pause while the broker is away.
+fn spawn_outbox_relay<M: MetadataStore>(
+    store: M,
+    settings: &Settings,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let bus = RabbitPublisher::new(settings.rabbitmq.clone())
+        .context("invalid RabbitMQ settings (rabbitmq)")?;
+    let relay = OutboxRelay::new(store, bus);
+    let batch = settings.events.batch.max(1);
+    let idle = Duration::from_millis(settings.events.poll_interval_ms.max(10));
+    Ok(tokio::spawn(async move {
+        let mut pause = idle;
+        loop {
+            match relay.publish_pending(batch).await {
+                Ok(n) if n == batch as usize => continue,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(published = n, "outbox published");
+                    }
+                    pause = idle;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "outbox not published; will retry");
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                }
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }))
+}
+
+pub async fn worker(settings: Settings) -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let store = metadata_store(&settings).await?;
+    with_store!(store, |s| worker_with_store(s, settings).await)
+}
+
+async fn worker_with_store<M: MetadataStore>(store: M, settings: Settings) -> anyhow::Result<()> {
+    with_blobs!(settings, |blobs| worker_app(store, blobs, settings).await)
+}
+
+async fn worker_app<M: MetadataStore, B: BlobStore>(
+    store: M,
+    blobs: B,
+    settings: Settings,
+) -> anyhow::Result<()> {
+    let meta = MetaHttpClient::new(&settings.meta).context("invalid Meta settings (meta)")?;
+    let lease = Duration::from_secs(settings.worker.lease_secs.max(1));
+    let handler: Arc<dyn TaskHandler> =
+        Arc::new(SendMedia::new(store, blobs, SystemClock, meta, lease));
+    let topology = settings.rabbitmq.topology();
+    tracing::info!(queue = %topology.queue, dead_queue = %topology.dead_queue, "worker starting");
+    println!("filegate worker consuming {}", topology.queue);
+    run_worker(settings.rabbitmq.clone(), handler, shutdown_signal())
+        .await
+        .context("the worker failed")?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Runs the fake Meta server (for local runs and tests) until Ctrl-C or SIGTERM.
+pub async fn fake_meta(addr: std::net::SocketAddr, options: FakeMetaOptions) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    println!("fake-meta token: {}", options.access_token);
+    println!("fake-meta listening on http://{local}");
+    filegate_fake_meta::serve(listener, options, shutdown_signal())
+        .await
+        .context("the fake Meta server failed")
 }
 
 /// On a store without any key, creates one for a development firm and user and prints it
