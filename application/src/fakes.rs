@@ -427,11 +427,11 @@ async fn collect(body: crate::media_ports::ByteStream, limit: Option<usize>) -> 
     let mut out = Vec::new();
     let mut body = body;
     while let Some(Ok(piece)) = body.next().await {
-        if let Some(limit) = limit {
-            if out.len() + piece.len() >= limit {
-                out.extend_from_slice(&piece[..limit - out.len()]);
-                return (out, true);
-            }
+        if let Some(limit) = limit
+            && out.len() + piece.len() >= limit
+        {
+            out.extend_from_slice(&piece[..limit - out.len()]);
+            return (out, true);
         }
         out.extend_from_slice(&piece);
     }

@@ -68,6 +68,8 @@ pub struct TestAppOptions {
     pub create_key: bool,
     /// Listen on this port, so that a restarted server keeps its address (default: any free).
     pub port: Option<u16>,
+    /// More environment for the server (`FILEGATE_EVENTS__ENABLED`, say).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestAppOptions {
@@ -77,6 +79,7 @@ impl TestAppOptions {
             max_chunk_bytes: 1024 * 1024,
             create_key: true,
             port: None,
+            env: Vec::new(),
         }
     }
 }
@@ -205,7 +208,8 @@ impl TestApp {
             .expect("a running server")
     }
 
-    fn command(&self) -> Command {
+    /// The `filegate` command with this app's database and blob store settings.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(binary());
         // Nothing of the developer's own configuration may leak into a test server.
         for (name, _) in
@@ -241,6 +245,12 @@ impl TestApp {
         )
         .env("FILEGATE_HTTP__SHUTDOWN_GRACE_SECS", "5")
         .env("FILEGATE_LOG__LEVEL", "warn")
+        .envs(
+            self.options
+                .env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);

@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;
+pub mod broker;
 pub mod form;
+pub mod worker;
 
 pub use app::{Db, Profile, TestApp, TestAppOptions, binary, free_port};
 pub use form::Chunk;

@@ -13,7 +13,10 @@ pub struct MetaSettings {
     /// The Graph API version every path starts with. Default: `v21.0`.
     pub api_version: String,
     /// The Meta app that owns resumable upload sessions (`/{app-id}/uploads`); needed only for
-    /// template media. Default: none (template uploads then fail as permanent errors).
+    /// template media. Default: none (template uploads then fail as permanent errors). App ids
+    /// are numbers, and configuration layers (environment variables) hand them over as such,
+    /// so a number is accepted as well as a string.
+    #[serde(deserialize_with = "string_or_number")]
     pub app_id: Option<String>,
     /// A system-user access token with `whatsapp_business_messaging` and
     /// `whatsapp_business_management`. Set it from the environment only
@@ -48,9 +51,28 @@ impl Default for MetaSettings {
     }
 }
 
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    Ok(Option::<Id>::deserialize(d)?.map(|id| match id {
+        Id::Text(s) => s,
+        Id::Number(n) => n.to_string(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_numeric_app_id_is_read_as_its_digits() {
+        let s: MetaSettings = serde_json::from_str(r#"{"app_id": 1234567890}"#).unwrap();
+        assert_eq!(s.app_id.as_deref(), Some("1234567890"));
+    }
 
     #[test]
     fn defaults_fill_what_the_configuration_leaves_out() {
