@@ -237,6 +237,16 @@ impl Settings {
         // Every struct has serde defaults, so an empty figment extracts to the defaults.
         let mut figment = Figment::new();
         if let Some(file) = file {
+            // Meta's token is a credential of a different order: it comes from the environment
+            // only, so that it never sits in a file that gets copied around.
+            let in_file = Figment::from(Toml::file_exact(file))
+                .find_value("meta.access_token")
+                .is_ok();
+            if in_file {
+                return Err(Box::new(figment::Error::from(
+                    "meta.access_token must not be in a configuration file: set FILEGATE_META__ACCESS_TOKEN in the environment".to_owned(),
+                )));
+            }
             figment = figment.merge(Toml::file_exact(file));
         }
         // Only nested keys are settings (every setting lives in a section); this keeps
@@ -299,6 +309,26 @@ mod tests {
             jail.set_env("FILEGATE_DATABASE__URL", "postgres://u:hunter2@db/x");
             let s = Settings::load(None).unwrap();
             assert!(!format!("{s:?}").contains("hunter2"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_meta_token_comes_from_the_environment_only() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("secret.toml", "[meta]\naccess_token = \"EAAG\"\n")?;
+            let err = Settings::load(Some(Path::new("secret.toml"))).unwrap_err();
+            assert!(
+                err.to_string().contains("FILEGATE_META__ACCESS_TOKEN"),
+                "{err}"
+            );
+            jail.set_env("FILEGATE_META__ACCESS_TOKEN", "EAAG-from-env");
+            let s = Settings::load(None).unwrap();
+            assert!(s.meta.access_token.is_some());
+            assert!(
+                !format!("{s:?}").contains("EAAG-from-env"),
+                "the token never prints"
+            );
             Ok(())
         });
     }

@@ -461,3 +461,68 @@ async fn sending_a_50_mib_file_does_not_grow_the_workers_memory_with_it() {
     );
     s.done().await;
 }
+
+/// `filegate fake-meta` runs the fake for local use: it prints where it listens and answers
+/// Meta's calls and its own state route.
+#[tokio::test]
+async fn the_fake_meta_subcommand_serves_the_fake() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(filegate_tests::binary())
+        .args([
+            "fake-meta",
+            "--addr",
+            "127.0.0.1:0",
+            "--token",
+            "local-token",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("fake-meta printed its address");
+        if let Some(base) = line.strip_prefix("fake-meta listening on ") {
+            break base.to_owned();
+        }
+    };
+    let http = reqwest::Client::new();
+    let state: Value = http
+        .get(format!("{base}/_fake/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(state["messages"].as_array().unwrap().is_empty());
+    let refused = http
+        .post(format!(
+            "{base}/v21.0/1234/uploads?file_name=a.pdf&file_length=10&file_type=application/pdf"
+        ))
+        .header("Authorization", "OAuth wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let session: Value = http
+        .post(format!(
+            "{base}/v21.0/1234/uploads?file_name=a.pdf&file_length=10&file_type=application/pdf"
+        ))
+        .header("Authorization", "OAuth local-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        session["id"].as_str().unwrap().starts_with("upload:"),
+        "{session}"
+    );
+    let _ = child.kill().await;
+}
