@@ -37,6 +37,12 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Filegate<M, B, C, I>
         }
     }
 
+    /// Replaces the default per-mode size caps.
+    pub fn with_caps(mut self, caps: filegate_domain::SizeCaps) -> Self {
+        self.uploads = self.uploads.with_caps(caps);
+        self
+    }
+
     /// The metadata store, for the background jobs that share it (the outbox relay).
     pub fn store(&self) -> &M {
         &self.store

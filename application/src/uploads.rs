@@ -9,8 +9,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use filegate_domain::{
-    BlobPath, BlockRuleError, ChunkMismatch, FileId, FileName, FileRecord, Mode, RangeSpec,
-    SessionState, TotalBlocks, Unsatisfiable, UploadSession,
+    BlobPath, BlockRuleError, ChunkMismatch, FileId, FileName, FileRecord, FileTooLarge, Mode,
+    RangeSpec, SessionState, SizeCaps, TotalBlocks, Unsatisfiable, UploadSession,
 };
 use futures::stream::BoxStream;
 
@@ -75,6 +75,9 @@ pub enum UploadChunkError {
     NotFound(FileId),
     #[error("{0}")]
     Conflict(#[from] ChunkMismatch),
+    /// The file is larger than its mode allows.
+    #[error("{0}")]
+    TooLarge(#[from] FileTooLarge),
     #[error("a backend is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -191,6 +194,7 @@ pub struct Uploads<M, B, C, I> {
     blobs: B,
     clock: C,
     ids: I,
+    caps: SizeCaps,
 }
 
 impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
@@ -200,7 +204,14 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
             blobs,
             clock,
             ids,
+            caps: SizeCaps::default(),
         }
+    }
+
+    /// Replaces the default per-mode size caps.
+    pub fn with_caps(mut self, caps: SizeCaps) -> Self {
+        self.caps = caps;
+        self
     }
 
     /// Stages one chunk and, when it is the last missing one, commits the file.
@@ -220,6 +231,7 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
                 message: "the chunk is empty".into(),
             });
         }
+        self.caps.check(cmd.mode, cmd.data.len() as u64)?;
         let session = match cmd.file_id {
             Some(id) => {
                 let snapshot = self
@@ -228,6 +240,12 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
                     .await?
                     .ok_or(UploadChunkError::NotFound(id))?;
                 snapshot.session.admit(cmd.mode, total)?;
+                // A re-sent index replaces bytes already counted, so only a new one can grow
+                // the file past its cap.
+                if !snapshot.received.contains(index) {
+                    self.caps
+                        .check(cmd.mode, snapshot.staged_bytes + cmd.data.len() as u64)?;
+                }
                 snapshot.session
             }
             None if index.is_first() => self.open(who, &cmd, total).await?,
@@ -394,7 +412,9 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
         &self,
         session: &UploadSession,
         plan: CommitPlan,
-    ) -> Result<FileRecord, BlobError> {
+    ) -> Result<FileRecord, UploadChunkError> {
+        // Racing chunks can pass the early checks together; the commit is the last word.
+        self.caps.check(session.mode, plan.size)?;
         self.blobs
             .commit(
                 &session.blob_path,
@@ -763,6 +783,43 @@ mod tests {
             svc.open_content(who(2), id, None).await,
             Err(ContentError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_file_over_its_modes_cap_is_refused_as_soon_as_the_bytes_show_it() {
+        let (svc, blobs) = service();
+        let caps = filegate_domain::SizeCaps {
+            message: 10,
+            ..filegate_domain::SizeCaps::default()
+        };
+        let svc = svc.with_caps(caps);
+        let big = ChunkCommand {
+            data: Bytes::from_static(b"01234567890"),
+            ..chunk(None, 0, 1, b"")
+        };
+        assert!(matches!(
+            svc.upload_chunk(who(1), big).await,
+            Err(UploadChunkError::TooLarge(_))
+        ));
+        let id = Some(
+            svc.upload_chunk(who(1), chunk(None, 0, 3, b"012345"))
+                .await
+                .unwrap()
+                .file_id,
+        );
+        // Re-sending block 0 replaces it: still within the cap.
+        svc.upload_chunk(who(1), chunk(id, 0, 3, b"012345"))
+            .await
+            .unwrap();
+        let err = svc
+            .upload_chunk(who(1), chunk(id, 1, 3, b"67890"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, UploadChunkError::TooLarge(ref t) if t.cap == 10),
+            "{err:?}"
+        );
+        assert_eq!(blobs.commits(), 0);
     }
 
     #[tokio::test]

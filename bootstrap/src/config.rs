@@ -16,6 +16,7 @@ use filegate_adapter_azure_blob::AzureBlobSettings;
 use filegate_adapter_local_fs::LocalFsSettings;
 use filegate_adapter_meta::MetaSettings;
 use filegate_adapter_rabbitmq::RabbitSettings;
+use filegate_domain::SizeCaps;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,9 +37,56 @@ pub struct Settings {
     #[serde(default)]
     pub rabbitmq: RabbitSettings,
     #[serde(default)]
+    pub limits: LimitSettings,
+    #[serde(default)]
     pub worker: WorkerSettings,
     #[serde(default)]
     pub events: EventSettings,
+}
+
+/// The largest file of each mode, in bytes (contract section 6); a larger one gets 413.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Default 5 MiB.
+    pub firm_bytes: u64,
+    /// Default 5 MiB.
+    pub profile_bytes: u64,
+    /// Default 5 MiB.
+    pub contact_bytes: u64,
+    /// Default 100 MB (WhatsApp's largest media, documents).
+    pub message_bytes: u64,
+    /// Default 100 MB.
+    pub template_bytes: u64,
+    /// Default 50 MiB.
+    pub import_bytes: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let caps = SizeCaps::default();
+        Self {
+            firm_bytes: caps.firm,
+            profile_bytes: caps.profile,
+            contact_bytes: caps.contact,
+            message_bytes: caps.message,
+            template_bytes: caps.template,
+            import_bytes: caps.import,
+        }
+    }
+}
+
+impl LimitSettings {
+    pub fn caps(&self) -> SizeCaps {
+        SizeCaps {
+            firm: self.firm_bytes,
+            profile: self.profile_bytes,
+            contact: self.contact_bytes,
+            message: self.message_bytes,
+            template: self.template_bytes,
+            import: self.import_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -142,7 +142,7 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
     blobs: B,
     settings: Settings,
 ) -> anyhow::Result<()> {
-    let app = Filegate::new(store, blobs, SystemClock, RandomIds);
+    let app = Filegate::new(store, blobs, SystemClock, RandomIds).with_caps(settings.limits.caps());
     if settings.database.create_first_key {
         create_first_key(&app.keys).await?;
     }

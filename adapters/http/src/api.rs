@@ -94,7 +94,7 @@ error_variants!(
         NotFound = 404,
         /// The file is already complete, or `TotalBlocks` or `Mode` differ from the first chunk's.
         Conflict = 409,
-        /// The chunk is larger than the configured maximum.
+        /// The chunk is larger than the configured maximum, or the file larger than its mode's cap.
         PayloadTooLarge = 413,
         /// The request is not `multipart/form-data`.
         UnsupportedMediaType = 415,

@@ -338,6 +338,7 @@ impl From<UploadChunkError> for ApiError {
             UploadChunkError::InvalidField { .. } => Self::bad_request(e.to_string()),
             UploadChunkError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
             UploadChunkError::Conflict(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
+            UploadChunkError::TooLarge(_) => Self::too_large(e.to_string()),
             UploadChunkError::Unavailable(cause) => {
                 tracing::warn!(error = ?cause, "a backend is unavailable");
                 Self::unavailable(

@@ -1,6 +1,6 @@
 //! Every error of contract sections 3 and 5 that the upload slice can produce, in the envelope.
 
-use filegate_tests::{Chunk, Profile, TestApp};
+use filegate_tests::{Chunk, Profile, TestApp, TestAppOptions};
 
 use crate::support::{envelope, error_naming, random_bytes};
 
@@ -322,4 +322,39 @@ pub async fn unknown_routes_and_methods_answer_in_the_envelope(profile: Profile)
         "GET on the chunk route: {status}"
     );
     envelope(resp, status).await;
+}
+
+pub async fn a_file_over_its_modes_cap_gets_413_and_keeps_nothing(profile: Profile) {
+    let mut options = TestAppOptions::new(profile);
+    options
+        .env
+        .push(("FILEGATE_LIMITS__PROFILE_BYTES".into(), "1000".into()));
+    let app = TestApp::spawn_with(options).await;
+    let big = random_bytes(1001);
+    error_naming(
+        app.post_chunk(Chunk::new(&big, 0, 1, "Profile")).await,
+        413,
+        "at most 1000",
+    )
+    .await;
+    let first = envelope(
+        app.post_chunk(Chunk::new(&big[..600], 0, 2, "Profile"))
+            .await,
+        200,
+    )
+    .await;
+    let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    let second = app
+        .post_chunk(Chunk::new(&big[600..], 1, 2, "Profile").file_id(&id))
+        .await;
+    error_naming(second, 413, "Profile files may have at most 1000 bytes").await;
+    let status = envelope(app.status(&id).await, 200).await;
+    assert_eq!(status["data"]["isComplete"], false);
+    assert_eq!(
+        status["data"]["missingBlocks"],
+        serde_json::json!([1]),
+        "the refused block is not kept"
+    );
+    // Other modes keep their own caps.
+    envelope(app.post_chunk(Chunk::new(&big, 0, 1, "Contact")).await, 200).await;
 }
