@@ -318,7 +318,7 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
             )),
             Err(RecordError::SessionMissing) => Err(UploadChunkError::NotFound(session.file_id)),
             Err(RecordError::Store(e)) => Err(e.into()),
-            Err(RecordError::Commit(e)) => Err(e.into()),
+            Err(RecordError::Commit(e)) => Err(e),
         }
     }
 
