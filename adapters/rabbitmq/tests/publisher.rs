@@ -142,21 +142,24 @@ async fn publishing_fails_while_the_broker_is_cut_off_and_works_again_after() {
     publisher.publish_task(b"task").await.unwrap();
 
     broker.wait_ready(&queue, 2, Duration::from_secs(5)).await;
-    let ids: Vec<String> = [
-        broker.get(&queue).await.unwrap(),
-        broker.get(&queue).await.unwrap(),
-    ]
-    .iter()
-    .map(|d| {
-        d.properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default()
-    })
-    .collect();
+    let mut ids = Vec::new();
+    while let Some(d) = broker.get(&queue).await {
+        ids.push(
+            d.properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        );
+    }
+    // A publish reported as failed may still have reached the broker (the cut can fall between
+    // the message and its confirmation): delivery is at least once, so "during" may be there,
+    // but "before" and "after" must be, in order.
+    ids.retain(|id| id != "during");
     assert_eq!(ids, ["before", "after"]);
-    assert_eq!(broker.ready(&settings.queue).await, 1);
+    // The task sent after the restore is there; the one sent during the cut may be too.
+    let tasks = broker.ready(&settings.queue).await;
+    assert!((1..=2).contains(&tasks), "{tasks} tasks");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
