@@ -27,14 +27,20 @@ impl FileName {
             .map(|c| if Self::is_allowed(c) { c } else { '_' })
             .collect();
         let trimmed = mapped
-            .trim_matches(' ')
-            .trim_start_matches('.')
+            .trim_start_matches([' ', '.'])
             .trim_end_matches([' ', '.']);
         let shortened = Self::shorten(trimmed);
         if shortened.is_empty() {
             return Self(FALLBACK.to_owned());
         }
         Self(shortened)
+    }
+
+    /// Reads a stored name back. Only sanitized names are ever written and sanitizing is
+    /// idempotent, so a name that sanitizing would change did not come from this service: `None`.
+    pub fn from_stored(stored: String) -> Option<Self> {
+        let name = Self::sanitize(&stored);
+        (name.0 == stored).then_some(name)
     }
 
     pub fn as_str(&self) -> &str {
@@ -138,6 +144,17 @@ mod tests {
             FileName::sanitize("résumé 2024.pdf").as_str(),
             "résumé 2024.pdf"
         );
+    }
+
+    #[test]
+    fn only_sanitized_names_read_back() {
+        assert_eq!(
+            FileName::from_stored("a.png".into())
+                .map(|n| n.to_string())
+                .as_deref(),
+            Some("a.png")
+        );
+        assert_eq!(FileName::from_stored("../a.png".into()), None);
     }
 
     #[test]

@@ -44,6 +44,12 @@ impl Mode {
         }
     }
 
+    /// Reads a canonical name back (as stored): legacy aliases and other spellings, which
+    /// `from_str` accepts from clients, are never written, so here they are `None`.
+    pub fn from_canonical(stored: &str) -> Option<Self> {
+        Mode::ALL.into_iter().find(|m| m.as_str() == stored)
+    }
+
     /// The folder of the container a file of this mode goes to. Profile pictures belong to a
     /// user, everything else to the firm.
     pub fn blob_prefix(&self, firm: FirmId, user: UserId) -> String {
@@ -101,6 +107,13 @@ mod tests {
         for mode in Mode::ALL {
             assert_eq!(mode.as_str().parse::<Mode>(), Ok(mode));
         }
+    }
+
+    #[test]
+    fn only_canonical_names_read_back() {
+        assert_eq!(Mode::from_canonical("Profile"), Some(Mode::Profile));
+        assert_eq!(Mode::from_canonical("User"), None);
+        assert_eq!(Mode::from_canonical("profile"), None);
     }
 
     #[test]

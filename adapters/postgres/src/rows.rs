@@ -205,26 +205,19 @@ impl From<EventRow> for OutgoingEvent {
     }
 }
 
-/// Only canonical names are ever written, so the legacy aliases that `Mode::from_str` accepts
-/// from clients are a sign of a foreign write here.
+/// The domain decides what a stored mode or name may be; a refusal means a foreign write.
 fn mode(stored: &str, what: &str, id: FileId) -> Result<Mode, StoreError> {
-    Mode::ALL
-        .into_iter()
-        .find(|m| m.as_str() == stored)
+    Mode::from_canonical(stored)
         .ok_or_else(|| corrupt(format_args!("{what} {id}: unknown mode `{stored}`")))
 }
 
-/// Only sanitized names are ever written; sanitizing is idempotent, so a stored name that
-/// sanitizing would change did not come from this service.
 fn file_name(stored: String, what: &str, id: FileId) -> Result<FileName, StoreError> {
-    let name = FileName::sanitize(&stored);
-    if name.as_str() == stored {
-        Ok(name)
-    } else {
-        Err(corrupt(format_args!(
-            "{what} {id}: file name `{stored}` is not a sanitized name"
-        )))
-    }
+    let shown = stored.clone();
+    FileName::from_stored(stored).ok_or_else(|| {
+        corrupt(format_args!(
+            "{what} {id}: file name `{shown}` is not a sanitized name"
+        ))
+    })
 }
 
 pub(crate) fn unsigned(stored: i64, what: &str, id: FileId) -> Result<u64, StoreError> {
