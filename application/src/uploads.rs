@@ -664,42 +664,18 @@ mod tests {
     #[tokio::test]
     async fn rule_breaks_name_their_field() {
         let (svc, _) = service();
-        let field = |e: UploadChunkError| match e {
-            UploadChunkError::InvalidField { field, .. } => field,
-            other => panic!("expected a field error, got {other:?}"),
-        };
-        assert_eq!(
-            field(
-                svc.upload_chunk(who(1), chunk(None, 0, 0, b"a"))
-                    .await
-                    .unwrap_err()
-            ),
-            "TotalBlocks"
-        );
-        assert_eq!(
-            field(
-                svc.upload_chunk(who(1), chunk(None, 2, 2, b"a"))
-                    .await
-                    .unwrap_err()
-            ),
-            "BlockIndex"
-        );
-        assert_eq!(
-            field(
-                svc.upload_chunk(who(1), chunk(None, 1, 2, b"a"))
-                    .await
-                    .unwrap_err()
-            ),
-            "FileId"
-        );
-        assert_eq!(
-            field(
-                svc.upload_chunk(who(1), chunk(None, 0, 2, b""))
-                    .await
-                    .unwrap_err()
-            ),
-            "File"
-        );
+        let cases: [(ChunkCommand, &str); 4] = [
+            (chunk(None, 0, 0, b"a"), "TotalBlocks"),
+            (chunk(None, 2, 2, b"a"), "BlockIndex"),
+            (chunk(None, 1, 2, b"a"), "FileId"),
+            (chunk(None, 0, 2, b""), "File"),
+        ];
+        for (cmd, expected) in cases {
+            match svc.upload_chunk(who(1), cmd).await {
+                Err(UploadChunkError::InvalidField { field, .. }) => assert_eq!(field, expected),
+                other => panic!("expected a field error naming {expected}, got {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]
