@@ -264,10 +264,22 @@ impl<E: poem::Endpoint> poem::Endpoint for EnvelopeErrors<E> {
 
     async fn call(&self, req: poem::Request) -> poem::Result<Response> {
         let path = req.uri().path().to_owned();
-        Ok(match self.0.call(req).await {
+        let has_body = req.header(header::TRANSFER_ENCODING).is_some()
+            || req
+                .header(header::CONTENT_LENGTH)
+                .is_some_and(|len| len.trim() != "0");
+        let mut resp = match self.0.call(req).await {
             Ok(resp) => resp.into_response(),
             Err(err) => envelope_any_error(err, &path),
-        })
+        };
+        // An error answered before the body was read (a refused key, a chunk over the limit)
+        // leaves the rest of the body on the connection, which the server then closes. Saying
+        // so keeps the client from sending its next request on a connection about to go away.
+        if has_body && resp.status().as_u16() >= 400 {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Ok(resp)
     }
 }
 

@@ -162,6 +162,14 @@ pub async fn a_missing_or_unknown_key_gets_401(profile: Profile) {
         .send()
         .await
         .unwrap();
+    // The body was not read: the server says it closes the connection, so that a client does
+    // not send its next request on it.
+    assert_eq!(
+        resp.headers()
+            .get("connection")
+            .map(|v| v.to_str().unwrap_or_default()),
+        Some("close")
+    );
     error_naming(resp, 401, "X-API-Key").await;
     let unknown = format!("fg_{}", "0".repeat(64));
     error_naming(
