@@ -5,6 +5,7 @@
 //! concrete adapters.
 
 pub mod app;
+pub mod completion;
 pub mod events;
 pub mod keys;
 pub mod media;
@@ -13,8 +14,8 @@ pub mod ports;
 pub mod system;
 pub mod uploads;
 
-#[cfg(test)]
-mod fakes;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 
 pub use app::{Filegate, Readiness};
 pub use keys::{ApiKeys, AuthError, CreatedKey, KeyAdminError, Principal};

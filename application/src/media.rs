@@ -569,6 +569,7 @@ mod tests {
     use crate::fakes::{FakeMeta, FixedClock, InMemoryBlobs, InMemoryStore, SeqIds};
     use crate::keys::Principal;
     use crate::media_ports::{MetaFault, TaskOutcome};
+    use crate::ports::TaskStore;
     use crate::uploads::{ChunkCommand, Uploads};
     use bytes::Bytes;
     use filegate_domain::{ApiKeyId, UserId};

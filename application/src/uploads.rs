@@ -2,8 +2,8 @@
 //!
 //! Block 0 without a `FileId` opens a session; every block is staged in the blob store first
 //! and recorded in the metadata store second, so a recorded block is always really staged.
-//! The metadata store decides completion under the session's lock and runs the commit inside
-//! that decision, which is what makes the commit happen exactly once.
+//! Completion is decided by [`crate::completion`] under the session's lock, with the commit
+//! inside that decision, which is what makes the commit happen exactly once.
 
 use std::ops::Range;
 
@@ -14,10 +14,10 @@ use filegate_domain::{
 };
 use futures::stream::BoxStream;
 
+use crate::completion::{self, BlockOutcome, CommitPlan, RecordError};
 use crate::keys::Principal;
 use crate::ports::{
-    BlobError, BlobStore, BlockOutcome, Clock, CommitPlan, IdSource, MetadataStore, RecordError,
-    SessionSnapshot, StagedBlock, StoreError,
+    BlobError, BlobStore, Clock, IdSource, SessionSnapshot, StagedBlock, StoreError, UploadStore,
 };
 
 /// One chunk as received, before any rule is checked. Numbers are kept wide so that an
@@ -197,7 +197,7 @@ pub struct Uploads<M, B, C, I> {
     caps: SizeCaps,
 }
 
-impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
+impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
     pub fn new(store: M, blobs: B, clock: C, ids: I) -> Self {
         Self {
             store,
@@ -290,10 +290,10 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
             part_id,
             size,
         };
-        let outcome = self
-            .store
-            .record_block(session.file_id, block, |plan| self.commit(&session, plan))
-            .await;
+        let outcome = completion::record_block(&self.store, session.file_id, block, |plan| {
+            self.commit(&session, plan)
+        })
+        .await;
         let receipt = |complete: bool, url: Option<String>, received: u32| ChunkReceipt {
             file_id: session.file_id,
             is_complete: complete,
