@@ -2,6 +2,8 @@
 //! container next to it, and tests that drive a fake in another process. It is a separate
 //! binary, not a subcommand of `filegate`, so that test support never ships in the product.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -57,10 +59,17 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let shutdown = match shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("filegate-fake-meta: cannot watch for Ctrl-C and SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = cli.options();
     println!("fake-meta token: {}", options.access_token);
     println!("fake-meta listening on http://{local}");
-    match filegate_fake_meta::serve(listener, options, shutdown_signal()).await {
+    match filegate_fake_meta::serve(listener, options, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("filegate-fake-meta: the server failed: {e}");
@@ -69,30 +78,31 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM, whichever comes first: a container stops with SIGTERM, a
-/// terminal with Ctrl-C. A signal that cannot be watched never fires rather than stopping the
-/// fake at once.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Watches for Ctrl-C or SIGTERM (a terminal stops the fake with one, a container with the
+/// other) and resolves on the first. The handlers are installed here, before the address is
+/// printed, so that a caller who saw the address can always stop the fake with SIGTERM.
+#[cfg(unix)]
+fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
+        }
+    })
+}
+
+/// Watches for Ctrl-C and resolves on it; a handler that cannot be installed never fires rather
+/// than stopping the fake at once.
+#[cfg(not(unix))]
+fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
+    Ok(async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+    })
 }
 
 #[cfg(test)]
