@@ -390,4 +390,39 @@ mod tests {
             Ok(())
         });
     }
+
+    /// Every section is the adapter's own struct, so each must refuse a typo itself: serde's
+    /// `deny_unknown_fields` on the outer struct does not reach into the ones it nests.
+    #[test]
+    fn a_typo_in_any_adapter_section_is_an_error_that_names_it() {
+        let cases = [
+            ("rabbitmq", "prefech = 4"),
+            ("meta", "api_verison = \"v22.0\""),
+            (
+                "blob.azure",
+                "conection_string = \"UseDevelopmentStorage=true\"",
+            ),
+            ("blob.local", "sync_block = false"),
+        ];
+        for (section, line) in cases {
+            figment::Jail::expect_with(|jail| {
+                jail.create_file("typo.toml", &format!("[{section}]\n{line}\n"))?;
+                let err = Settings::load(Some(Path::new("typo.toml"))).unwrap_err();
+                let key = line.split(' ').next().unwrap_or_default();
+                let message = err.to_string();
+                assert!(message.contains(key), "[{section}] {key}: {message}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn a_typo_in_an_environment_variable_is_an_error_that_names_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FILEGATE_RABBITMQ__PREFECH", "4");
+            let err = Settings::load(None).unwrap_err();
+            assert!(err.to_string().contains("prefech"), "{err}");
+            Ok(())
+        });
+    }
 }

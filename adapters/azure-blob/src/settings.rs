@@ -20,9 +20,10 @@ pub enum UrlMode {
 /// workload identity (`tenant_id` + `client_id` + `federated_token_file`), managed identity
 /// (`use_managed_identity`), and only then the connection string's own key or SAS. `account`
 /// and `endpoint` likewise override the connection string's. `Debug` shows secrets as
-/// `[REDACTED]`.
+/// `[REDACTED]`. An unknown key is refused: a misspelt setting would otherwise fall back to its
+/// default without a word.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AzureBlobSettings {
     /// A connection string as the Azure portal, `az` or Azurite print it (account key, SAS or
     /// `UseDevelopmentStorage=true` forms). Default: none.
