@@ -52,8 +52,8 @@ pub struct AzureBlobSettings {
     pub federated_token_file: Option<String>,
     /// Use the managed identity of the host (IMDS). Default: `false`.
     pub use_managed_identity: bool,
-    /// The container holding every file; it must exist, the service never creates it.
-    /// Default: `uploads`.
+    /// The container holding every file; it must exist, the service never creates it (`ping`,
+    /// and so `/health/ready`, says when it is missing). Default: `uploads`.
     pub container: String,
     /// Which URL clients get for a committed file: `public` or `sas`. Default: `public`.
     pub url_mode: UrlMode,
