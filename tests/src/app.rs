@@ -235,7 +235,7 @@ impl TestApp {
         match self.options.profile {
             Profile::Azure => {
                 cmd.env("FILEGATE_BLOB__KIND", "azure")
-                    .env("FILEGATE_BLOB__CONTAINER", azure_container())
+                    .env("FILEGATE_BLOB__AZURE__CONTAINER", azure_container())
                     .env(
                         "FILEGATE_BLOB__AZURE__CONNECTION_STRING",
                         azure_connection_string(),
