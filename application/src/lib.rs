@@ -5,6 +5,7 @@
 //! concrete adapters.
 
 pub mod app;
+pub mod backend;
 pub mod completion;
 pub mod events;
 pub mod keys;

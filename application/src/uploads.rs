@@ -17,7 +17,7 @@ use futures::stream::BoxStream;
 use crate::completion::{self, BlockOutcome, CommitPlan, RecordError};
 use crate::keys::Principal;
 use crate::ports::{
-    BlobError, BlobStore, Clock, IdSource, SessionSnapshot, StagedBlock, StoreError, UploadStore,
+    BlobError, BlobStore, Clock, IdSource, SessionSnapshot, StagedBlock, UploadStore,
 };
 
 /// One chunk as received, before any rule is checked. Numbers are kept wide so that an
@@ -120,24 +120,6 @@ pub enum ContentError {
     Unknown(anyhow::Error),
 }
 
-impl From<StoreError> for ContentError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
-
-impl From<BlobError> for ContentError {
-    fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum FileStatusError {
     #[error("no file with id {0} exists for this firm")]
@@ -148,44 +130,7 @@ pub enum FileStatusError {
     Unknown(anyhow::Error),
 }
 
-impl From<StoreError> for UploadChunkError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
-
-impl From<BlobError> for UploadChunkError {
-    fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::Unavailable(e) => Self::Unavailable(e),
-            BlobError::ContainerMissing(c) => {
-                Self::Unavailable(anyhow::anyhow!("blob container missing: {c}"))
-            }
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
-
-impl From<StoreError> for FileStatusError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
-
-impl From<BlobError> for FileStatusError {
-    fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
+crate::backend::classified_backend_errors!(UploadChunkError, FileStatusError, ContentError);
 
 /// The upload use cases, generic over their ports.
 #[derive(Debug, Clone)]
