@@ -400,3 +400,48 @@ impl From<ContentError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use filegate_application::ports::{BlobError, StoreError};
+    use filegate_application::{ContentError, FileStatusError, UploadChunkError};
+
+    use super::*;
+
+    /// Every route answers an unavailable backend, a missing container included, with 503 and
+    /// `Retry-After`, and anything else with 500: the classification is the application's one.
+    #[test]
+    fn an_unavailable_backend_is_503_with_retry_after_on_every_route() {
+        let unavailable = || {
+            [
+                BlobError::ContainerMissing("uploads".into()),
+                BlobError::Unavailable(anyhow::anyhow!("connection refused")),
+            ]
+        };
+        let mut answers: Vec<ApiError> = Vec::new();
+        for e in unavailable() {
+            answers.push(UploadChunkError::from(e).into());
+        }
+        for e in unavailable() {
+            answers.push(FileStatusError::from(e).into());
+        }
+        for e in unavailable() {
+            answers.push(ContentError::from(e).into());
+        }
+        answers.push(
+            FileStatusError::from(StoreError::Unavailable(anyhow::anyhow!("pool timed out"))).into(),
+        );
+        for answer in &answers {
+            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+            let response = answer.as_response_ref();
+            assert_eq!(
+                response.headers().get(header::RETRY_AFTER),
+                Some(&HeaderValue::from(RETRY_AFTER_SECS)),
+                "{answer:?}"
+            );
+        }
+        let broken: ApiError =
+            ContentError::from(StoreError::Unknown(anyhow::anyhow!("corrupt row"))).into();
+        assert_eq!(broken.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
