@@ -123,7 +123,10 @@ impl MediaTask {
     }
 
     fn message(m: MessageWire) -> Result<MediaTarget, String> {
-        let media_type: MediaType = m.media_type.parse()?;
+        let media_type: MediaType = m
+            .media_type
+            .parse()
+            .map_err(|e: filegate_domain::UnknownMediaType| e.to_string())?;
         required("message.phoneNumberId", &m.phone_number_id)?;
         let to = m.to.trim();
         let digits = to.strip_prefix('+').unwrap_or(to);
