@@ -10,9 +10,15 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+use crate::media::{DeadReason, RetryReason};
+
 /// A file's bytes on their way to Meta. Errors are the blob store's, as text: the Meta adapter
 /// only needs to abort the request.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// One of Meta's template components (BODY, FOOTER, BUTTONS, maybe the HEADER): a JSON object
+/// the task passes through to Meta.
+pub type TemplateComponent = serde_json::Map<String, serde_json::Value>;
 
 /// What Meta is told about a file it receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,15 +153,16 @@ pub trait EventPublisher: Clone + Send + Sync + 'static {
 }
 
 /// What became of one delivery of a task, decided by the worker's use case; the queue adapter
-/// turns it into ack, a delayed retry, or the dead-letter queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// turns it into ack, a delayed retry, or the dead-letter queue, and the reason into the text of
+/// its headers and logs.
+#[derive(Debug)]
 pub enum TaskOutcome {
     /// Done (or already done before): acknowledge.
     Done,
     /// Failed for now: try again after a back-off, unless this was the last attempt.
-    Retry(String),
+    Retry(RetryReason),
     /// Can never succeed (malformed, invalid, refused by Meta): straight to dead letters.
-    Dead(String),
+    Dead(DeadReason),
 }
 
 /// The inbound port a queue adapter drives: one raw task body and its attempt number (1-based).
