@@ -250,7 +250,7 @@ impl MediaMessage {
 /// `C` is one of Meta's template components (BODY, FOOTER, BUTTONS, maybe the HEADER) in the
 /// caller's representation: the contract passes them through to Meta, so the domain has no
 /// rule for them and no JSON type to hold them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTemplate<C> {
     waba_id: WabaId,
     name: TemplateName,
@@ -299,7 +299,7 @@ impl<C> NewTemplate<C> {
 }
 
 /// What a task sends: the contract's `message` or its `template`, never both.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaTarget<C> {
     Message(MediaMessage),
     Template(NewTemplate<C>),
@@ -317,7 +317,7 @@ impl<C> MediaTarget<C> {
 
 /// A task that passed every check that needs no I/O. Whether its file exists, is complete and
 /// is of a type Meta takes is for the worker to find out.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaTask<C> {
     id: TaskId,
     firm: FirmId,

@@ -20,12 +20,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 
-use filegate_domain::{
-    FileRecord, HeaderFormat, MediaMessage, MediaTarget, MediaType, Mode, NewTemplate,
-};
+use filegate_domain::{FileRecord, HeaderFormat, MediaTarget, Mode};
 
 use crate::media_ports::{
-    ByteStream, MediaUpload, MetaClient, MetaError, TaskHandler, TaskOutcome, TemplateComponent,
+    ByteStream, CreateTemplate, MediaUpload, MetaClient, MetaError, SendMessage, TaskHandler,
+    TaskOutcome,
 };
 use crate::ports::{BlobStore, Clock, MetadataStore, TaskClaim, TaskRecord, TaskStatus};
 
@@ -36,63 +35,6 @@ use stop::Stop;
 
 /// How many times one delivery resumes a broken resumable upload before it gives the task back.
 const RESUMES_PER_ATTEMPT: u32 = 3;
-
-/// The message payload of `POST /{phone-number-id}/messages` for a media id.
-pub fn message_payload(message: &MediaMessage, media_id: &str) -> serde_json::Value {
-    let media_type: MediaType = message.media_type();
-    let mut media = serde_json::json!({ "id": media_id });
-    if let Some(caption) = message.caption() {
-        media["caption"] = caption.into();
-    }
-    if let Some(name) = message.file_name() {
-        media["filename"] = name.into();
-    }
-    let mut payload = serde_json::json!({
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": message.to().as_str(),
-        "type": media_type.as_str(),
-    });
-    payload[media_type.as_str()] = media;
-    payload
-}
-
-/// The template payload of `POST /{waba-id}/message_templates`: the task's components with
-/// the handle in the HEADER component's `example.header_handle` (a HEADER is added first when
-/// the task has none; its format is set from the file when the task leaves it out).
-pub fn template_payload(
-    template: &NewTemplate<TemplateComponent>,
-    format: HeaderFormat,
-    handle: &str,
-) -> serde_json::Value {
-    let mut components: Vec<serde_json::Value> = template
-        .components()
-        .iter()
-        .cloned()
-        .map(serde_json::Value::Object)
-        .collect();
-    let is_header = |c: &serde_json::Value| {
-        c["type"]
-            .as_str()
-            .is_some_and(|t| t.eq_ignore_ascii_case("HEADER"))
-    };
-    if !components.iter().any(is_header) {
-        components.insert(0, serde_json::json!({ "type": "HEADER" }));
-    }
-    for header in components.iter_mut().filter(|c| is_header(c)) {
-        header["type"] = "HEADER".into();
-        if header["format"].as_str().is_none() {
-            header["format"] = format.as_str().into();
-        }
-        header["example"] = serde_json::json!({ "header_handle": [handle] });
-    }
-    serde_json::json!({
-        "name": template.name().as_str(),
-        "language": template.language().as_str(),
-        "category": template.category().as_str(),
-        "components": components,
-    })
-}
 
 /// The media worker's use case, driven by a queue adapter through [`TaskHandler`].
 #[derive(Debug, Clone)]
@@ -205,7 +147,7 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, X: MetaClient> SendMedia<M, B, C,
                         let id = self
                             .meta
                             .upload_message_media(
-                                message.phone_number_id().as_str(),
+                                message.phone_number_id(),
                                 &media,
                                 self.bytes(&file, 0).await?,
                             )
@@ -215,11 +157,11 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, X: MetaClient> SendMedia<M, B, C,
                         id
                     }
                 };
-                let payload = message_payload(message, &media_id);
-                let message_id = self
-                    .meta
-                    .send_message(message.phone_number_id().as_str(), &payload)
-                    .await?;
+                let request = SendMessage {
+                    message: message.clone(),
+                    media_id,
+                };
+                let message_id = self.meta.send_message(&request).await?;
                 record.result_id = Some(message_id);
             }
             MediaTarget::Template(template) => {
@@ -233,11 +175,12 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, X: MetaClient> SendMedia<M, B, C,
                         h
                     }
                 };
-                let payload = template_payload(template, format, &handle);
-                let template_id = self
-                    .meta
-                    .create_template(template.waba_id().as_str(), &payload)
-                    .await?;
+                let request = CreateTemplate {
+                    template: template.clone(),
+                    header_format: format,
+                    header_handle: handle,
+                };
+                let template_id = self.meta.create_template(&request).await?;
                 record.result_id = Some(template_id);
             }
         }

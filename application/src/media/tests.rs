@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use filegate_domain::{ApiKeyId, FileId, FirmId, HeaderFormat, Mode, TaskId, UserId};
+use filegate_domain::{
+    ApiKeyId, FileId, FirmId, HeaderFormat, MediaType, Mode, TaskId, TemplateCategory, UserId,
+};
 use uuid::Uuid;
 
 use super::*;
@@ -98,10 +100,14 @@ async fn a_message_task_uploads_the_media_and_sends_it_once() {
     assert_eq!(meta.media.len(), 1);
     assert_eq!(meta.media[0].2, b"\x89PNG..rest".to_vec());
     assert_eq!(meta.media[0].1.content_type, "image/png");
+    assert_eq!(meta.media[0].0, "1055");
     assert_eq!(meta.messages.len(), 1);
-    assert_eq!(meta.messages[0]["image"]["id"], "media-1");
-    assert_eq!(meta.messages[0]["image"]["caption"], "Hi");
-    assert_eq!(meta.messages[0]["to"], "4915112345678");
+    let sent = &meta.messages[0];
+    assert_eq!(sent.media_id, "media-1");
+    assert_eq!(sent.message.phone_number_id().as_str(), "1055");
+    assert_eq!(sent.message.media_type(), MediaType::Image);
+    assert_eq!(sent.message.caption(), Some("Hi"));
+    assert_eq!(sent.message.to().as_str(), "4915112345678");
 }
 
 #[tokio::test]
@@ -209,15 +215,17 @@ async fn a_template_task_uploads_resumably_and_puts_the_handle_in_the_header() {
         b"0123456789abcdefghij".to_vec(),
         "resumed at offset 7 with identical bytes"
     );
-    let template = &meta.templates[0];
-    assert_eq!(template["category"], "MARKETING");
-    assert_eq!(template["components"][0]["type"], "HEADER");
-    assert_eq!(template["components"][0]["format"], "IMAGE");
+    let created = &meta.templates[0];
     assert_eq!(
-        template["components"][0]["example"]["header_handle"][0],
-        "h-upload:1"
+        (created.header_format, created.header_handle.as_str()),
+        (HeaderFormat::Image, "h-upload:1")
     );
-    assert_eq!(template["components"][1]["text"], "Hello");
+    let template = &created.template;
+    assert_eq!(template.waba_id().as_str(), "77");
+    assert_eq!(template.name().as_str(), "spring_sale");
+    assert_eq!(template.category(), TemplateCategory::Marketing);
+    assert_eq!(template.components().len(), 1);
+    assert_eq!(template.components()[0]["text"], "Hello");
 }
 
 #[tokio::test]
@@ -319,44 +327,4 @@ async fn a_delivery_while_another_holds_the_task_waits() {
         "{outcome:?}"
     );
     assert!(w.meta.state().messages.is_empty());
-}
-
-#[test]
-fn the_payloads_follow_the_cloud_api() {
-    use filegate_domain::{
-        MediaMessage, MediaType, PhoneNumberId, Recipient, TemplateCategory, TemplateLanguage,
-        TemplateName, WabaId,
-    };
-    let message = MediaMessage::new(
-        PhoneNumberId::new("1".into()).unwrap(),
-        Recipient::new("491").unwrap(),
-        MediaType::Document,
-        Some("Q3".into()),
-        Some("q3.pdf".into()),
-    )
-    .unwrap();
-    let doc = message_payload(&message, "m1");
-    assert_eq!(doc["type"], "document");
-    assert_eq!(
-        doc["document"],
-        serde_json::json!({ "id": "m1", "caption": "Q3", "filename": "q3.pdf" })
-    );
-    let existing = serde_json::json!({ "type": "header", "format": "VIDEO" });
-    let template = NewTemplate::new(
-        WabaId::new("7".into()).unwrap(),
-        TemplateName::new("n".into()).unwrap(),
-        TemplateLanguage::new("de".into()).unwrap(),
-        TemplateCategory::Utility,
-        vec![existing.as_object().unwrap().clone()],
-    );
-    let t = template_payload(&template, HeaderFormat::Image, "h1");
-    assert_eq!(t["components"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        t["components"][0]["format"], "VIDEO",
-        "a format the task gives is kept"
-    );
-    assert_eq!(
-        t["components"][0]["example"]["header_handle"],
-        serde_json::json!(["h1"])
-    );
 }
