@@ -2,7 +2,7 @@
 //! (HTTP, CLI) see it.
 
 use crate::keys::ApiKeys;
-use crate::ports::{BlobStore, Clock, IdSource, MetadataStore};
+use crate::ports::{BlobStore, Clock, IdSource, KeyStore, StoreHealth, UploadStore};
 use crate::uploads::Uploads;
 
 /// Whether each backend answers, for `/health/ready`. `None` means fine; `Some` says what is
@@ -27,7 +27,10 @@ pub struct Filegate<M, B, C, I> {
     blobs: B,
 }
 
-impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Filegate<M, B, C, I> {
+impl<M, B: BlobStore, C: Clock, I: IdSource> Filegate<M, B, C, I>
+where
+    M: StoreHealth + KeyStore + UploadStore,
+{
     pub fn new(store: M, blobs: B, clock: C, ids: I) -> Self {
         Self {
             uploads: Uploads::new(store.clone(), blobs.clone(), clock.clone(), ids.clone()),

@@ -51,7 +51,7 @@ pub enum RelayError {
     Publish(#[from] crate::media_ports::PublishError),
 }
 
-impl<M: crate::ports::MetadataStore, P: crate::media_ports::EventPublisher> OutboxRelay<M, P> {
+impl<M: crate::ports::OutboxStore, P: crate::media_ports::EventPublisher> OutboxRelay<M, P> {
     pub fn new(store: M, bus: P) -> Self {
         Self { store, bus }
     }
@@ -87,7 +87,7 @@ mod tests {
     use crate::fakes::{FixedClock, InMemoryBlobs, InMemoryStore, SeqIds};
     use crate::keys::Principal;
     use crate::media_ports::{EventPublisher, OutgoingEvent, PublishError};
-    use crate::ports::MetadataStore;
+    use crate::ports::OutboxStore;
     use crate::uploads::{ChunkCommand, Uploads};
     use filegate_domain::{ApiKeyId, FirmId, Mode, UserId};
     use std::sync::{Arc, Mutex};

@@ -5,7 +5,7 @@
 use filegate_domain::{ApiKeyId, FirmId, UserId};
 use sha2::{Digest, Sha256};
 
-use crate::ports::{Clock, IdSource, MetadataStore, StoreError, StoredApiKey};
+use crate::ports::{Clock, IdSource, KeyStore, StoreError, StoredApiKey};
 
 const PREFIX: &str = "fg_";
 
@@ -59,7 +59,7 @@ pub struct ApiKeys<M, C, I> {
     ids: I,
 }
 
-impl<M: MetadataStore, C: Clock, I: IdSource> ApiKeys<M, C, I> {
+impl<M: KeyStore, C: Clock, I: IdSource> ApiKeys<M, C, I> {
     pub fn new(store: M, clock: C, ids: I) -> Self {
         Self { store, clock, ids }
     }

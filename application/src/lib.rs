@@ -5,6 +5,8 @@
 //! in-memory fakes of the unit tests; only the binary picks the concrete adapters.
 
 pub mod app;
+pub mod backend;
+pub mod completion;
 pub mod events;
 pub mod keys;
 pub mod media;
@@ -13,8 +15,8 @@ pub mod ports;
 pub mod system;
 pub mod uploads;
 
-#[cfg(test)]
-mod fakes;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 
 pub use app::{Filegate, Readiness};
 pub use keys::{ApiKeys, AuthError, CreatedKey, KeyAdminError, Principal};

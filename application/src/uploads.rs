@@ -2,8 +2,8 @@
 //!
 //! Block 0 without a `FileId` opens a session; every block is staged in the blob store first
 //! and recorded in the metadata store second, so a recorded block is always really staged.
-//! The metadata store decides completion under the session's lock and runs the commit inside
-//! that decision, which is what makes the commit happen exactly once.
+//! Completion is decided by [`crate::completion`] under the session's lock, with the commit
+//! inside that decision, which is what makes the commit happen exactly once.
 
 use std::ops::Range;
 
@@ -14,10 +14,10 @@ use filegate_domain::{
 };
 use futures::stream::BoxStream;
 
+use crate::completion::{self, BlockOutcome, CommitPlan, RecordError};
 use crate::keys::Principal;
 use crate::ports::{
-    BlobError, BlobStore, BlockOutcome, Clock, CommitPlan, IdSource, MetadataStore, RecordError,
-    SessionSnapshot, StagedBlock, StoreError,
+    BlobError, BlobStore, Clock, IdSource, SessionSnapshot, StagedBlock, UploadStore,
 };
 
 /// One chunk as received, before any rule is checked. Numbers are kept wide so that an
@@ -120,24 +120,6 @@ pub enum ContentError {
     Unknown(anyhow::Error),
 }
 
-impl From<StoreError> for ContentError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
-
-impl From<BlobError> for ContentError {
-    fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum FileStatusError {
     #[error("no file with id {0} exists for this firm")]
@@ -148,44 +130,7 @@ pub enum FileStatusError {
     Unknown(anyhow::Error),
 }
 
-impl From<StoreError> for UploadChunkError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
-
-impl From<BlobError> for UploadChunkError {
-    fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::Unavailable(e) => Self::Unavailable(e),
-            BlobError::ContainerMissing(c) => {
-                Self::Unavailable(anyhow::anyhow!("blob container missing: {c}"))
-            }
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
-
-impl From<StoreError> for FileStatusError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
-
-impl From<BlobError> for FileStatusError {
-    fn from(e: BlobError) -> Self {
-        match e {
-            BlobError::Unavailable(e) => Self::Unavailable(e),
-            other => Self::Unknown(other.into()),
-        }
-    }
-}
+crate::backend::classified_backend_errors!(UploadChunkError, FileStatusError, ContentError);
 
 /// The upload use cases, generic over their ports.
 #[derive(Debug, Clone)]
@@ -197,7 +142,7 @@ pub struct Uploads<M, B, C, I> {
     caps: SizeCaps,
 }
 
-impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
+impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
     pub fn new(store: M, blobs: B, clock: C, ids: I) -> Self {
         Self {
             store,
@@ -290,10 +235,10 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> 
             part_id,
             size,
         };
-        let outcome = self
-            .store
-            .record_block(session.file_id, block, |plan| self.commit(&session, plan))
-            .await;
+        let outcome = completion::record_block(&self.store, session.file_id, block, |plan| {
+            self.commit(&session, plan)
+        })
+        .await;
         let receipt = |complete: bool, url: Option<String>, received: u32| ChunkReceipt {
             file_id: session.file_id,
             is_complete: complete,

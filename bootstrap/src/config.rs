@@ -231,11 +231,10 @@ impl DatabaseSettings {
 pub struct BlobSettings {
     /// `local` (files under `blob.local.root`) or `azure`. Default `local`.
     pub kind: BlobKind,
-    /// The one container all files go to. Default `uploads`. It must exist: `/health/ready`
-    /// says so when it does not.
-    pub container: String,
-    /// Azure settings: a connection string, or account + key, or Entra ID; see
-    /// `docs/configuration.md`.
+    /// Azure settings: the container (`container`, default `uploads`), and a connection string,
+    /// or account + key, or Entra ID; see `docs/configuration.md`. The container lives here
+    /// rather than beside `kind` because only Azure has one: the local store's `root` is its
+    /// counterpart.
     pub azure: AzureBlobSettings,
     /// Local folder settings (`root`, default `./filegate-data/blobs`); see
     /// `docs/configuration.md`.
@@ -246,7 +245,6 @@ impl Default for BlobSettings {
     fn default() -> Self {
         Self {
             kind: BlobKind::Local,
-            container: "uploads".into(),
             azure: AzureBlobSettings::default(),
             local: LocalFsSettings::default(),
         }
@@ -304,9 +302,7 @@ impl Settings {
                 .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         );
-        let mut settings: Settings = figment.extract().map_err(Box::new)?;
-        settings.blob.azure.container = settings.blob.container.clone();
-        Ok(settings)
+        figment.extract().map_err(Box::new)
     }
 }
 
@@ -325,13 +321,12 @@ mod tests {
                 "[http]\naddr = \"127.0.0.1:9000\"\nmax_chunk_bytes = 1024\n",
             )?;
             jail.set_env("FILEGATE_HTTP__MAX_CHUNK_BYTES", "2048");
-            jail.set_env("FILEGATE_BLOB__CONTAINER", "media");
+            jail.set_env("FILEGATE_BLOB__AZURE__CONTAINER", "media");
             jail.set_env("FILEGATE_DATABASE__URL", "postgres://u:p@db/x");
             jail.set_env("FILEGATE_TEST_DATABASE_URL", "postgres://elsewhere");
             let s = Settings::load(Some(Path::new("filegate.toml"))).unwrap();
             assert_eq!(s.http.addr.to_string(), "127.0.0.1:9000");
             assert_eq!(s.http.max_chunk_bytes, 2048);
-            assert_eq!(s.blob.container, "media");
             assert_eq!(s.blob.azure.container, "media");
             assert_eq!(s.database.url.expose_secret(), "postgres://u:p@db/x");
             assert_eq!(s.database.kind(), Ok(DatabaseKind::Postgres));
@@ -344,7 +339,7 @@ mod tests {
         figment::Jail::expect_with(|_| {
             let s = Settings::load(None).unwrap();
             assert_eq!(s.http.max_chunk_bytes, 16 * 1024 * 1024);
-            assert_eq!(s.blob.container, "uploads");
+            assert_eq!(s.blob.azure.container, "uploads");
             assert_eq!(s.blob.kind, BlobKind::Local);
             assert_eq!(s.database.kind(), Ok(DatabaseKind::Sqlite));
             Ok(())
@@ -387,6 +382,77 @@ mod tests {
             jail.create_file("bad.toml", "[http]\nadress = \"x\"\n")?;
             let err = Settings::load(Some(Path::new("bad.toml"))).unwrap_err();
             assert!(err.to_string().contains("adress"), "{err}");
+            Ok(())
+        });
+    }
+
+    /// Every section is the adapter's own struct, so each must refuse a typo itself: serde's
+    /// `deny_unknown_fields` on the outer struct does not reach into the ones it nests.
+    #[test]
+    fn a_typo_in_any_adapter_section_is_an_error_that_names_it() {
+        let cases = [
+            ("rabbitmq", "prefech = 4"),
+            ("meta", "api_verison = \"v22.0\""),
+            (
+                "blob.azure",
+                "conection_string = \"UseDevelopmentStorage=true\"",
+            ),
+            ("blob.local", "sync_block = false"),
+        ];
+        for (section, line) in cases {
+            figment::Jail::expect_with(|jail| {
+                jail.create_file("typo.toml", &format!("[{section}]\n{line}\n"))?;
+                let err = Settings::load(Some(Path::new("typo.toml"))).unwrap_err();
+                let key = line.split(' ').next().unwrap_or_default();
+                let message = err.to_string();
+                assert!(message.contains(&format!("{section}.{key}")), "{message}");
+                Ok(())
+            });
+        }
+    }
+
+    /// The example operators copy from `docs/configuration.md` must load as it stands.
+    #[test]
+    fn the_documented_example_file_loads() {
+        let doc = include_str!("../../docs/configuration.md");
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/configuration.md has a ```toml example");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("example.toml", example)?;
+            let s = Settings::load(Some(Path::new("example.toml"))).unwrap();
+            assert_eq!(s.blob.kind, BlobKind::Azure);
+            assert_eq!(s.blob.azure.container, "uploads");
+            Ok(())
+        });
+    }
+
+    /// The container was once `blob.container`; an old file must fail loudly rather than put
+    /// files in the default container.
+    #[test]
+    fn the_container_is_an_azure_setting_only() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("old.toml", "[blob]\ncontainer = \"media\"\n")?;
+            let err = Settings::load(Some(Path::new("old.toml"))).unwrap_err();
+            assert!(err.to_string().contains("blob.container"), "{err}");
+            jail.create_file("new.toml", "[blob.azure]\ncontainer = \"media\"\n")?;
+            let s = Settings::load(Some(Path::new("new.toml"))).unwrap();
+            assert_eq!(s.blob.azure.container, "media");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_typo_in_an_environment_variable_is_an_error_that_names_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FILEGATE_RABBITMQ__PREFECH", "4");
+            let err = Settings::load(None).unwrap_err();
+            // figment names an environment key in the variable's own case.
+            let message = err.to_string().to_lowercase();
+            assert!(message.contains("rabbitmq.prefech"), "{message}");
+            assert!(message.contains("filegate_"), "{message}");
             Ok(())
         });
     }

@@ -46,19 +46,6 @@ enum Command {
     Upload(UploadArgs),
     /// Consume media tasks from RabbitMQ and send their files to Meta.
     Worker,
-    /// Run a fake of Meta's Graph API (uploads, media, messages, templates, fault injection)
-    /// for local runs and tests.
-    FakeMeta {
-        /// Address to listen on (port 0 picks a free one; the address is printed).
-        #[arg(long, default_value = "127.0.0.1:8090")]
-        addr: std::net::SocketAddr,
-        /// The access token the fake accepts.
-        #[arg(long, default_value = filegate_fake_meta::DEFAULT_ACCESS_TOKEN)]
-        token: String,
-        /// The Graph API version it serves.
-        #[arg(long, default_value = filegate_fake_meta::DEFAULT_API_VERSION)]
-        api_version: String,
-    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,18 +149,6 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Upload(args) => upload(args).await,
         Command::Worker => startup::worker(settings).await,
-        Command::FakeMeta {
-            addr,
-            token,
-            api_version,
-        } => {
-            let options = filegate_fake_meta::FakeMetaOptions {
-                api_version,
-                access_token: token,
-                app_id: None,
-            };
-            startup::fake_meta(addr, options).await
-        }
         Command::Openapi => {
             let mut out = std::io::stdout().lock();
             match writeln!(out, "{}", startup::openapi(&settings)) {

@@ -26,7 +26,6 @@ use filegate_application::ports::{BlobStore, MetadataStore};
 use filegate_application::system::{RandomIds, SystemClock};
 use filegate_application::{ApiKeys, CreatedKey, Filegate};
 use filegate_domain::{ApiKeyId, FirmId, UserId};
-use filegate_fake_meta::FakeMetaOptions;
 
 use crate::config::{BlobKind, DatabaseKind, Settings};
 
@@ -243,19 +242,6 @@ async fn worker_app<M: MetadataStore, B: BlobStore>(
         .context("the worker failed")?;
     tracing::info!("worker stopped");
     Ok(())
-}
-
-/// Runs the fake Meta server (for local runs and tests) until Ctrl-C or SIGTERM.
-pub async fn fake_meta(addr: std::net::SocketAddr, options: FakeMetaOptions) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    println!("fake-meta token: {}", options.access_token);
-    println!("fake-meta listening on http://{local}");
-    filegate_fake_meta::serve(listener, options, shutdown_signal())
-        .await
-        .context("the fake Meta server failed")
 }
 
 /// On a store without any key, creates one for a development firm and user and prints it

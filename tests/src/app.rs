@@ -35,16 +35,28 @@ fn azure_container() -> String {
 
 /// The `filegate` binary built by this workspace (`FILEGATE_BIN` overrides).
 pub fn binary() -> PathBuf {
-    if let Ok(bin) = std::env::var("FILEGATE_BIN") {
+    workspace_binary("filegate", "FILEGATE_BIN")
+}
+
+/// The `filegate-fake-meta` binary built by this workspace (`FILEGATE_FAKE_META_BIN`
+/// overrides): the fake Meta in a process of its own, as a developer or a container runs it.
+pub fn fake_meta_binary() -> PathBuf {
+    workspace_binary("filegate-fake-meta", "FILEGATE_FAKE_META_BIN")
+}
+
+/// A binary of this workspace, found next to the test executable: the tests run the binaries
+/// that `cargo build --workspace --bins` just built, never a stale one from the `PATH`.
+fn workspace_binary(name: &str, override_var: &str) -> PathBuf {
+    if let Ok(bin) = std::env::var(override_var) {
         return PathBuf::from(bin);
     }
     // The test executable lives in target/<profile>/deps; the binary one folder up.
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join(format!("filegate{}", std::env::consts::EXE_SUFFIX));
+    let bin = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build -p filegate` first (scripts/test does)",
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
         bin.display()
     );
     bin
@@ -223,7 +235,7 @@ impl TestApp {
         match self.options.profile {
             Profile::Azure => {
                 cmd.env("FILEGATE_BLOB__KIND", "azure")
-                    .env("FILEGATE_BLOB__CONTAINER", azure_container())
+                    .env("FILEGATE_BLOB__AZURE__CONTAINER", azure_container())
                     .env(
                         "FILEGATE_BLOB__AZURE__CONNECTION_STRING",
                         azure_connection_string(),

@@ -30,9 +30,17 @@ pub fn broker_addr() -> std::net::SocketAddr {
         .expect("a socket address")
 }
 
-/// A URL of the broker through another address (a proxy).
+/// A URL of the broker through another address (a proxy). The user, password and vhost stay
+/// those of `FILEGATE_TEST_AMQP_URL`, which need not be the default guest account.
 pub fn url_via(addr: std::net::SocketAddr) -> String {
-    format!("amqp://guest:guest@{addr}/%2f")
+    moved_to(&broker_url(), addr)
+}
+
+fn moved_to(broker_url: &str, addr: std::net::SocketAddr) -> String {
+    let mut url = url::Url::parse(broker_url).expect("an AMQP URL");
+    url.set_ip_host(addr.ip()).expect("a URL with a host");
+    url.set_port(Some(addr.port())).expect("a URL with a host");
+    url.into()
 }
 
 /// The queue and exchange names of one test.
@@ -237,5 +245,21 @@ impl Broker {
                 ExchangeDeleteOptions::default(),
             )
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_proxy_url_keeps_the_account_and_the_vhost() {
+        let addr = "127.0.0.1:40001".parse().unwrap();
+        assert_eq!(
+            super::moved_to("amqp://guest:guest@127.0.0.1:5672/%2f", addr),
+            "amqp://guest:guest@127.0.0.1:40001/%2f"
+        );
+        assert_eq!(
+            super::moved_to("amqp://app:p%40ss@localhost/tests?heartbeat=10", addr),
+            "amqp://app:p%40ss@127.0.0.1:40001/tests?heartbeat=10"
+        );
     }
 }

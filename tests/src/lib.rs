@@ -10,5 +10,5 @@ pub mod broker;
 pub mod form;
 pub mod worker;
 
-pub use app::{Db, Profile, TestApp, TestAppOptions, binary, free_port};
+pub use app::{Db, Profile, TestApp, TestAppOptions, binary, fake_meta_binary, free_port};
 pub use form::Chunk;

@@ -20,9 +20,10 @@ pub enum UrlMode {
 /// workload identity (`tenant_id` + `client_id` + `federated_token_file`), managed identity
 /// (`use_managed_identity`), and only then the connection string's own key or SAS. `account`
 /// and `endpoint` likewise override the connection string's. `Debug` shows secrets as
-/// `[REDACTED]`.
+/// `[REDACTED]`. An unknown key is refused: a misspelt setting would otherwise fall back to its
+/// default without a word.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AzureBlobSettings {
     /// A connection string as the Azure portal, `az` or Azurite print it (account key, SAS or
     /// `UseDevelopmentStorage=true` forms). Default: none.
@@ -51,8 +52,8 @@ pub struct AzureBlobSettings {
     pub federated_token_file: Option<String>,
     /// Use the managed identity of the host (IMDS). Default: `false`.
     pub use_managed_identity: bool,
-    /// The container holding every file; it must exist, the service never creates it.
-    /// Default: `uploads`.
+    /// The container holding every file; it must exist, the service never creates it (`ping`,
+    /// and so `/health/ready`, says when it is missing). Default: `uploads`.
     pub container: String,
     /// Which URL clients get for a committed file: `public` or `sas`. Default: `public`.
     pub url_mode: UrlMode,

@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -45,11 +46,16 @@ async fn store_with(settings: &AzureBlobSettings) -> AzureBlobStore {
     store
 }
 
-#[tokio::test]
-async fn the_blob_store_contract_holds_on_azure() {
-    let store = store_with(&settings()).await;
-    blobs::run_all(&store).await;
+/// Hands a case a store on the test container (each case writes under paths of its own).
+async fn run<F, Fut>(case: F)
+where
+    F: FnOnce(AzureBlobStore) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    case(store_with(&settings()).await).await;
 }
+
+filegate_contract_tests::blob_store_suite!(run);
 
 #[tokio::test]
 async fn a_repeated_commit_with_another_size_is_refused() {

@@ -2,8 +2,8 @@
 //!
 //! Every case writes under a path of its own (random firm and file ids), so the cases can share
 //! one container or folder and run in parallel. A case panics, naming the promise, when the
-//! store breaks it. [`run_all`] runs every case that needs nothing but the store;
-//! [`share_url_answers_the_bytes`] needs a store whose shared URLs are readable by anyone
+//! store breaks it. [`crate::blob_store_suite`] lists every case that needs nothing but the
+//! store; [`share_url_answers_the_bytes`] needs a store whose shared URLs are readable by anyone
 //! holding them (a public container, or signed URLs), so the adapter calls it itself.
 //!
 //! Decisions the cases pin down, for every adapter alike:
@@ -28,22 +28,6 @@ use uuid::Uuid;
 
 /// Bigger than the 2-3 MiB at which some HTTP stacks and proxies start chopping bodies.
 const LARGE_BLOCK: usize = 3 * 1024 * 1024 + 17;
-
-/// Runs every case that needs only the store.
-pub async fn run_all<B: BlobStore>(store: &B) {
-    ping_answers_ok(store).await;
-    blocks_staged_out_of_order_are_committed_in_the_given_order(store).await;
-    a_restaged_index_wins_when_its_new_part_is_committed(store).await;
-    a_range_reads_just_those_bytes(store).await;
-    a_large_block_comes_back_whole(store).await;
-    unusual_file_names_round_trip(store).await;
-    committing_a_committed_file_again_succeeds_and_changes_nothing(store).await;
-    a_repeated_commit_with_another_size_never_changes_the_blob(store).await;
-    committing_an_unknown_part_fails_and_leaves_no_blob(store).await;
-    a_missing_blob_is_not_found_and_deleting_it_succeeds(store).await;
-    a_deleted_blob_is_not_found(store).await;
-    the_location_names_the_path(store).await;
-}
 
 /// The backend is reachable and its container exists.
 pub async fn ping_answers_ok<B: BlobStore>(store: &B) {

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// The local file system settings.
+/// The local file system settings. An unknown key is refused: a misspelt setting would otherwise
+/// fall back to its default without a word.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LocalFsSettings {
     /// The folder holding every file (under `{mode prefix}/{file id}/{name}`) and, in its
     /// `.staging` subfolder, the blocks of uploads in progress. Created at startup when missing;

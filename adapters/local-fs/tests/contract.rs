@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -89,22 +90,32 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
-#[tokio::test]
-async fn the_blob_store_contract_holds_on_the_local_file_system() {
+/// Hands a case a store on a fresh folder, removed when the case ends.
+async fn run<F, Fut>(case: F)
+where
+    F: FnOnce(LocalFsStore) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let dir = TestDir::new();
-    blobs::run_all(&dir.store()).await;
+    case(dir.store()).await;
 }
 
-#[tokio::test]
-async fn the_contract_holds_without_syncing_blocks() {
+/// The same, with blocks written without `fsync`.
+async fn run_unsynced<F, Fut>(case: F)
+where
+    F: FnOnce(LocalFsStore) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let dir = TestDir::new();
-    let store = LocalFsStore::new(&LocalFsSettings {
+    let settings = LocalFsSettings {
         sync_blocks: false,
         ..dir.settings()
-    })
-    .unwrap();
-    blobs::run_all(&store).await;
+    };
+    case(LocalFsStore::new(&settings).unwrap()).await;
 }
+
+filegate_contract_tests::blob_store_suite!(run);
+filegate_contract_tests::blob_store_suite!(blob_store_unsynced, run_unsynced);
 
 #[tokio::test]
 async fn new_creates_the_root_and_its_staging_folder_and_resolves_it() {

@@ -3,9 +3,10 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-/// Graph API settings (the `meta` section). `Debug` shows the token as `[REDACTED]`.
+/// Graph API settings (the `meta` section). `Debug` shows the token as `[REDACTED]`. An unknown
+/// key is refused: a misspelt setting would otherwise fall back to its default without a word.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MetaSettings {
     /// The Graph API's origin, without the version. Default: `https://graph.facebook.com`.
     /// Tests point it at the fake (`http://127.0.0.1:{port}`).

@@ -45,15 +45,3 @@ pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
         _ => StoreError::Unknown(e.into()),
     }
 }
-
-/// A row that the schema accepted but the domain refuses: a broken invariant of the store
-/// (a hand edit, a buggy release), never the client's fault.
-pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Unknown(anyhow::anyhow!("a stored row cannot be read: {what}"))
-}
-
-/// A value of the domain that does not fit its column (a size above `i64::MAX`): refused
-/// before it reaches the database.
-pub(crate) fn unstorable(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Unknown(anyhow::anyhow!("a value cannot be stored: {what}"))
-}

@@ -1,13 +1,18 @@
-//! The Postgres metadata store of filegate: API keys, upload sessions, their staged blocks and the
-//! committed file records live in four tables, and completion is decided under a row lock on the
-//! session (`SELECT ... FOR UPDATE`), so that of several requests racing to stage the last block
-//! exactly one runs the blob commit, inside the same transaction that records the file. The
-//! schema ships inside the binary as sqlx migrations; queries are checked at run time, so the
-//! crate builds without a database.
+//! The Postgres metadata store of filegate: it implements the application's metadata ports (API
+//! keys, upload sessions, media tasks, the outbox) on six tables (`api_keys`, `upload_sessions`,
+//! `staged_blocks`, `files`, `media_tasks`, `outbox`). A session's transaction holds its row
+//! lock (`SELECT ... FOR UPDATE`), so that the application's completion rule sees each session
+//! one request at a time and of several requests racing to stage the last block exactly one runs
+//! the blob commit, inside the transaction that records the file. Row decoding is shared with
+//! the SQLite store (`filegate-sql-rows`); this crate keeps its SQL, its encodings and its error
+//! codes. The schema ships inside the binary as sqlx migrations; queries are checked at run
+//! time, so the crate builds without a database.
 
+mod encoding;
 mod errors;
-mod rows;
 mod store;
+
+pub use store::PgSessionTx;
 
 use std::time::Duration;
 
@@ -99,11 +104,6 @@ impl PgStore {
         } else {
             Vec::new()
         };
-        Ok(MIGRATOR
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-            .map(|m| m.version)
-            .filter(|v| !applied.contains(v))
-            .collect())
+        Ok(filegate_sql_rows::pending_migrations(&MIGRATOR, &applied))
     }
 }

@@ -1,27 +1,26 @@
-//! `MetadataStore` on Postgres.
-
-use std::future::Future;
+//! The metadata ports on Postgres: the SQL text and the binding of values. The rules these
+//! steps serve (completion, claims) live in the application.
 
 use chrono::{DateTime, Utc};
-use filegate_application::events;
 use filegate_application::media_ports::OutgoingEvent;
 use filegate_application::ports::{
-    BlockOutcome, CommitPlan, MetadataStore, RecordError, SessionSnapshot, StagedBlock, StoreError,
-    StoredApiKey, TaskClaim, TaskRecord, TaskStatus,
+    ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx, StagedBlock,
+    StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim, TaskRecord,
+    TaskStore, UploadStore,
 };
-use filegate_domain::{
-    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, TaskId, UploadSession,
+use filegate_domain::{ApiKeyId, FileId, FileRecord, FirmId, SessionState, TaskId, UploadSession};
+use filegate_sql_rows::{
+    PartRow, corrupt, file_columns, session_columns, session_state, task_columns, to_i32, to_i64,
+    unstorable,
 };
 use sqlx::postgres::PgExecutor;
+use sqlx::{Postgres, Transaction};
 
 use crate::PgStore;
-use crate::errors::{corrupt, store_error, unstorable};
-use crate::rows::{
-    ApiKeyRow, EventRow, FileRow, SnapshotRow, TASK_KINDS, TaskRow, task_columns, to_i32, to_i64,
-    unsigned,
-};
+use crate::encoding::{ApiKeyRow, FileRow, Pg, SnapshotRow, TaskRow};
+use crate::errors::store_error;
 
-impl MetadataStore for PgStore {
+impl StoreHealth for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -36,7 +35,9 @@ impl MetadataStore for PgStore {
             )))
         }
     }
+}
 
+impl KeyStore for PgStore {
     async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, key_hash, firm_id, user_id, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -61,7 +62,7 @@ impl MetadataStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        Ok(row.map(StoredApiKey::from))
+        row.map(ApiKeyRow::into_domain::<Pg>).transpose()
     }
 
     async fn revoke_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -83,6 +84,10 @@ impl MetadataStore for PgStore {
                 .map_err(store_error)?;
         u64::try_from(live).map_err(|_| corrupt(format_args!("negative key count {live}")))
     }
+}
+
+impl UploadStore for PgStore {
+    type Tx = PgSessionTx;
 
     async fn open_session(&self, session: &UploadSession) -> Result<(), StoreError> {
         sqlx::query(
@@ -114,18 +119,18 @@ impl MetadataStore for PgStore {
         firm: FirmId,
         file: FileId,
     ) -> Result<Option<SessionSnapshot>, StoreError> {
-        let row: Option<SnapshotRow> = sqlx::query_as(
-            "SELECT s.file_id, s.firm_id, s.user_id, s.mode, s.total_blocks, s.file_name,
-                    s.content_type, s.blob_path, s.upload_id, s.state, s.created_at,
-                    b.received, b.staged_bytes
+        let row: Option<SnapshotRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            ", b.received, b.staged_bytes
              FROM upload_sessions s
              CROSS JOIN LATERAL (
-                 SELECT COALESCE(array_agg(block_index ORDER BY block_index), '{}') AS received,
+                 SELECT string_agg(block_index::text, ',' ORDER BY block_index) AS received,
                         COALESCE(sum(size), 0)::bigint AS staged_bytes
                  FROM staged_blocks WHERE file_id = s.file_id
              ) b
-             WHERE s.file_id = $1 AND s.firm_id = $2",
-        )
+             WHERE s.file_id = $1 AND s.firm_id = $2"
+        ))
         .bind(*file.as_uuid())
         .bind(*firm.as_uuid())
         .fetch_optional(&self.pool)
@@ -134,18 +139,7 @@ impl MetadataStore for PgStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let session = row.session.into_domain()?;
-        let indices = row
-            .received
-            .into_iter()
-            .map(|i| {
-                u32::try_from(i)
-                    .map_err(|_| corrupt(format_args!("file {file}: negative block index {i}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let received = BlockSet::from_indices(session.total_blocks, indices)
-            .map_err(|e| corrupt(format_args!("file {file}: {e}")))?;
-        let staged_bytes = unsigned(row.staged_bytes, "staged blocks of file", file)?;
+        let (session, received, staged_bytes) = row.into_domain::<Pg>()?;
         // The session row was read first, so a commit landing in between shows as "open, no
         // file yet", never as "committed without a file".
         let file_record = match session.state {
@@ -166,6 +160,146 @@ impl MetadataStore for PgStore {
         }))
     }
 
+    async fn lock_session(
+        &self,
+        file: FileId,
+    ) -> Result<Option<(PgSessionTx, LockedSession)>, StoreError> {
+        let id = *file.as_uuid();
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        // The lock every request for this file queues on.
+        let locked: Option<(i32, String)> = sqlx::query_as(
+            "SELECT total_blocks, state FROM upload_sessions WHERE file_id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some((total, state)) = locked else {
+            return Ok(None);
+        };
+        let locked = LockedSession {
+            total_blocks: u32::try_from(total)
+                .map_err(|_| corrupt(format_args!("file {file}: total blocks {total}")))?,
+            state: session_state(&state, file)?,
+        };
+        Ok(Some((PgSessionTx { tx, file }, locked)))
+    }
+}
+
+/// A transaction holding one session's row lock.
+#[derive(Debug)]
+pub struct PgSessionTx {
+    tx: Transaction<'static, Postgres>,
+    file: FileId,
+}
+
+impl SessionTx for PgSessionTx {
+    async fn committed_file(&mut self) -> Result<Option<FileRecord>, StoreError> {
+        committed_file(&mut *self.tx, self.file).await
+    }
+
+    async fn upsert_block(&mut self, block: &StagedBlock) -> Result<u32, StoreError> {
+        // Upserts the block and keeps the session's count of distinct indices in the same
+        // statement; all parts of one statement see the same snapshot, so `previous` tells
+        // whether this index was already staged before the upsert.
+        let received: i32 = sqlx::query_scalar(
+            "WITH previous AS (
+                 SELECT 1 FROM staged_blocks WHERE file_id = $1 AND block_index = $2
+             ), staged AS (
+                 INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)
+                 VALUES ($1, $2, $3, $4, now())
+                 ON CONFLICT (file_id, block_index)
+                 DO UPDATE SET part_id = EXCLUDED.part_id, size = EXCLUDED.size, staged_at = now()
+             )
+             UPDATE upload_sessions
+             SET received_blocks = received_blocks + CASE WHEN EXISTS (SELECT 1 FROM previous) THEN 0 ELSE 1 END
+             WHERE file_id = $1
+             RETURNING received_blocks",
+        )
+        .bind(*self.file.as_uuid())
+        .bind(to_i32(block.index.get(), "block index")?)
+        .bind(&block.part_id)
+        .bind(to_i64(block.size, "block size")?)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        u32::try_from(received).map_err(|_| {
+            corrupt(format_args!(
+                "file {}: negative block count {received}",
+                self.file
+            ))
+        })
+    }
+
+    async fn staged_parts(&mut self) -> Result<Vec<StagedPart>, StoreError> {
+        let rows: Vec<PartRow> = sqlx::query_as(
+            "SELECT part_id, size FROM staged_blocks WHERE file_id = $1 ORDER BY block_index",
+        )
+        .bind(*self.file.as_uuid())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(|r| r.into_domain(self.file)).collect()
+    }
+
+    async fn insert_file(&mut self, record: &FileRecord) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO files (",
+            file_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(*record.id.as_uuid())
+        .bind(*record.firm.as_uuid())
+        .bind(*record.user.as_uuid())
+        .bind(record.mode.as_str())
+        .bind(record.blob_path.as_str())
+        .bind(&record.url)
+        .bind(record.file_name.as_str())
+        .bind(&record.content_type)
+        .bind(to_i64(record.size, "file size")?)
+        .bind(record.created_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn insert_event(&mut self, event: &OutgoingEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO outbox (id, routing_key, payload, created_at)
+             VALUES ($1, $2, $3, now())
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(&event.routing_key)
+        .bind(&event.payload)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn mark_committed(&mut self) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE upload_sessions SET state = 'committed', completed_at = now() WHERE file_id = $1",
+        )
+        .bind(*self.file.as_uuid())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(store_error)
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await.map_err(store_error)
+    }
+}
+
+impl TaskStore for PgStore {
     async fn claim_task(
         &self,
         id: TaskId,
@@ -202,7 +336,7 @@ impl MetadataStore for PgStore {
         .await
         .map_err(store_error)?;
         if let Some(row) = created {
-            let record = row.into_domain()?;
+            let record = row.into_domain::<Pg>()?;
             tx.commit().await.map_err(store_error)?;
             return Ok(TaskClaim::Claimed(record));
         }
@@ -224,13 +358,11 @@ impl MetadataStore for PgStore {
                     "media task {id} was neither created nor found while claiming it"
                 ))
             })?
-            .into_domain()?;
-        let claim = match current.status {
-            TaskStatus::Succeeded | TaskStatus::Failed => TaskClaim::Finished(current),
-            TaskStatus::Pending if current.lease_until.is_some_and(|held| held >= now) => {
-                TaskClaim::Busy(current)
-            }
-            TaskStatus::Pending => {
+            .into_domain::<Pg>()?;
+        let claim = match ClaimDecision::of(&current, now) {
+            ClaimDecision::Finished => TaskClaim::Finished(current),
+            ClaimDecision::Busy => TaskClaim::Busy(current),
+            ClaimDecision::Take => {
                 let row: TaskRow = sqlx::query_as(concat!(
                     "UPDATE media_tasks
                      SET attempts = attempts + 1, lease_until = $2, updated_at = $3
@@ -244,7 +376,7 @@ impl MetadataStore for PgStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(store_error)?;
-                TaskClaim::Claimed(row.into_domain()?)
+                TaskClaim::Claimed(row.into_domain::<Pg>()?)
             }
         };
         tx.commit().await.map_err(store_error)?;
@@ -290,11 +422,13 @@ impl MetadataStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        row.map(TaskRow::into_domain).transpose()
+        row.map(TaskRow::into_domain::<Pg>).transpose()
     }
+}
 
+impl OutboxStore for PgStore {
     async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutgoingEvent>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(
+        let rows: Vec<filegate_sql_rows::EventRow> = sqlx::query_as(
             "SELECT id, routing_key, payload FROM outbox
              WHERE published_at IS NULL
              ORDER BY created_at, id
@@ -321,199 +455,20 @@ impl MetadataStore for PgStore {
         .map_err(store_error)?;
         Ok(())
     }
-
-    async fn record_block<F, Fut, E>(
-        &self,
-        file: FileId,
-        block: StagedBlock,
-        commit: F,
-    ) -> Result<BlockOutcome, RecordError<E>>
-    where
-        F: FnOnce(CommitPlan) -> Fut + Send,
-        Fut: Future<Output = Result<FileRecord, E>> + Send,
-        E: Send,
-    {
-        let id = *file.as_uuid();
-        let index = to_i32(block.index.get(), "block index")?;
-        let size = to_i64(block.size, "block size")?;
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-
-        // The lock every request for this file queues on: whoever holds it sees the block set
-        // as the previous holder left it, committed or not.
-        let locked: Option<(i32, String)> = sqlx::query_as(
-            "SELECT total_blocks, state FROM upload_sessions WHERE file_id = $1 FOR UPDATE",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let Some((total, state)) = locked else {
-            return Err(RecordError::SessionMissing);
-        };
-        match SessionState::parse(&state) {
-            Some(SessionState::Open) => {}
-            Some(SessionState::Committed) => {
-                let record = committed_file(&mut *tx, file).await?.ok_or_else(|| {
-                    corrupt(format_args!(
-                        "file {file}: committed session without a file row"
-                    ))
-                })?;
-                tx.commit().await.map_err(store_error)?;
-                return Ok(BlockOutcome::CommittedMeanwhile(record));
-            }
-            None => {
-                return Err(corrupt(format_args!(
-                    "upload session {file}: unknown state `{state}`"
-                ))
-                .into());
-            }
-        }
-
-        // Upserts the block and keeps the session's count of distinct indices in the same
-        // statement; all parts of one statement see the same snapshot, so `previous` tells
-        // whether this index was already staged before the upsert.
-        let received: i32 = sqlx::query_scalar(
-            "WITH previous AS (
-                 SELECT 1 FROM staged_blocks WHERE file_id = $1 AND block_index = $2
-             ), staged AS (
-                 INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)
-                 VALUES ($1, $2, $3, $4, now())
-                 ON CONFLICT (file_id, block_index)
-                 DO UPDATE SET part_id = EXCLUDED.part_id, size = EXCLUDED.size, staged_at = now()
-             )
-             UPDATE upload_sessions
-             SET received_blocks = received_blocks + CASE WHEN EXISTS (SELECT 1 FROM previous) THEN 0 ELSE 1 END
-             WHERE file_id = $1
-             RETURNING received_blocks",
-        )
-        .bind(id)
-        .bind(index)
-        .bind(&block.part_id)
-        .bind(size)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store_error)?;
-
-        if received < total {
-            tx.commit().await.map_err(store_error)?;
-            let received = u32::try_from(received).map_err(|_| {
-                corrupt(format_args!("file {file}: negative block count {received}"))
-            })?;
-            return Ok(BlockOutcome::Staged { received });
-        }
-
-        let parts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT part_id, size FROM staged_blocks WHERE file_id = $1 ORDER BY block_index",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        if usize::try_from(total).ok() != Some(parts.len()) {
-            return Err(corrupt(format_args!(
-                "file {file}: the session counts {received} blocks but {} are staged",
-                parts.len()
-            ))
-            .into());
-        }
-        let mut plan = CommitPlan {
-            part_ids: Vec::with_capacity(parts.len()),
-            size: 0,
-        };
-        for (part_id, part_size) in parts {
-            plan.size = plan
-                .size
-                .checked_add(unsigned(part_size, "staged block of file", file)?)
-                .ok_or_else(|| {
-                    corrupt(format_args!("file {file}: the staged sizes overflow u64"))
-                })?;
-            plan.part_ids.push(part_id);
-        }
-
-        // The commit runs while the session stays locked, which is what makes it run once.
-        let record = match commit(plan).await {
-            Ok(record) => record,
-            Err(e) => {
-                if let Err(rollback) = tx.rollback().await {
-                    // The connection is dropped either way; the server discards the transaction.
-                    tracing::warn!(error = %rollback, %file, "rollback after a failed commit failed");
-                }
-                return Err(RecordError::Commit(e));
-            }
-        };
-        if record.id != file {
-            return Err(StoreError::Unknown(anyhow::anyhow!(
-                "the commit of file {file} returned the record of file {}",
-                record.id
-            ))
-            .into());
-        }
-        insert_file(&mut *tx, &record).await?;
-        // The transactional outbox: the event is kept exactly when the file is.
-        insert_event(&mut *tx, &events::file_completed(&record)).await?;
-        sqlx::query("UPDATE upload_sessions SET state = 'committed', completed_at = now() WHERE file_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(BlockOutcome::Committed(record))
-    }
 }
 
 async fn committed_file<'c>(
     exec: impl PgExecutor<'c>,
     file: FileId,
 ) -> Result<Option<FileRecord>, StoreError> {
-    let row: Option<FileRow> = sqlx::query_as(
-        "SELECT id, firm_id, user_id, mode, blob_path, url, file_name, content_type, size, created_at
-         FROM files WHERE id = $1",
-    )
+    let row: Option<FileRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        file_columns!(),
+        " FROM files WHERE id = $1"
+    ))
     .bind(*file.as_uuid())
     .fetch_optional(exec)
     .await
     .map_err(store_error)?;
-    row.map(FileRow::into_domain).transpose()
-}
-
-async fn insert_file<'c>(exec: impl PgExecutor<'c>, record: &FileRecord) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO files
-             (id, firm_id, user_id, mode, blob_path, url, file_name, content_type, size, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(*record.id.as_uuid())
-    .bind(*record.firm.as_uuid())
-    .bind(*record.user.as_uuid())
-    .bind(record.mode.as_str())
-    .bind(record.blob_path.as_str())
-    .bind(&record.url)
-    .bind(record.file_name.as_str())
-    .bind(&record.content_type)
-    .bind(to_i64(record.size, "file size")?)
-    .bind(record.created_at)
-    .execute(exec)
-    .await
-    .map_err(store_error)?;
-    Ok(())
-}
-
-/// Stores an event in the outbox. The event id is the event's own, so writing the same event
-/// again keeps the first and does not fail the transaction.
-async fn insert_event<'c>(
-    exec: impl PgExecutor<'c>,
-    event: &OutgoingEvent,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO outbox (id, routing_key, payload, created_at)
-         VALUES ($1, $2, $3, now())
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(&event.routing_key)
-    .bind(&event.payload)
-    .execute(exec)
-    .await
-    .map_err(store_error)?;
-    Ok(())
+    row.map(FileRow::into_domain::<Pg>).transpose()
 }

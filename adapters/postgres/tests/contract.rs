@@ -10,8 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use filegate_adapter_postgres::PgStore;
-use filegate_application::ports::{MetadataStore, StoreError};
-use filegate_contract_tests::metadata;
+use filegate_application::ports::{KeyStore, StoreError, StoreHealth, TaskStore, UploadStore};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use uuid::Uuid;
 
@@ -109,43 +108,16 @@ where
     }
 }
 
-macro_rules! contract_case {
-    ($($case:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $case() {
-            with_databases(|dbs| async move { metadata::$case(dbs.fresh().await).await }).await;
-        }
-    )*};
+/// Hands a case a fresh, migrated store of its own, and cleans up after it.
+async fn run<F, Fut>(case: F)
+where
+    F: FnOnce(PgStore) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    with_databases(|dbs| async move { case(dbs.fresh().await).await }).await;
 }
 
-contract_case!(
-    api_keys_are_found_by_hash_until_revoked,
-    a_session_is_found_by_its_own_firm_only,
-    opening_the_same_file_twice_is_a_conflict,
-    blocks_arrive_in_any_order_and_a_resent_index_replaces,
-    completion_stores_the_record_the_commit_returned,
-    a_failed_commit_keeps_nothing_of_the_call,
-    racing_copies_of_the_final_block_commit_once,
-    racing_distinct_blocks_commit_once,
-    a_block_for_an_unknown_file_finds_no_session,
-    a_task_is_claimed_on_first_sight,
-    a_claim_while_the_lease_is_live_is_busy,
-    a_task_whose_lease_ran_out_is_claimed_again,
-    save_task_round_trips_every_field,
-    a_finished_task_is_not_claimed_again,
-    racing_claims_of_a_new_task_claim_it_once,
-    racing_claims_of_an_expired_lease_claim_it_once,
-    completing_a_file_puts_one_event_in_the_outbox,
-    a_failed_commit_puts_no_event_in_the_outbox,
-    published_events_are_no_longer_unpublished,
-    unpublished_events_come_oldest_first_up_to_the_limit,
-);
-
-/// Catches a case added to the suite but not listed above.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_whole_suite_passes_through_run_all() {
-    with_databases(|dbs| async move { metadata::run_all(|| dbs.fresh()).await }).await;
-}
+filegate_contract_tests::metadata_store_suites!(run);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrations_are_idempotent_and_data_survives_a_new_pool() {
@@ -284,7 +256,8 @@ async fn a_row_the_domain_refuses_is_reported_not_passed_on() {
 
 /// Opens a session of two blocks and stages block 1 (9 bytes).
 async fn open_session_with_one_block(store: &PgStore) -> filegate_domain::UploadSession {
-    use filegate_application::ports::{BlockOutcome, StagedBlock};
+    use filegate_application::completion::{BlockOutcome, record_block};
+    use filegate_application::ports::StagedBlock;
     use filegate_domain::{
         BlobPath, FileId, FileName, FirmId, Mode, SessionState, TotalBlocks, UploadSession, UserId,
     };
@@ -313,12 +286,11 @@ async fn open_session_with_one_block(store: &PgStore) -> filegate_domain::Upload
         part_id: "p1".into(),
         size: 9,
     };
-    let outcome = store
-        .record_block(file_id, block, |_| async {
-            Err::<filegate_domain::FileRecord, ()>(())
-        })
-        .await
-        .expect("record_block");
+    let outcome = record_block(store, file_id, block, |_| async {
+        Err::<filegate_domain::FileRecord, ()>(())
+    })
+    .await
+    .expect("record_block");
     assert_eq!(outcome, BlockOutcome::Staged { received: 1 });
     session
 }

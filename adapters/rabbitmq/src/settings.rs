@@ -11,9 +11,10 @@ use crate::topology::{RetryQueue, Topology};
 
 /// The RabbitMQ settings. Every name is settable, so that tests (and several deployments on one
 /// broker) can keep to their own queues. `Debug` shows the URL as `[REDACTED]`: it holds the
-/// password.
+/// password. An unknown key is refused: a misspelt setting would otherwise fall back to its
+/// default without a word.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RabbitSettings {
     /// The broker, as an AMQP URI (`amqp://user:password@host:port/vhost`, the vhost
     /// URL-encoded; `amqps://` for TLS, verified against the platform's roots). Query

@@ -1,16 +1,20 @@
 //! The SQLite metadata store of filegate, for the embedded profile that runs `filegate serve`
 //! with nothing installed (next to the local-files blob store): it implements the application's
-//! `MetadataStore` port on one database file, with the same four tables, rules and semantics as
-//! the Postgres store. The file (and its folder) is created on first use and opened in WAL mode,
-//! so that readers never wait for the writer; SQLite has no row locks, so `record_block` takes
+//! metadata ports on one database file, with the same six tables and semantics as the Postgres
+//! store. The file (and its folder) is created on first use and opened in WAL mode, so that
+//! readers never wait for the writer; SQLite has no row locks, so a session's transaction takes
 //! the database's write lock up front (`BEGIN IMMEDIATE`), which serializes racing final blocks
-//! so that exactly one runs the blob commit, inside the transaction that records the file. The
-//! schema ships inside the binary as sqlx migrations; queries are checked at run time, so the
-//! crate builds without a database.
+//! so that the application's completion rule runs the blob commit exactly once, inside the
+//! transaction that records the file. Row decoding is shared with the Postgres store
+//! (`filegate-sql-rows`); this crate keeps its SQL, its text encodings of uuids and timestamps
+//! and its error codes. The schema ships inside the binary as sqlx migrations; queries are
+//! checked at run time, so the crate builds without a database.
 
+mod encoding;
 mod errors;
-mod rows;
 mod store;
+
+pub use store::SqliteSessionTx;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -30,7 +34,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// How long a statement waits for another connection's write lock before it gives up with
 /// `SQLITE_BUSY` (reported as `StoreError::Unavailable`). SQLite has one writer at a time and
-/// `record_block` holds the lock while the blob commit runs, so writers queue; this is how long
+/// a session's transaction holds the lock while the blob commit runs, so writers queue; this is how long
 /// they queue.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -153,12 +157,7 @@ impl SqliteStore {
         } else {
             Vec::new()
         };
-        Ok(MIGRATOR
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-            .map(|m| m.version)
-            .filter(|v| !applied.contains(v))
-            .collect())
+        Ok(filegate_sql_rows::pending_migrations(&MIGRATOR, &applied))
     }
 }
 

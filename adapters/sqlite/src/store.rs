@@ -1,25 +1,24 @@
-//! `MetadataStore` on SQLite.
-
-use std::future::Future;
+//! The metadata ports on SQLite: the SQL text and the binding of values in SQLite's
+//! encodings. The rules these steps serve (completion, claims) live in the application.
 
 use chrono::{DateTime, Utc};
-use filegate_application::events;
 use filegate_application::media_ports::OutgoingEvent;
 use filegate_application::ports::{
-    BlockOutcome, CommitPlan, MetadataStore, RecordError, SessionSnapshot, StagedBlock, StoreError,
-    StoredApiKey, TaskClaim, TaskRecord, TaskStatus,
+    ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx, StagedBlock,
+    StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim, TaskRecord,
+    TaskStore, UploadStore,
 };
-use filegate_domain::{
-    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, TaskId, UploadSession,
+use filegate_domain::{ApiKeyId, FileId, FileRecord, FirmId, SessionState, TaskId, UploadSession};
+use filegate_sql_rows::{
+    EventRow, PartRow, corrupt, file_columns, session_columns, session_state, task_columns, to_i64,
+    unstorable,
 };
 use sqlx::sqlite::SqliteExecutor;
+use sqlx::{Sqlite, Transaction};
 
 use crate::SqliteStore;
-use crate::errors::{corrupt, store_error, unstorable};
-use crate::rows::{
-    ApiKeyRow, EventRow, FileRow, SnapshotRow, TASK_KINDS, TaskRow, indices, task_columns,
-    time_text, to_i64, unsigned, uuid_text,
-};
+use crate::encoding::{ApiKeyRow, FileRow, SnapshotRow, TaskRow, Text, time_text, uuid_text};
+use crate::errors::store_error;
 
 /// Starts a transaction that holds the database's write lock from its first statement (a plain
 /// `BEGIN` takes it only at the first write, and a transaction that read before it cannot wait
@@ -27,7 +26,7 @@ use crate::rows::{
 /// Postgres: whoever holds it sees the block set as the previous holder left it.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
-impl MetadataStore for SqliteStore {
+impl StoreHealth for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -42,7 +41,9 @@ impl MetadataStore for SqliteStore {
             )))
         }
     }
+}
 
+impl KeyStore for SqliteStore {
     async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, key_hash, firm_id, user_id, created_at)
@@ -68,7 +69,7 @@ impl MetadataStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        row.map(ApiKeyRow::into_domain).transpose()
+        row.map(ApiKeyRow::into_domain::<Text>).transpose()
     }
 
     async fn revoke_api_key(&self, id: ApiKeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -90,6 +91,10 @@ impl MetadataStore for SqliteStore {
                 .map_err(store_error)?;
         u64::try_from(live).map_err(|_| corrupt(format_args!("negative key count {live}")))
     }
+}
+
+impl UploadStore for SqliteStore {
+    type Tx = SqliteSessionTx;
 
     async fn open_session(&self, session: &UploadSession) -> Result<(), StoreError> {
         sqlx::query(
@@ -123,16 +128,16 @@ impl MetadataStore for SqliteStore {
         file: FileId,
     ) -> Result<Option<SessionSnapshot>, StoreError> {
         // One statement is one read snapshot: the session and its blocks agree.
-        let row: Option<SnapshotRow> = sqlx::query_as(
-            "SELECT s.file_id, s.firm_id, s.user_id, s.mode, s.total_blocks, s.file_name,
-                    s.content_type, s.blob_path, s.upload_id, s.state, s.created_at,
-                    (SELECT group_concat(block_index) FROM staged_blocks b
-                     WHERE b.file_id = s.file_id) AS received,
-                    (SELECT COALESCE(sum(size), 0) FROM staged_blocks b
-                     WHERE b.file_id = s.file_id) AS staged_bytes
+        let row: Option<SnapshotRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            session_columns!(),
+            ", (SELECT group_concat(block_index) FROM staged_blocks b
+                WHERE b.file_id = s.file_id) AS received,
+               (SELECT COALESCE(sum(size), 0) FROM staged_blocks b
+                WHERE b.file_id = s.file_id) AS staged_bytes
              FROM upload_sessions s
-             WHERE s.file_id = ?1 AND s.firm_id = ?2",
-        )
+             WHERE s.file_id = ?1 AND s.firm_id = ?2"
+        ))
         .bind(uuid_text(file.as_uuid()))
         .bind(uuid_text(firm.as_uuid()))
         .fetch_optional(&self.pool)
@@ -141,13 +146,7 @@ impl MetadataStore for SqliteStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let session = row.session.into_domain()?;
-        let received = BlockSet::from_indices(
-            session.total_blocks,
-            indices(row.received.as_deref(), file)?,
-        )
-        .map_err(|e| corrupt(format_args!("file {file}: {e}")))?;
-        let staged_bytes = unsigned(row.staged_bytes, "staged blocks of file", file)?;
+        let (session, received, staged_bytes) = row.into_domain::<Text>()?;
         // The session row was read first, and a file row is written in the transaction that
         // commits its session and never removed, so a commit landing in between shows as
         // "open, no file yet", never as "committed without a file".
@@ -169,6 +168,162 @@ impl MetadataStore for SqliteStore {
         }))
     }
 
+    async fn lock_session(
+        &self,
+        file: FileId,
+    ) -> Result<Option<(SqliteSessionTx, LockedSession)>, StoreError> {
+        let id = uuid_text(file.as_uuid());
+        // Queues (up to the busy timeout) behind any other writer of the database, so that
+        // racing final blocks take turns; a dropped transaction rolls back and lets go.
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_WRITE)
+            .await
+            .map_err(store_error)?;
+        let locked: Option<(i64, String)> =
+            sqlx::query_as("SELECT total_blocks, state FROM upload_sessions WHERE file_id = ?1")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        let Some((total, state)) = locked else {
+            return Ok(None);
+        };
+        let locked = LockedSession {
+            total_blocks: u32::try_from(total)
+                .map_err(|_| corrupt(format_args!("file {file}: total blocks {total}")))?,
+            state: session_state(&state, file)?,
+        };
+        Ok(Some((SqliteSessionTx { tx, file, id }, locked)))
+    }
+}
+
+/// A transaction holding the database's write lock, on one session.
+#[derive(Debug)]
+pub struct SqliteSessionTx {
+    tx: Transaction<'static, Sqlite>,
+    file: FileId,
+    /// The file id in its stored form.
+    id: String,
+}
+
+impl SessionTx for SqliteSessionTx {
+    async fn committed_file(&mut self) -> Result<Option<FileRecord>, StoreError> {
+        committed_file(&mut *self.tx, self.file).await
+    }
+
+    async fn upsert_block(&mut self, block: &StagedBlock) -> Result<u32, StoreError> {
+        let index = i64::from(block.index.get());
+        // Nobody else writes in between (this transaction holds the write lock), so "was this
+        // index staged before?" stays true until the count is updated.
+        let previous: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM staged_blocks WHERE file_id = ?1 AND block_index = ?2)",
+        )
+        .bind(&self.id)
+        .bind(index)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (file_id, block_index)
+             DO UPDATE SET part_id = excluded.part_id, size = excluded.size,
+                           staged_at = excluded.staged_at",
+        )
+        .bind(&self.id)
+        .bind(index)
+        .bind(&block.part_id)
+        .bind(to_i64(block.size, "block size")?)
+        .bind(time_text(Utc::now(), "the current time")?)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        let received: i64 = sqlx::query_scalar(
+            "UPDATE upload_sessions SET received_blocks = received_blocks + ?2
+             WHERE file_id = ?1
+             RETURNING received_blocks",
+        )
+        .bind(&self.id)
+        .bind(if previous { 0_i64 } else { 1 })
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        u32::try_from(received)
+            .map_err(|_| corrupt(format_args!("file {}: block count {received}", self.file)))
+    }
+
+    async fn staged_parts(&mut self) -> Result<Vec<StagedPart>, StoreError> {
+        let rows: Vec<PartRow> = sqlx::query_as(
+            "SELECT part_id, size FROM staged_blocks WHERE file_id = ?1 ORDER BY block_index",
+        )
+        .bind(&self.id)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(|r| r.into_domain(self.file)).collect()
+    }
+
+    async fn insert_file(&mut self, record: &FileRecord) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO files (",
+            file_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))
+        .bind(uuid_text(record.id.as_uuid()))
+        .bind(uuid_text(record.firm.as_uuid()))
+        .bind(uuid_text(record.user.as_uuid()))
+        .bind(record.mode.as_str())
+        .bind(record.blob_path.as_str())
+        .bind(&record.url)
+        .bind(record.file_name.as_str())
+        .bind(&record.content_type)
+        .bind(to_i64(record.size, "file size")?)
+        .bind(time_text(record.created_at, "file creation time")?)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn insert_event(&mut self, event: &OutgoingEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO outbox (id, routing_key, payload, created_at)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(&event.routing_key)
+        .bind(&event.payload)
+        .bind(time_text(Utc::now(), "the current time")?)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn mark_committed(&mut self) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE upload_sessions SET state = 'committed', completed_at = ?2 WHERE file_id = ?1",
+        )
+        .bind(&self.id)
+        .bind(time_text(Utc::now(), "the current time")?)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(store_error)
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await.map_err(store_error)
+    }
+}
+
+impl TaskStore for SqliteStore {
     async fn claim_task(
         &self,
         id: TaskId,
@@ -212,7 +367,7 @@ impl MetadataStore for SqliteStore {
         .await
         .map_err(store_error)?;
         if let Some(row) = created {
-            let record = row.into_domain()?;
+            let record = row.into_domain::<Text>()?;
             tx.commit().await.map_err(store_error)?;
             return Ok(TaskClaim::Claimed(record));
         }
@@ -232,13 +387,11 @@ impl MetadataStore for SqliteStore {
                     "media task {id} was neither created nor found while claiming it"
                 ))
             })?
-            .into_domain()?;
-        let claim = match current.status {
-            TaskStatus::Succeeded | TaskStatus::Failed => TaskClaim::Finished(current),
-            TaskStatus::Pending if current.lease_until.is_some_and(|held| held >= now) => {
-                TaskClaim::Busy(current)
-            }
-            TaskStatus::Pending => {
+            .into_domain::<Text>()?;
+        let claim = match ClaimDecision::of(&current, now) {
+            ClaimDecision::Finished => TaskClaim::Finished(current),
+            ClaimDecision::Busy => TaskClaim::Busy(current),
+            ClaimDecision::Take => {
                 let row: TaskRow = sqlx::query_as(concat!(
                     "UPDATE media_tasks
                      SET attempts = attempts + 1, lease_until = ?2, updated_at = ?3
@@ -252,7 +405,7 @@ impl MetadataStore for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(store_error)?;
-                TaskClaim::Claimed(row.into_domain()?)
+                TaskClaim::Claimed(row.into_domain::<Text>()?)
             }
         };
         tx.commit().await.map_err(store_error)?;
@@ -302,9 +455,11 @@ impl MetadataStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        row.map(TaskRow::into_domain).transpose()
+        row.map(TaskRow::into_domain::<Text>).transpose()
     }
+}
 
+impl OutboxStore for SqliteStore {
     async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutgoingEvent>, StoreError> {
         let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT id, routing_key, payload FROM outbox
@@ -345,223 +500,20 @@ impl MetadataStore for SqliteStore {
         tx.commit().await.map_err(store_error)?;
         Ok(())
     }
-
-    async fn record_block<F, Fut, E>(
-        &self,
-        file: FileId,
-        block: StagedBlock,
-        commit: F,
-    ) -> Result<BlockOutcome, RecordError<E>>
-    where
-        F: FnOnce(CommitPlan) -> Fut + Send,
-        Fut: Future<Output = Result<FileRecord, E>> + Send,
-        E: Send,
-    {
-        let id = uuid_text(file.as_uuid());
-        let index = i64::from(block.index.get());
-        let size = to_i64(block.size, "block size")?;
-        // Queues (up to the busy timeout) behind any other writer of the database, so that
-        // racing final blocks take turns; a dropped transaction rolls back and lets go.
-        let mut tx = self
-            .pool
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(store_error)?;
-
-        let locked: Option<(i64, String)> =
-            sqlx::query_as("SELECT total_blocks, state FROM upload_sessions WHERE file_id = ?1")
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(store_error)?;
-        let Some((total, state)) = locked else {
-            return Err(RecordError::SessionMissing);
-        };
-        match SessionState::parse(&state) {
-            Some(SessionState::Open) => {}
-            Some(SessionState::Committed) => {
-                let record = committed_file(&mut *tx, file).await?.ok_or_else(|| {
-                    corrupt(format_args!(
-                        "file {file}: committed session without a file row"
-                    ))
-                })?;
-                tx.commit().await.map_err(store_error)?;
-                return Ok(BlockOutcome::CommittedMeanwhile(record));
-            }
-            None => {
-                return Err(corrupt(format_args!(
-                    "upload session {file}: unknown state `{state}`"
-                ))
-                .into());
-            }
-        }
-
-        // Upserts the block and keeps the session's count of distinct indices; nobody else
-        // writes in between, so "was this index staged before?" stays true until the update.
-        let previous: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM staged_blocks WHERE file_id = ?1 AND block_index = ?2)",
-        )
-        .bind(&id)
-        .bind(index)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let now = time_text(Utc::now(), "the current time")?;
-        sqlx::query(
-            "INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (file_id, block_index)
-             DO UPDATE SET part_id = excluded.part_id, size = excluded.size,
-                           staged_at = excluded.staged_at",
-        )
-        .bind(&id)
-        .bind(index)
-        .bind(&block.part_id)
-        .bind(size)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let received: i64 = sqlx::query_scalar(
-            "UPDATE upload_sessions SET received_blocks = received_blocks + ?2
-             WHERE file_id = ?1
-             RETURNING received_blocks",
-        )
-        .bind(&id)
-        .bind(if previous { 0_i64 } else { 1 })
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store_error)?;
-
-        if received < total {
-            tx.commit().await.map_err(store_error)?;
-            let received = u32::try_from(received)
-                .map_err(|_| corrupt(format_args!("file {file}: block count {received}")))?;
-            return Ok(BlockOutcome::Staged { received });
-        }
-
-        let parts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT part_id, size FROM staged_blocks WHERE file_id = ?1 ORDER BY block_index",
-        )
-        .bind(&id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        if usize::try_from(total).ok() != Some(parts.len()) {
-            return Err(corrupt(format_args!(
-                "file {file}: the session counts {received} blocks but {} are staged",
-                parts.len()
-            ))
-            .into());
-        }
-        let mut plan = CommitPlan {
-            part_ids: Vec::with_capacity(parts.len()),
-            size: 0,
-        };
-        for (part_id, part_size) in parts {
-            plan.size = plan
-                .size
-                .checked_add(unsigned(part_size, "staged block of file", file)?)
-                .ok_or_else(|| {
-                    corrupt(format_args!("file {file}: the staged sizes overflow u64"))
-                })?;
-            plan.part_ids.push(part_id);
-        }
-
-        // The commit runs while this transaction holds the write lock, which is what makes it
-        // run once; every other writer of the database waits meanwhile.
-        let record = match commit(plan).await {
-            Ok(record) => record,
-            Err(e) => {
-                if let Err(rollback) = tx.rollback().await {
-                    // The transaction is rolled back when the connection is dropped either way.
-                    tracing::warn!(error = %rollback, %file, "rollback after a failed commit failed");
-                }
-                return Err(RecordError::Commit(e));
-            }
-        };
-        if record.id != file {
-            return Err(StoreError::Unknown(anyhow::anyhow!(
-                "the commit of file {file} returned the record of file {}",
-                record.id
-            ))
-            .into());
-        }
-        insert_file(&mut *tx, &record).await?;
-        let completed_at = time_text(Utc::now(), "the current time")?;
-        // The transactional outbox: the event is kept exactly when the file is.
-        insert_event(&mut *tx, &events::file_completed(&record), &completed_at).await?;
-        sqlx::query(
-            "UPDATE upload_sessions SET state = 'committed', completed_at = ?2 WHERE file_id = ?1",
-        )
-        .bind(&id)
-        .bind(completed_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(BlockOutcome::Committed(record))
-    }
 }
 
 async fn committed_file<'c>(
     exec: impl SqliteExecutor<'c>,
     file: FileId,
 ) -> Result<Option<FileRecord>, StoreError> {
-    let row: Option<FileRow> = sqlx::query_as(
-        "SELECT id, firm_id, user_id, mode, blob_path, url, file_name, content_type, size, created_at
-         FROM files WHERE id = ?1",
-    )
+    let row: Option<FileRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        file_columns!(),
+        " FROM files WHERE id = ?1"
+    ))
     .bind(uuid_text(file.as_uuid()))
     .fetch_optional(exec)
     .await
     .map_err(store_error)?;
-    row.map(FileRow::into_domain).transpose()
-}
-
-async fn insert_file<'c>(
-    exec: impl SqliteExecutor<'c>,
-    record: &FileRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO files
-             (id, firm_id, user_id, mode, blob_path, url, file_name, content_type, size, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )
-    .bind(uuid_text(record.id.as_uuid()))
-    .bind(uuid_text(record.firm.as_uuid()))
-    .bind(uuid_text(record.user.as_uuid()))
-    .bind(record.mode.as_str())
-    .bind(record.blob_path.as_str())
-    .bind(&record.url)
-    .bind(record.file_name.as_str())
-    .bind(&record.content_type)
-    .bind(to_i64(record.size, "file size")?)
-    .bind(time_text(record.created_at, "file creation time")?)
-    .execute(exec)
-    .await
-    .map_err(store_error)?;
-    Ok(())
-}
-
-/// Stores an event in the outbox. The event id is the event's own, so writing the same event
-/// again keeps the first and does not fail the transaction.
-async fn insert_event<'c>(
-    exec: impl SqliteExecutor<'c>,
-    event: &OutgoingEvent,
-    created_at: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO outbox (id, routing_key, payload, created_at)
-         VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&event.id)
-    .bind(&event.routing_key)
-    .bind(&event.payload)
-    .bind(created_at)
-    .execute(exec)
-    .await
-    .map_err(store_error)?;
-    Ok(())
+    row.map(FileRow::into_domain::<Text>).transpose()
 }

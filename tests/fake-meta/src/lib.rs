@@ -193,8 +193,8 @@ impl Drop for FakeMeta {
     }
 }
 
-/// Runs a fake on `addr` until `shutdown` completes; for `filegate fake-meta`. Use [`serve`]
-/// to learn a port-0 address before serving.
+/// Runs a fake on `addr` until `shutdown` completes. Use [`serve`] to learn a port-0 address
+/// before serving, as the `filegate-fake-meta` binary does.
 pub async fn run(
     addr: SocketAddr,
     options: FakeMetaOptions,

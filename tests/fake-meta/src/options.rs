@@ -1,4 +1,4 @@
-//! What a fake Meta accepts, as a test or the `filegate fake-meta` command configures it.
+//! What a fake Meta accepts, as a test or the `filegate-fake-meta` binary configures it.
 
 use serde::{Deserialize, Serialize};
 

@@ -462,34 +462,29 @@ async fn sending_a_50_mib_file_does_not_grow_the_workers_memory_with_it() {
     s.done().await;
 }
 
-/// `filegate fake-meta` runs the fake for local use: it prints where it listens and answers
-/// Meta's calls and its own state route.
+/// The `filegate-fake-meta` binary runs the fake for local use: it prints where it listens and
+/// answers Meta's calls and its own state route.
 #[tokio::test]
-async fn the_fake_meta_subcommand_serves_the_fake() {
+async fn the_fake_meta_binary_serves_the_fake() {
     use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(filegate_tests::binary())
-        .args([
-            "fake-meta",
-            "--addr",
-            "127.0.0.1:0",
-            "--token",
-            "local-token",
-        ])
+    let mut child = tokio::process::Command::new(filegate_tests::fake_meta_binary())
+        .args(["--addr", "127.0.0.1:0", "--token", "local-token"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("fake-meta printed its address");
-        if let Some(base) = line.strip_prefix("fake-meta listening on ") {
-            break base.to_owned();
-        }
-    };
+    let token_line = lines.next_line().await.unwrap();
+    assert_eq!(token_line.as_deref(), Some("fake-meta token: local-token"));
+    let address_line = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("fake-meta printed its address");
+    let base = address_line
+        .strip_prefix("fake-meta listening on ")
+        .unwrap_or_else(|| panic!("not the address line: {address_line}"))
+        .to_owned();
     let http = reqwest::Client::new();
     let state: Value = http
         .get(format!("{base}/_fake/state"))
@@ -524,5 +519,16 @@ async fn the_fake_meta_subcommand_serves_the_fake() {
         session["id"].as_str().unwrap().starts_with("upload:"),
         "{session}"
     );
-    let _ = child.kill().await;
+    // SIGTERM, as a container stop sends it, ends the fake cleanly.
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("fake-meta stopped within 10 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit}");
 }

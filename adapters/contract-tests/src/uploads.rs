@@ -1,0 +1,433 @@
+//! The promises of [`UploadStore`] under the application's completion rule
+//! ([`record_block`]): sessions read back for their own firm, blocks replace by index, and of
+//! racing final blocks exactly one commits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use filegate_application::completion::{BlockOutcome, CommitPlan, RecordError, record_block};
+use filegate_application::ports::{StoreError, UploadStore};
+use filegate_domain::{FileId, FileRecord, FirmId, Mode, SessionState};
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// A session reads back whole, for its own firm only.
+pub async fn a_session_is_found_by_its_own_firm_only<M: UploadStore>(store: M) {
+    let session = session(Mode::Profile, 3, "C:\\photos\\résumé 2024 (1).PNG");
+    ok(store.open_session(&session).await, "open_session");
+
+    let snapshot = ok(
+        store.find_session(session.firm, session.file_id).await,
+        "find_session",
+    )
+    .expect("find_session must find a session its firm opened");
+    assert_eq!(
+        snapshot.session, session,
+        "find_session must give back the session as opened"
+    );
+    assert!(
+        snapshot.received.is_empty(),
+        "a new session has received no block"
+    );
+    assert_eq!(snapshot.received.total(), session.total_blocks);
+    assert_eq!(snapshot.staged_bytes, 0);
+    assert_eq!(snapshot.file, None, "a new session has no file");
+
+    let other_firm = FirmId::from_uuid(Uuid::new_v4());
+    assert!(
+        ok(
+            store.find_session(other_firm, session.file_id).await,
+            "find_session"
+        )
+        .is_none(),
+        "another firm must not see the session"
+    );
+    let unknown = FileId::from_uuid(Uuid::new_v4());
+    assert!(
+        ok(
+            store.find_session(session.firm, unknown).await,
+            "find_session"
+        )
+        .is_none(),
+        "an unknown file id must find nothing"
+    );
+}
+
+/// A file id is opened once; the second open is refused as a conflict, and the first stays.
+pub async fn opening_the_same_file_twice_is_a_conflict<M: UploadStore>(store: M) {
+    let first = session(Mode::Import, 2, "a.csv");
+    ok(store.open_session(&first).await, "open_session");
+    let mut again = session(Mode::Message, 5, "b.pdf");
+    again.file_id = first.file_id;
+    again.firm = first.firm;
+    match store.open_session(&again).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("opening a file id twice must be StoreError::Conflict, got {other:?}"),
+    }
+    let kept = ok(
+        store.find_session(first.firm, first.file_id).await,
+        "find_session",
+    )
+    .expect("the first session must still be there");
+    assert_eq!(
+        kept.session, first,
+        "a refused open must not change the existing session"
+    );
+}
+
+/// Blocks come in any order; a block re-sent with the same index replaces the earlier one, in
+/// the set, in the staged size and in the commit plan.
+pub async fn blocks_arrive_in_any_order_and_a_resent_index_replaces<M: UploadStore>(store: M) {
+    let session = session(Mode::Message, 3, "report.pdf");
+    ok(store.open_session(&session).await, "open_session");
+    let file = session.file_id;
+
+    assert_eq!(staged(&store, &session, 2, "p2", 30).await, 1);
+    assert_eq!(staged(&store, &session, 0, "p0", 10).await, 2);
+    assert_eq!(
+        staged(&store, &session, 2, "p2-again", 31).await,
+        2,
+        "a re-sent index must not count twice"
+    );
+
+    let snapshot = ok(store.find_session(session.firm, file).await, "find_session")
+        .expect("the session exists");
+    assert_eq!(snapshot.received.received().collect::<Vec<_>>(), vec![0, 2]);
+    assert_eq!(snapshot.received.missing().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        snapshot.staged_bytes, 41,
+        "the staged size must count the replacing block, not the replaced one"
+    );
+    assert_eq!(snapshot.session.state, SessionState::Open);
+
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let seen_by_commit = Arc::clone(&seen);
+    let expected = record_for(&session, 61);
+    let returned = expected.clone();
+    let outcome = record_block(
+        &store,
+        file,
+        block(&session, 1, "p1", 20),
+        move |plan| async move {
+            *seen_by_commit.lock().unwrap() = Some(plan);
+            Ok::<_, Injected>(returned)
+        },
+    )
+    .await;
+    match outcome {
+        Ok(BlockOutcome::Committed(record)) => assert_eq!(record, expected),
+        other => panic!("the last missing block must commit, got {other:?}"),
+    }
+    let plan = seen
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the commit must have been called");
+    assert_eq!(
+        plan,
+        CommitPlan {
+            part_ids: vec!["p0".into(), "p1".into(), "p2-again".into()],
+            size: 61
+        },
+        "the plan must list the part ids in index order, with the replacing part, and sum the sizes"
+    );
+}
+
+/// The record the commit returned is what `record_block` answers, what `find_session` shows
+/// from then on, and what a later block for the file gets back without a second commit.
+pub async fn completion_stores_the_record_the_commit_returned<M: UploadStore>(store: M) {
+    let session = session(Mode::Template, 2, "header.png");
+    ok(store.open_session(&session).await, "open_session");
+    let file = session.file_id;
+    assert_eq!(staged(&store, &session, 0, "p0", 5).await, 1);
+
+    let record = record_for(&session, 12);
+    let returned = record.clone();
+    match record_block(
+        &store,
+        file,
+        block(&session, 1, "p1", 7),
+        move |plan| async move {
+            assert_eq!(
+                plan.size, 12,
+                "the plan must sum the sizes of the staged blocks"
+            );
+            Ok::<_, Injected>(returned)
+        },
+    )
+    .await
+    {
+        Ok(BlockOutcome::Committed(got)) => assert_eq!(
+            got, record,
+            "Committed must carry the record the commit returned"
+        ),
+        other => panic!("the last missing block must commit, got {other:?}"),
+    }
+
+    let snapshot = ok(store.find_session(session.firm, file).await, "find_session")
+        .expect("the session exists");
+    assert_eq!(
+        snapshot.session.state,
+        SessionState::Committed,
+        "a committed session must read back committed"
+    );
+    assert_eq!(
+        snapshot.file.as_ref(),
+        Some(&record),
+        "find_session must show the committed file"
+    );
+    assert!(snapshot.received.is_complete());
+    assert_eq!(snapshot.staged_bytes, 12);
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    match record_block(&store, file, block(&session, 1, "late", 7), |plan| {
+        counted_commit(Arc::clone(&calls), record_for(&session, 0), plan)
+    })
+    .await
+    {
+        Ok(BlockOutcome::CommittedMeanwhile(got)) => assert_eq!(got, record),
+        other => {
+            panic!("a block for a committed file must answer CommittedMeanwhile, got {other:?}")
+        }
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "a committed file must not be committed again"
+    );
+    let after = ok(store.find_session(session.firm, file).await, "find_session")
+        .expect("the session exists");
+    assert_eq!(
+        after, snapshot,
+        "a block for a committed file must change nothing"
+    );
+}
+
+/// When the commit fails, the block that completed the set is not kept and the session stays
+/// open, so that the same request can be retried.
+pub async fn a_failed_commit_keeps_nothing_of_the_call<M: UploadStore>(store: M) {
+    let session = session(Mode::Contact, 2, "avatar.webp");
+    ok(store.open_session(&session).await, "open_session");
+    let file = session.file_id;
+    assert_eq!(staged(&store, &session, 0, "p0", 3).await, 1);
+
+    match record_block(&store, file, block(&session, 1, "p1", 4), |_plan| async {
+        Err::<FileRecord, _>(Injected)
+    })
+    .await
+    {
+        Err(RecordError::Commit(Injected)) => {}
+        other => {
+            panic!("a failed commit must answer RecordError::Commit with its error, got {other:?}")
+        }
+    }
+    let snapshot = ok(store.find_session(session.firm, file).await, "find_session")
+        .expect("the session exists");
+    assert_eq!(
+        snapshot.session.state,
+        SessionState::Open,
+        "a failed commit must leave the session open"
+    );
+    assert_eq!(
+        snapshot.received.received().collect::<Vec<_>>(),
+        vec![0],
+        "a failed commit must not keep the block that completed the set"
+    );
+    assert_eq!(snapshot.staged_bytes, 3);
+    assert_eq!(snapshot.file, None, "a failed commit must not leave a file");
+
+    let record = record_for(&session, 7);
+    let returned = record.clone();
+    match record_block(
+        &store,
+        file,
+        block(&session, 1, "p1-retry", 4),
+        move |plan| async move {
+            assert_eq!(plan.part_ids, vec!["p0".to_owned(), "p1-retry".to_owned()]);
+            Ok::<_, Injected>(returned)
+        },
+    )
+    .await
+    {
+        Ok(BlockOutcome::Committed(got)) => assert_eq!(got, record),
+        other => panic!("the retry after a failed commit must commit, got {other:?}"),
+    }
+}
+
+/// Many requests carrying the last missing block at once (a client retrying on a timeout):
+/// exactly one commits, every other one sees its record.
+pub async fn racing_copies_of_the_final_block_commit_once<M: UploadStore>(store: M) {
+    let session = session(Mode::Message, 3, "video.mp4");
+    ok(store.open_session(&session).await, "open_session");
+    assert_eq!(staged(&store, &session, 0, "p0", 100).await, 1);
+    assert_eq!(staged(&store, &session, 1, "p1", 100).await, 2);
+
+    warm_up(&store, &session).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(Barrier::new(RACERS));
+    let racers = (0..RACERS).map(|n| {
+        let store = store.clone();
+        let start = Arc::clone(&start);
+        let calls = Arc::clone(&calls);
+        let record = record_for(&session, 0);
+        let block = block(&session, 2, &format!("p2-copy{n}"), 50);
+        let file = session.file_id;
+        tokio::spawn(async move {
+            start.wait().await;
+            record_block(&store, file, block, move |plan| {
+                counted_commit(calls, record, plan)
+            })
+            .await
+        })
+    });
+    let outcomes = join_all(racers).await;
+
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "racing final blocks must run the commit exactly once"
+    );
+    let committed: Vec<&FileRecord> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            BlockOutcome::Committed(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        committed.len(),
+        1,
+        "exactly one racer must answer Committed, got {outcomes:?}"
+    );
+    let record = committed[0].clone();
+    for outcome in &outcomes {
+        match outcome {
+            BlockOutcome::Committed(_) => {}
+            BlockOutcome::CommittedMeanwhile(r) => {
+                assert_eq!(
+                    r, &record,
+                    "CommittedMeanwhile must carry the record of the one commit"
+                );
+            }
+            BlockOutcome::Staged { .. } => {
+                panic!("a copy of the final block must not answer Staged, got {outcomes:?}")
+            }
+        }
+    }
+    let snapshot = ok(
+        store.find_session(session.firm, session.file_id).await,
+        "find_session",
+    )
+    .expect("the session exists");
+    assert_eq!(snapshot.file, Some(record));
+    assert_eq!(snapshot.received.len(), 3);
+    assert_eq!(
+        snapshot.staged_bytes, 250,
+        "the racers' copies must not be counted twice"
+    );
+}
+
+/// Every block of a file sent at once (a parallel client): exactly one request finds the set
+/// complete and commits; every other one was staged before it, each seeing a different count.
+pub async fn racing_distinct_blocks_commit_once<M: UploadStore>(store: M) {
+    let total = u32::try_from(RACERS).expect("RACERS fits in u32");
+    let session = session(Mode::Import, i64::from(total), "contacts.csv");
+    ok(store.open_session(&session).await, "open_session");
+
+    warm_up(&store, &session).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let plans = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let start = Arc::new(Barrier::new(RACERS));
+    let racers = (0..total).map(|i| {
+        let store = store.clone();
+        let start = Arc::clone(&start);
+        let calls = Arc::clone(&calls);
+        let plans = Arc::clone(&plans);
+        let record = record_for(&session, 0);
+        let block = block(&session, i, &format!("p{i}"), u64::from(i) + 1);
+        let file = session.file_id;
+        tokio::spawn(async move {
+            start.wait().await;
+            record_block(&store, file, block, move |plan| async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(COMMIT_PAUSE).await;
+                let size = plan.size;
+                plans.lock().unwrap().push(plan);
+                Ok::<_, Injected>(FileRecord { size, ..record })
+            })
+            .await
+        })
+    });
+    let outcomes = join_all(racers).await;
+
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a complete set must be committed exactly once"
+    );
+    let mut counts = BTreeSet::new();
+    let mut committed = Vec::new();
+    for outcome in &outcomes {
+        match outcome {
+            BlockOutcome::Staged { received } => {
+                assert!(counts.insert(*received), "two racers saw count {received}")
+            }
+            BlockOutcome::Committed(r) => committed.push(r.clone()),
+            BlockOutcome::CommittedMeanwhile(_) => {
+                panic!(
+                    "no racer can see the file committed before its own block completed it: {outcomes:?}"
+                )
+            }
+        }
+    }
+    assert_eq!(
+        committed.len(),
+        1,
+        "exactly one racer must answer Committed, got {outcomes:?}"
+    );
+    assert_eq!(
+        counts,
+        (1..total).collect::<BTreeSet<_>>(),
+        "the staged racers must count 1 to total - 1"
+    );
+    let expected_size = (1..=u64::from(total)).sum::<u64>();
+    let plan = plans.lock().unwrap().pop().expect("the commit ran");
+    assert_eq!(
+        plan,
+        CommitPlan {
+            part_ids: (0..total).map(|i| format!("p{i}")).collect(),
+            size: expected_size
+        },
+        "the plan must list every part in index order, whatever order they were recorded in"
+    );
+    let snapshot = ok(
+        store.find_session(session.firm, session.file_id).await,
+        "find_session",
+    )
+    .expect("the session exists");
+    assert_eq!(snapshot.file.as_ref(), Some(&committed[0]));
+    assert_eq!(snapshot.session.state, SessionState::Committed);
+}
+
+/// A block for a file that was never opened is refused before any commit.
+pub async fn a_block_for_an_unknown_file_finds_no_session<M: UploadStore>(store: M) {
+    let session = session(Mode::Firm, 1, "logo.ico");
+    let calls = Arc::new(AtomicUsize::new(0));
+    match record_block(
+        &store,
+        session.file_id,
+        block(&session, 0, "p0", 1),
+        |plan| counted_commit(Arc::clone(&calls), record_for(&session, 0), plan),
+    )
+    .await
+    {
+        Err(RecordError::SessionMissing) => {}
+        other => panic!("a block for an unknown file must answer SessionMissing, got {other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}

@@ -1,0 +1,43 @@
+//! What filegate's two SQL metadata stores (Postgres and SQLite) share: the rows as the
+//! queries return them, their checked conversion into domain values, and the errors for values
+//! that cannot be read or stored. Each store keeps only what differs: its SQL text, its
+//! driver's error codes and its [`Encoding`] of the values its database has no type for
+//! (SQLite stores uuids and timestamps as text). Every column is re-validated with the domain's
+//! own rules, so a row the domain could not have produced is reported as such instead of
+//! travelling on as a value that breaks an invariant.
+
+mod checks;
+mod rows;
+
+pub use checks::{corrupt, indices, pending_migrations, to_i32, to_i64, unsigned, unstorable};
+pub use rows::{
+    ApiKeyRow, Encoding, EventRow, FileRow, PartRow, SessionRow, SnapshotRow, TaskRow,
+    session_state,
+};
+
+/// The columns of [`TaskRow`], as a select list; a macro so that `concat!` can build whole
+/// statements from it at compile time.
+#[macro_export]
+macro_rules! task_columns {
+    () => {
+        "id, firm_id, file_id, kind, status, attempts, media_id, upload_session, handle, \
+         result_id, last_error, lease_until, created_at, updated_at"
+    };
+}
+
+/// The columns of [`FileRow`], as a select list.
+#[macro_export]
+macro_rules! file_columns {
+    () => {
+        "id, firm_id, user_id, mode, blob_path, url, file_name, content_type, size, created_at"
+    };
+}
+
+/// The columns of [`SessionRow`], each prefixed with `s.`, as a select list.
+#[macro_export]
+macro_rules! session_columns {
+    () => {
+        "s.file_id, s.firm_id, s.user_id, s.mode, s.total_blocks, s.file_name, s.content_type, \
+         s.blob_path, s.upload_id, s.state, s.created_at"
+    };
+}

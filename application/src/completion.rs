@@ -1,0 +1,132 @@
+//! The completion rule, written once for every store: record a staged block under the
+//! session's lock and, when that makes the set complete, commit the file exactly once.
+//!
+//! A store provides only the primitive steps ([`SessionTx`]) inside a transaction that holds
+//! the session's lock (`SELECT ... FOR UPDATE` on Postgres, `BEGIN IMMEDIATE` on SQLite, a
+//! per-session mutex in memory); this module decides what to do with them. Of two requests
+//! racing to stage the last block, the lock lets exactly one see the set complete and run the
+//! commit; the other waits, then finds the session committed.
+
+use std::future::Future;
+
+use filegate_domain::{FileId, FileRecord, SessionState};
+
+use crate::events;
+use crate::ports::{SessionTx, StagedBlock, StoreError, UploadStore};
+
+/// What the store hands to the commit step once every block is present: the part ids in index
+/// order and the file's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitPlan {
+    pub part_ids: Vec<String>,
+    pub size: u64,
+}
+
+/// The result of recording one block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// Recorded; the file still misses blocks.
+    Staged { received: u32 },
+    /// This request recorded the last missing block and committed the file.
+    Committed(FileRecord),
+    /// Another request committed the file while this one was staging its block.
+    CommittedMeanwhile(FileRecord),
+}
+
+/// A failure of [`record_block`]: either the store itself or the commit step
+/// the caller supplied. Either way the transaction was rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError<E> {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the session does not exist")]
+    SessionMissing,
+    #[error("commit failed")]
+    Commit(E),
+}
+
+/// Records a staged block (replacing an earlier one with the same index) and, when that makes
+/// the set complete, runs `commit` and stores its file record, all in one transaction holding
+/// the session's lock: of two racing final blocks exactly one runs `commit`, and the other sees
+/// its result. When `commit` fails, nothing of this call is kept.
+///
+/// The same transaction that stores the file record stores the `file.completed` event of
+/// [`events::file_completed`] in the outbox, so that the event exists exactly when the file
+/// does (the transactional outbox).
+pub async fn record_block<S, F, Fut, E>(
+    store: &S,
+    file: FileId,
+    block: StagedBlock,
+    commit: F,
+) -> Result<BlockOutcome, RecordError<E>>
+where
+    S: UploadStore,
+    F: FnOnce(CommitPlan) -> Fut + Send,
+    Fut: Future<Output = Result<FileRecord, E>> + Send,
+    E: Send,
+{
+    let Some((mut tx, locked)) = store.lock_session(file).await? else {
+        return Err(RecordError::SessionMissing);
+    };
+    if locked.state == SessionState::Committed {
+        let record = tx.committed_file().await?.ok_or_else(|| {
+            StoreError::Unknown(anyhow::anyhow!(
+                "file {file}: committed session without a file record"
+            ))
+        })?;
+        tx.commit().await?;
+        return Ok(BlockOutcome::CommittedMeanwhile(record));
+    }
+
+    let received = tx.upsert_block(&block).await?;
+    if received < locked.total_blocks {
+        tx.commit().await?;
+        return Ok(BlockOutcome::Staged { received });
+    }
+
+    let parts = tx.staged_parts().await?;
+    if parts.len() != locked.total_blocks as usize {
+        return Err(StoreError::Unknown(anyhow::anyhow!(
+            "file {file}: the session counts {received} blocks but {} are staged",
+            parts.len()
+        ))
+        .into());
+    }
+    let mut plan = CommitPlan {
+        part_ids: Vec::with_capacity(parts.len()),
+        size: 0,
+    };
+    for part in parts {
+        plan.size = plan.size.checked_add(part.size).ok_or_else(|| {
+            StoreError::Unknown(anyhow::anyhow!(
+                "file {file}: the staged sizes overflow u64"
+            ))
+        })?;
+        plan.part_ids.push(part.part_id);
+    }
+
+    // The commit runs while the session stays locked, which is what makes it run once.
+    let record = match commit(plan).await {
+        Ok(record) => record,
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                // The transaction is discarded either way (its connection is dropped).
+                tracing::warn!(error = %rollback, %file, "rollback after a failed commit failed");
+            }
+            return Err(RecordError::Commit(e));
+        }
+    };
+    if record.id != file {
+        return Err(StoreError::Unknown(anyhow::anyhow!(
+            "the commit of file {file} returned the record of file {}",
+            record.id
+        ))
+        .into());
+    }
+    tx.insert_file(&record).await?;
+    // The transactional outbox: the event is kept exactly when the file is.
+    tx.insert_event(&events::file_completed(&record)).await?;
+    tx.mark_committed().await?;
+    tx.commit().await?;
+    Ok(BlockOutcome::Committed(record))
+}

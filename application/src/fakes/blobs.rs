@@ -1,0 +1,161 @@
+//! An in-memory blob store, a fixed clock and predictable ids.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use filegate_domain::{ApiKeyId, BlobPath, BlockIndex, FileId};
+use futures::StreamExt;
+use uuid::Uuid;
+
+use crate::ports::{BlobError, BlobRead, BlobStore, Clock, IdSource};
+
+#[derive(Debug, Default)]
+struct BlobState {
+    staged: HashMap<String, Bytes>,
+    blobs: HashMap<String, Bytes>,
+    commits: u32,
+    next: u64,
+}
+
+/// A blob store in memory that can be told to fail its commits.
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryBlobs {
+    state: Arc<Mutex<BlobState>>,
+    pub fail_commits: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl InMemoryBlobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BlobState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn blob(&self, path: &str) -> Option<Bytes> {
+        self.lock().blobs.get(path).cloned()
+    }
+
+    pub fn commits(&self) -> u32 {
+        self.lock().commits
+    }
+}
+
+impl BlobStore for InMemoryBlobs {
+    async fn ping(&self) -> Result<(), BlobError> {
+        Ok(())
+    }
+
+    async fn begin(&self, _path: &BlobPath) -> Result<String, BlobError> {
+        Ok(String::new())
+    }
+
+    async fn stage_block(
+        &self,
+        _path: &BlobPath,
+        _upload_id: &str,
+        _index: BlockIndex,
+        data: Bytes,
+    ) -> Result<String, BlobError> {
+        // Yield so that racing requests really interleave.
+        tokio::task::yield_now().await;
+        let mut state = self.lock();
+        state.next += 1;
+        let id = format!("{:032x}", state.next);
+        state.staged.insert(id.clone(), data);
+        Ok(id)
+    }
+
+    async fn commit(
+        &self,
+        path: &BlobPath,
+        _upload_id: &str,
+        part_ids: Vec<String>,
+        _size: u64,
+    ) -> Result<(), BlobError> {
+        tokio::task::yield_now().await;
+        if self.fail_commits.load(Ordering::SeqCst) {
+            return Err(BlobError::Unavailable(anyhow::anyhow!("injected failure")));
+        }
+        let mut state = self.lock();
+        let mut whole = Vec::new();
+        for id in &part_ids {
+            let part = state
+                .staged
+                .get(id)
+                .ok_or_else(|| BlobError::Unknown(anyhow::anyhow!("unknown part {id}")))?;
+            whole.extend_from_slice(part);
+        }
+        state
+            .blobs
+            .insert(path.as_str().to_owned(), Bytes::from(whole));
+        state.commits += 1;
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        path: &BlobPath,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobRead, BlobError> {
+        let blob = self
+            .blob(path.as_str())
+            .ok_or_else(|| BlobError::NotFound(path.to_string()))?;
+        let size = blob.len() as u64;
+        let range = range.unwrap_or(0..size);
+        let part = blob.slice(range.start as usize..range.end as usize);
+        Ok(BlobRead {
+            size,
+            range,
+            stream: futures::stream::once(async move { Ok(part) }).boxed(),
+        })
+    }
+
+    async fn delete(&self, path: &BlobPath) -> Result<(), BlobError> {
+        self.lock().blobs.remove(path.as_str());
+        Ok(())
+    }
+
+    fn location(&self, path: &BlobPath) -> String {
+        format!("memory://{path}")
+    }
+
+    async fn share_url(&self, path: &BlobPath) -> Result<Option<String>, BlobError> {
+        Ok(Some(self.location(path)))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FixedClock;
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH
+    }
+}
+
+/// Sequential ids, so that tests can predict them.
+#[derive(Debug, Clone, Default)]
+pub struct SeqIds(Arc<AtomicU64>);
+
+impl IdSource for SeqIds {
+    fn file_id(&self) -> FileId {
+        FileId::from_uuid(Uuid::from_u128(u128::from(
+            self.0.fetch_add(1, Ordering::SeqCst) + 1,
+        )))
+    }
+
+    fn api_key_id(&self) -> ApiKeyId {
+        ApiKeyId::from_uuid(Uuid::from_u128(u128::from(
+            self.0.fetch_add(1, Ordering::SeqCst) + 1,
+        )))
+    }
+
+    fn secret(&self) -> [u8; 32] {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut s = [0u8; 32];
+        s[..8].copy_from_slice(&n.to_be_bytes());
+        s
+    }
+}

@@ -1,0 +1,333 @@
+//! The metadata ports in memory. A session's lock is a per-session async mutex, and a
+//! transaction works on a copy of the session's rows that its commit writes back in one step,
+//! so readers never wait for a lock and a dropped transaction leaves nothing behind: the same
+//! promises as the SQL stores.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use filegate_domain::{
+    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, TaskId, UploadSession,
+};
+use tokio::sync::OwnedMutexGuard;
+
+use crate::media_ports::OutgoingEvent;
+use crate::ports::{
+    ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx, StagedBlock,
+    StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim, TaskRecord,
+    TaskStatus, TaskStore, UploadStore,
+};
+
+/// A staged block as kept: part id and size, by index.
+type Blocks = BTreeMap<u32, (String, u64)>;
+
+#[derive(Debug, Default)]
+struct StoreState {
+    keys: Vec<(StoredApiKey, bool)>,
+    sessions: HashMap<FileId, UploadSession>,
+    blocks: HashMap<FileId, Blocks>,
+    files: HashMap<FileId, FileRecord>,
+    tasks: HashMap<TaskId, TaskRecord>,
+    /// Events in insertion order, with whether they were published.
+    outbox: Vec<(OutgoingEvent, bool)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryStore {
+    state: Arc<Mutex<StoreState>>,
+    /// One lock per session, as a row lock would be.
+    session_locks: Arc<Mutex<HashMap<FileId, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl InMemoryStore {
+    pub fn keys(&self) -> Vec<StoredApiKey> {
+        self.lock().keys.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StoreState> {
+        lock(&self.state)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl StoreHealth for InMemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl KeyStore for InMemoryStore {
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state
+            .keys
+            .iter()
+            .any(|(k, _)| k.id == key.id || k.hash == key.hash)
+        {
+            return Err(StoreError::Conflict("duplicate api key".into()));
+        }
+        state.keys.push((key.clone(), true));
+        Ok(())
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        Ok(self
+            .lock()
+            .keys
+            .iter()
+            .find(|(k, live)| *live && k.hash == hash)
+            .map(|(k, _)| k.clone()))
+    }
+
+    async fn revoke_api_key(&self, id: ApiKeyId, _at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        match state.keys.iter_mut().find(|(k, live)| *live && k.id == id) {
+            Some(entry) => {
+                entry.1 = false;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn count_api_keys(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().keys.iter().filter(|(_, live)| *live).count() as u64)
+    }
+}
+
+impl UploadStore for InMemoryStore {
+    type Tx = InMemoryTx;
+
+    async fn open_session(&self, session: &UploadSession) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.sessions.contains_key(&session.file_id) {
+            return Err(StoreError::Conflict("duplicate file id".into()));
+        }
+        state.sessions.insert(session.file_id, session.clone());
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        firm: FirmId,
+        file: FileId,
+    ) -> Result<Option<SessionSnapshot>, StoreError> {
+        let state = self.lock();
+        let Some(session) = state.sessions.get(&file).filter(|s| s.firm == firm) else {
+            return Ok(None);
+        };
+        let blocks = state.blocks.get(&file).cloned().unwrap_or_default();
+        let received = BlockSet::from_indices(session.total_blocks, blocks.keys().copied())
+            .map_err(|e| StoreError::Unknown(e.into()))?;
+        Ok(Some(SessionSnapshot {
+            session: session.clone(),
+            received,
+            staged_bytes: blocks.values().map(|(_, s)| s).sum(),
+            file: state
+                .files
+                .get(&file)
+                .filter(|_| session.state == SessionState::Committed)
+                .cloned(),
+        }))
+    }
+
+    async fn lock_session(
+        &self,
+        file: FileId,
+    ) -> Result<Option<(InMemoryTx, LockedSession)>, StoreError> {
+        let session_lock = lock(&self.session_locks).entry(file).or_default().clone();
+        let guard = session_lock.lock_owned().await;
+        let state = self.lock();
+        let Some(session) = state.sessions.get(&file) else {
+            return Ok(None);
+        };
+        let locked = LockedSession {
+            total_blocks: session.total_blocks.get(),
+            state: session.state,
+        };
+        let tx = InMemoryTx {
+            store: self.clone(),
+            file,
+            _guard: guard,
+            blocks: state.blocks.get(&file).cloned().unwrap_or_default(),
+            record: state.files.get(&file).cloned(),
+            events: Vec::new(),
+            committed: session.state == SessionState::Committed,
+        };
+        Ok(Some((tx, locked)))
+    }
+}
+
+/// A transaction on one locked session: a working copy, written back by `commit`.
+#[derive(Debug)]
+pub struct InMemoryTx {
+    store: InMemoryStore,
+    file: FileId,
+    _guard: OwnedMutexGuard<()>,
+    blocks: Blocks,
+    record: Option<FileRecord>,
+    events: Vec<OutgoingEvent>,
+    committed: bool,
+}
+
+impl SessionTx for InMemoryTx {
+    async fn committed_file(&mut self) -> Result<Option<FileRecord>, StoreError> {
+        Ok(self.record.clone().filter(|_| self.committed))
+    }
+
+    async fn upsert_block(&mut self, block: &StagedBlock) -> Result<u32, StoreError> {
+        self.blocks
+            .insert(block.index.get(), (block.part_id.clone(), block.size));
+        Ok(self.blocks.len() as u32)
+    }
+
+    async fn staged_parts(&mut self) -> Result<Vec<StagedPart>, StoreError> {
+        Ok(self
+            .blocks
+            .values()
+            .map(|(part_id, size)| StagedPart {
+                part_id: part_id.clone(),
+                size: *size,
+            })
+            .collect())
+    }
+
+    async fn insert_file(&mut self, record: &FileRecord) -> Result<(), StoreError> {
+        if self.record.is_some() {
+            return Err(StoreError::Conflict(format!("file {} exists", record.id)));
+        }
+        self.record = Some(record.clone());
+        Ok(())
+    }
+
+    async fn insert_event(&mut self, event: &OutgoingEvent) -> Result<(), StoreError> {
+        self.events.push(event.clone());
+        Ok(())
+    }
+
+    async fn mark_committed(&mut self) -> Result<(), StoreError> {
+        self.committed = true;
+        Ok(())
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        let mut state = self.store.lock();
+        state.blocks.insert(self.file, self.blocks);
+        if let Some(record) = self.record {
+            state.files.insert(self.file, record);
+        }
+        for event in self.events {
+            if !state.outbox.iter().any(|(e, _)| e.id == event.id) {
+                state.outbox.push((event, false));
+            }
+        }
+        if self.committed
+            && let Some(session) = state.sessions.get_mut(&self.file)
+        {
+            session.state = SessionState::Committed;
+        }
+        Ok(())
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl TaskStore for InMemoryStore {
+    async fn claim_task(
+        &self,
+        id: TaskId,
+        firm: FirmId,
+        file: FileId,
+        kind: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<TaskClaim, StoreError> {
+        if !TASK_KINDS.contains(&kind) {
+            return Err(StoreError::Unknown(anyhow::anyhow!(
+                "media task {id}: unknown kind `{kind}`"
+            )));
+        }
+        let mut state = self.lock();
+        let Some(task) = state.tasks.get_mut(&id) else {
+            let record = TaskRecord {
+                id,
+                firm,
+                file,
+                kind: kind.to_owned(),
+                status: TaskStatus::Pending,
+                attempts: 1,
+                media_id: None,
+                upload_session: None,
+                handle: None,
+                result_id: None,
+                last_error: None,
+                lease_until: Some(lease_until),
+                created_at: now,
+                updated_at: now,
+            };
+            state.tasks.insert(id, record.clone());
+            return Ok(TaskClaim::Claimed(record));
+        };
+        Ok(match ClaimDecision::of(task, now) {
+            ClaimDecision::Finished => TaskClaim::Finished(task.clone()),
+            ClaimDecision::Busy => TaskClaim::Busy(task.clone()),
+            ClaimDecision::Take => {
+                task.attempts += 1;
+                task.lease_until = Some(lease_until);
+                task.updated_at = now;
+                TaskClaim::Claimed(task.clone())
+            }
+        })
+    }
+
+    async fn save_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let stored = state
+            .tasks
+            .get_mut(&task.id)
+            .ok_or_else(|| StoreError::Unknown(anyhow::anyhow!("no task {}", task.id)))?;
+        let kept = stored.clone();
+        *stored = TaskRecord {
+            id: kept.id,
+            firm: kept.firm,
+            file: kept.file,
+            kind: kept.kind,
+            created_at: kept.created_at,
+            ..task.clone()
+        };
+        Ok(())
+    }
+
+    async fn find_task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(self.lock().tasks.get(&id).cloned())
+    }
+}
+
+impl OutboxStore for InMemoryStore {
+    async fn unpublished_events(&self, limit: u32) -> Result<Vec<OutgoingEvent>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .outbox
+            .iter()
+            .filter(|(_, sent)| !sent)
+            .take(limit as usize)
+            .map(|(e, _)| e.clone())
+            .collect())
+    }
+
+    async fn mark_events_published(&self, ids: &[String]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for (event, sent) in &mut state.outbox {
+            if ids.contains(&event.id) {
+                *sent = true;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! The upload port: sessions, their staged blocks and the committed file, drawn as primitive
+//! steps inside a transaction that holds one session's lock. The rule built from the steps
+//! (when a file is complete, that it commits once) is [`crate::completion`]'s, not a store's.
+
+use std::future::Future;
+
+use filegate_domain::{
+    BlockIndex, BlockSet, FileId, FileRecord, FirmId, SessionState, UploadSession,
+};
+
+use super::StoreError;
+use crate::media_ports::OutgoingEvent;
+
+/// One staged block as recorded: which index, the blob store's id for it, and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedBlock {
+    pub index: BlockIndex,
+    pub part_id: String,
+    pub size: u64,
+}
+
+/// A session as read back, with what it has received and, once committed, its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSnapshot {
+    pub session: UploadSession,
+    pub received: BlockSet,
+    pub staged_bytes: u64,
+    pub file: Option<FileRecord>,
+}
+
+/// A staged part as the commit needs it, in block order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedPart {
+    pub part_id: String,
+    pub size: u64,
+}
+
+/// What the lock found: the session's shape and state as the previous holder left them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockedSession {
+    pub total_blocks: u32,
+    pub state: SessionState,
+}
+
+/// Upload sessions and the transaction that completes them.
+pub trait UploadStore: Clone + Send + Sync + 'static {
+    /// A transaction holding one session's lock. Dropping it without [`SessionTx::commit`]
+    /// rolls it back.
+    type Tx: SessionTx;
+
+    /// Stores a new, open session. Its file id is fresh, so this never conflicts in practice;
+    /// a duplicate id is reported as `StoreError::Conflict`.
+    fn open_session(
+        &self,
+        session: &UploadSession,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session of this firm with this id (another firm's session is `None`). Never waits
+    /// for a session's lock: a commit in progress shows as "open, no file yet".
+    fn find_session(
+        &self,
+        firm: FirmId,
+        file: FileId,
+    ) -> impl Future<Output = Result<Option<SessionSnapshot>, StoreError>> + Send;
+
+    /// Begins a transaction and takes the session's lock, waiting for the current holder:
+    /// whoever holds it sees the block set as the previous holder left it, committed or not.
+    /// `None` when there is no such session.
+    fn lock_session(
+        &self,
+        file: FileId,
+    ) -> impl Future<Output = Result<Option<(Self::Tx, LockedSession)>, StoreError>> + Send;
+}
+
+/// The steps of the completion rule, inside one transaction on one locked session.
+pub trait SessionTx: Send + Sized {
+    /// The committed file of this session, if there is one.
+    fn committed_file(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<FileRecord>, StoreError>> + Send;
+
+    /// Records a staged block, replacing an earlier one with the same index, and answers how
+    /// many distinct indices are now staged.
+    fn upsert_block(
+        &mut self,
+        block: &StagedBlock,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// Every staged part, in block order.
+    fn staged_parts(&mut self) -> impl Future<Output = Result<Vec<StagedPart>, StoreError>> + Send;
+
+    fn insert_file(
+        &mut self,
+        record: &FileRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores an event in the outbox. Writing an event whose id is already there keeps the
+    /// first and does not fail the transaction.
+    fn insert_event(
+        &mut self,
+        event: &OutgoingEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks the session committed (with the time of completion).
+    fn mark_committed(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn rollback(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
