@@ -13,7 +13,7 @@ use super::*;
 use crate::fakes::{FakeMeta, FixedClock, InMemoryBlobs, InMemoryStore, SeqIds};
 use crate::keys::Principal;
 use crate::media_ports::{MetaError, MetaFault, TaskOutcome};
-use crate::ports::{Clock, MetadataStore, TaskClaim, TaskStatus};
+use crate::ports::{Clock, TaskClaim, TaskStatus, TaskStore};
 use crate::uploads::{ChunkCommand, Uploads};
 
 fn assert_done(outcome: TaskOutcome) {
