@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn a_missing_container_and_an_outage_are_unavailable_the_rest_broken() {
         let cases: [(BackendFailure, bool); 7] = [
-            (StoreError::Unavailable(anyhow::anyhow!("down")).into(), true),
+            (
+                StoreError::Unavailable(anyhow::anyhow!("down")).into(),
+                true,
+            ),
             (StoreError::Conflict("dup".into()).into(), false),
             (StoreError::Unknown(anyhow::anyhow!("bug")).into(), false),
             (BlobError::Unavailable(anyhow::anyhow!("down")).into(), true),

@@ -24,8 +24,8 @@ pub struct FakeMeta {
 pub struct MetaState {
     /// Media uploads: (phone number id, upload, bytes).
     pub media: Vec<(String, crate::media_ports::MediaUpload, Vec<u8>)>,
-    pub messages: Vec<serde_json::Value>,
-    pub templates: Vec<serde_json::Value>,
+    pub messages: Vec<crate::media_ports::SendMessage>,
+    pub templates: Vec<crate::media_ports::CreateTemplate>,
     /// Resumable sessions: bytes received so far.
     pub sessions: HashMap<String, Vec<u8>>,
     /// Errors to answer, per call name, in order.
@@ -69,7 +69,7 @@ async fn collect(body: crate::media_ports::ByteStream, limit: Option<usize>) -> 
 impl crate::media_ports::MetaClient for FakeMeta {
     async fn upload_message_media(
         &self,
-        phone_number_id: &str,
+        phone_number_id: &filegate_domain::PhoneNumberId,
         media: &crate::media_ports::MediaUpload,
         body: crate::media_ports::ByteStream,
     ) -> Result<String, crate::media_ports::MetaError> {
@@ -78,18 +78,17 @@ impl crate::media_ports::MetaClient for FakeMeta {
         let mut state = self.state();
         state
             .media
-            .push((phone_number_id.to_owned(), media.clone(), bytes));
+            .push((phone_number_id.to_string(), media.clone(), bytes));
         Ok(format!("media-{}", state.media.len()))
     }
 
     async fn send_message(
         &self,
-        _phone: &str,
-        payload: &serde_json::Value,
+        request: &crate::media_ports::SendMessage,
     ) -> Result<String, crate::media_ports::MetaError> {
         self.failure("send")?;
         let mut state = self.state();
-        state.messages.push(payload.clone());
+        state.messages.push(request.clone());
         Ok(format!("wamid.{}", state.messages.len()))
     }
 
@@ -143,12 +142,11 @@ impl crate::media_ports::MetaClient for FakeMeta {
 
     async fn create_template(
         &self,
-        _waba: &str,
-        payload: &serde_json::Value,
+        request: &crate::media_ports::CreateTemplate,
     ) -> Result<String, crate::media_ports::MetaError> {
         self.failure("template")?;
         let mut state = self.state();
-        state.templates.push(payload.clone());
+        state.templates.push(request.clone());
         Ok(format!("tpl-{}", state.templates.len()))
     }
 }

@@ -1,8 +1,8 @@
-//! The use cases of filegate (upload a chunk, read a file's status, manage API keys) and the
-//! ports they need, as traits: a metadata store, a blob store, a clock and an id source. Use
-//! cases are generic over their ports so that the same rules run on Postgres + Azure, on the
-//! embedded adapters and on the in-memory fakes of the unit tests; only the binary picks the
-//! concrete adapters.
+//! The use cases of filegate (upload a chunk, read a file's status, manage API keys, send a file
+//! to Meta for a media task) and the ports they need, as traits: a metadata store, a blob store,
+//! a clock, an id source, Meta's Graph API and an event bus. Use cases are generic over their
+//! ports so that the same rules run on Postgres + Azure, on the embedded adapters and on the
+//! in-memory fakes of the unit tests; only the binary picks the concrete adapters.
 
 pub mod app;
 pub mod backend;

@@ -7,12 +7,19 @@
 use std::future::Future;
 
 use bytes::Bytes;
+use filegate_domain::{HeaderFormat, MediaMessage, NewTemplate, PhoneNumberId};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+
+use crate::media::{DeadReason, RetryReason};
 
 /// A file's bytes on their way to Meta. Errors are the blob store's, as text: the Meta adapter
 /// only needs to abort the request.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// One of Meta's template components (BODY, FOOTER, BUTTONS, maybe the HEADER): a JSON object
+/// the task passes through to Meta.
+pub type TemplateComponent = serde_json::Map<String, serde_json::Value>;
 
 /// What Meta is told about a file it receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +27,25 @@ pub struct MediaUpload {
     pub file_name: String,
     pub content_type: String,
     pub size: u64,
+}
+
+/// A WhatsApp message whose media Meta already holds, under the id its `/media` answered.
+/// Typed rather than JSON so that the use case cannot ask for what the domain refused (a
+/// caption on a sticker) and the Graph API's shape stays the Meta adapter's business.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendMessage {
+    pub message: MediaMessage,
+    pub media_id: String,
+}
+
+/// A message template to create, its HEADER showing the file Meta's Resumable Upload took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTemplate {
+    pub template: NewTemplate<TemplateComponent>,
+    /// The HEADER's format when the task's components leave it out, decided from the file.
+    pub header_format: HeaderFormat,
+    /// The handle the Resumable Upload answered for the file.
+    pub header_handle: String,
 }
 
 /// Meta's error, as its JSON says it: `{"error": {"message", "type", "code", "error_subcode",
@@ -80,7 +106,7 @@ pub trait MetaClient: Clone + Send + Sync + 'static {
     /// the file part streamed; answers the media id.
     fn upload_message_media(
         &self,
-        phone_number_id: &str,
+        phone_number_id: &PhoneNumberId,
         media: &MediaUpload,
         body: ByteStream,
     ) -> impl Future<Output = Result<String, MetaError>> + Send;
@@ -88,8 +114,7 @@ pub trait MetaClient: Clone + Send + Sync + 'static {
     /// `POST /{version}/{phone-number-id}/messages`; answers the message id.
     fn send_message(
         &self,
-        phone_number_id: &str,
-        payload: &serde_json::Value,
+        request: &SendMessage,
     ) -> impl Future<Output = Result<String, MetaError>> + Send;
 
     /// `POST /{version}/{app-id}/uploads?file_name&file_length&file_type`; answers the upload
@@ -118,8 +143,7 @@ pub trait MetaClient: Clone + Send + Sync + 'static {
     /// `POST /{version}/{waba-id}/message_templates`; answers the template id.
     fn create_template(
         &self,
-        waba_id: &str,
-        payload: &serde_json::Value,
+        request: &CreateTemplate,
     ) -> impl Future<Output = Result<String, MetaError>> + Send;
 }
 
@@ -147,15 +171,16 @@ pub trait EventPublisher: Clone + Send + Sync + 'static {
 }
 
 /// What became of one delivery of a task, decided by the worker's use case; the queue adapter
-/// turns it into ack, a delayed retry, or the dead-letter queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// turns it into ack, a delayed retry, or the dead-letter queue, and the reason into the text of
+/// its headers and logs.
+#[derive(Debug)]
 pub enum TaskOutcome {
     /// Done (or already done before): acknowledge.
     Done,
     /// Failed for now: try again after a back-off, unless this was the last attempt.
-    Retry(String),
+    Retry(RetryReason),
     /// Can never succeed (malformed, invalid, refused by Meta): straight to dead letters.
-    Dead(String),
+    Dead(DeadReason),
 }
 
 /// The inbound port a queue adapter drives: one raw task body and its attempt number (1-based).

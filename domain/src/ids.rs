@@ -50,3 +50,7 @@ uuid_id!(
     /// The public id of an API key, used to revoke it; the secret itself is never stored.
     ApiKeyId
 );
+uuid_id!(
+    /// The id a producer gives a media task; a task delivered twice has the same id.
+    TaskId
+);

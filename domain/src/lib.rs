@@ -1,5 +1,6 @@
 //! The pure heart of filegate: what an upload session is, which blocks it has received, what each
-//! mode means for where a file lives, and what a committed file record holds. Nothing here does
+//! mode means for where a file lives, what a committed file record holds, and what a media task
+//! may ask of Meta (the task contract and Meta's media rules). Nothing here does
 //! I/O or knows about an async runtime, HTTP or a database; every rule that can be decided from
 //! values alone lives here so that every adapter and use case applies it the same way.
 
@@ -12,13 +13,18 @@ mod policy;
 mod range;
 mod record;
 mod session;
+mod task;
 
 pub use blocks::{BlockIndex, BlockRuleError, BlockSet, MAX_TOTAL_BLOCKS, TotalBlocks};
 pub use file_name::FileName;
-pub use ids::{ApiKeyId, FileId, FirmId, UserId};
-pub use media::{HeaderFormat, MediaRejection, MediaType, TaskId};
+pub use ids::{ApiKeyId, FileId, FirmId, TaskId, UserId};
+pub use media::{HeaderFormat, MediaRejection, MediaType, UnknownMediaType};
 pub use mode::{Mode, UnknownMode};
 pub use policy::{FileTooLarge, SizeCaps};
 pub use range::{RangeSpec, Unsatisfiable};
 pub use record::{BlobPath, FileRecord};
 pub use session::{ChunkMismatch, SessionState, UploadSession};
+pub use task::{
+    InvalidTask, MediaMessage, MediaTarget, MediaTask, NewTemplate, PhoneNumberId, Recipient,
+    TASK_VERSION, TemplateCategory, TemplateLanguage, TemplateName, WabaId, check_task_version,
+};

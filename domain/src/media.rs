@@ -2,30 +2,7 @@
 //! template header uploaded through the Resumable Upload API takes only pdf, jpeg, png and mp4.
 //! These rules decide, before any byte is sent, whether a task can ever succeed.
 
-use std::fmt;
 use std::str::FromStr;
-
-use uuid::Uuid;
-
-/// The id a producer gives a media task; a task delivered twice has the same id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId(Uuid);
-
-impl TaskId {
-    pub const fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    pub const fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// The media kinds of a WhatsApp message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +13,12 @@ pub enum MediaType {
     Document,
     Sticker,
 }
+
+/// A media type the contract does not name; the text is the one a producer sees in the
+/// dead-letter header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown media type `{0}`: expected image, video, audio, document or sticker")]
+pub struct UnknownMediaType(String);
 
 /// Why Meta would refuse a file for a use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +45,19 @@ impl MediaType {
             MediaType::Document => "document",
             MediaType::Sticker => "sticker",
         }
+    }
+
+    /// Meta shows a caption under images, videos and documents only, and refuses one elsewhere.
+    pub const fn takes_caption(&self) -> bool {
+        matches!(
+            self,
+            MediaType::Image | MediaType::Video | MediaType::Document
+        )
+    }
+
+    /// Only a document shows the recipient a file name.
+    pub const fn takes_file_name(&self) -> bool {
+        matches!(self, MediaType::Document)
     }
 
     /// The content types WhatsApp accepts for this kind, and its size cap.
@@ -116,7 +112,7 @@ impl MediaType {
 }
 
 impl FromStr for MediaType {
-    type Err = String;
+    type Err = UnknownMediaType;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
@@ -125,9 +121,7 @@ impl FromStr for MediaType {
             "audio" => Ok(MediaType::Audio),
             "document" => Ok(MediaType::Document),
             "sticker" => Ok(MediaType::Sticker),
-            other => Err(format!(
-                "unknown media type `{other}`: expected image, video, audio, document or sticker"
-            )),
+            other => Err(UnknownMediaType(other.to_owned())),
         }
     }
 }
@@ -226,6 +220,12 @@ mod tests {
     #[test]
     fn media_types_parse_case_insensitively() {
         assert_eq!("Image".parse::<MediaType>(), Ok(MediaType::Image));
-        assert!("gif".parse::<MediaType>().is_err());
+        assert_eq!(
+            "GIF".parse::<MediaType>().map_err(|e| e.to_string()),
+            Err(
+                "unknown media type `gif`: expected image, video, audio, document or sticker"
+                    .to_owned()
+            )
+        );
     }
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use filegate_application::media_ports::{
-    ByteStream, MediaUpload, MetaClient, MetaError, MetaFault,
+    ByteStream, CreateTemplate, MediaUpload, MetaClient, MetaError, MetaFault, SendMessage,
 };
+use filegate_domain::PhoneNumberId;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Body, Method, RequestBuilder, StatusCode, Url};
@@ -15,6 +16,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::errors;
+use crate::payloads::{message_payload, template_payload};
 use crate::progress::{Progress, Watched};
 use crate::settings::MetaSettings;
 
@@ -264,11 +266,12 @@ fn check_session(session: &str) -> Result<(), MetaError> {
 impl MetaClient for MetaHttpClient {
     async fn upload_message_media(
         &self,
-        phone_number_id: &str,
+        phone_number_id: &PhoneNumberId,
         media: &MediaUpload,
         body: ByteStream,
     ) -> Result<String, MetaError> {
         let action = "uploading message media";
+        let phone_number_id = phone_number_id.as_str();
         let span = tracing::debug_span!("meta.upload_media", phone_number_id, file_name = %media.file_name, content_type = %media.content_type, size = media.size);
         async {
             check_id("phone number id", phone_number_id)?;
@@ -297,17 +300,16 @@ impl MetaClient for MetaHttpClient {
         .await
     }
 
-    async fn send_message(
-        &self,
-        phone_number_id: &str,
-        payload: &Value,
-    ) -> Result<String, MetaError> {
+    async fn send_message(&self, request: &SendMessage) -> Result<String, MetaError> {
         let action = "sending a message";
+        let phone_number_id = request.message.phone_number_id().as_str();
         let span = tracing::debug_span!("meta.send_message", phone_number_id);
         async {
             check_id("phone number id", phone_number_id)?;
             let url = self.url(&format!("{phone_number_id}/messages"))?;
-            let request = self.request(Method::POST, url, Auth::Bearer).json(payload);
+            let request = self
+                .request(Method::POST, url, Auth::Bearer)
+                .json(&message_payload(request));
             let id = self
                 .call(request, action)
                 .await
@@ -413,13 +415,16 @@ impl MetaClient for MetaHttpClient {
         .await
     }
 
-    async fn create_template(&self, waba_id: &str, payload: &Value) -> Result<String, MetaError> {
+    async fn create_template(&self, request: &CreateTemplate) -> Result<String, MetaError> {
         let action = "creating a template";
+        let waba_id = request.template.waba_id().as_str();
         let span = tracing::debug_span!("meta.create_template", waba_id);
         async {
             check_id("WhatsApp Business Account id", waba_id)?;
             let url = self.url(&format!("{waba_id}/message_templates"))?;
-            let request = self.request(Method::POST, url, Auth::Bearer).json(payload);
+            let request = self
+                .request(Method::POST, url, Auth::Bearer)
+                .json(&template_payload(request));
             let id = self
                 .call(request, action)
                 .await

@@ -12,7 +12,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use filegate_adapter_meta::{MetaHttpClient, MetaSettings};
-use filegate_application::media_ports::{ByteStream, MediaUpload, MetaClient, MetaError};
+use filegate_application::media_ports::{
+    ByteStream, CreateTemplate, MediaUpload, MetaClient, MetaError, SendMessage, TemplateComponent,
+};
+use filegate_domain::{
+    HeaderFormat, MediaMessage, MediaType, NewTemplate, PhoneNumberId, Recipient, TemplateCategory,
+    TemplateLanguage, TemplateName, WabaId,
+};
 use filegate_fake_meta::{
     DEFAULT_ACCESS_TOKEN, FakeMeta, FakeMetaOptions, Fault, FaultTarget, Operation,
 };
@@ -66,6 +72,53 @@ fn media(name: &str, content_type: &str, size: usize) -> MediaUpload {
     }
 }
 
+fn phone() -> PhoneNumberId {
+    PhoneNumberId::new(PHONE.to_owned()).unwrap()
+}
+
+/// A message from `phone_number_id` to a Brazilian number, with the media Meta holds as `id`.
+fn message_from(
+    phone_number_id: &str,
+    media_type: MediaType,
+    id: &str,
+    caption: Option<&str>,
+    file_name: Option<&str>,
+) -> SendMessage {
+    SendMessage {
+        message: MediaMessage::new(
+            PhoneNumberId::new(phone_number_id.to_owned()).unwrap(),
+            Recipient::new("+5511999990000").unwrap(),
+            media_type,
+            caption.map(str::to_owned),
+            file_name.map(str::to_owned),
+        )
+        .unwrap(),
+        media_id: id.to_owned(),
+    }
+}
+
+fn image(id: &str) -> SendMessage {
+    message_from(PHONE, MediaType::Image, id, None, None)
+}
+
+fn template(name: &str, category: TemplateCategory, body: &str, handle: &str) -> CreateTemplate {
+    let body: TemplateComponent = json!({"type": "BODY", "text": body})
+        .as_object()
+        .unwrap()
+        .clone();
+    CreateTemplate {
+        template: NewTemplate::new(
+            WabaId::new(WABA.to_owned()).unwrap(),
+            TemplateName::new(name.to_owned()).unwrap(),
+            TemplateLanguage::new("en_US".to_owned()).unwrap(),
+            category,
+            vec![body],
+        ),
+        header_format: HeaderFormat::Image,
+        header_handle: handle.to_owned(),
+    }
+}
+
 fn sha(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
@@ -76,7 +129,7 @@ async fn message_media_is_streamed_to_the_media_edge_and_sent_by_id() {
     let photo = pattern(300_000);
     let id = client
         .upload_message_media(
-            PHONE,
+            &phone(),
             &media("photo.jpg", "image/jpeg", photo.len()),
             stream(&photo, 16 * 1024),
         )
@@ -89,15 +142,18 @@ async fn message_media_is_streamed_to_the_media_edge_and_sent_by_id() {
     assert_eq!(stored.file_name.as_deref(), Some("photo.jpg"));
     assert_eq!(stored.phone_number_id, PHONE);
 
-    let payload = json!({
-        "messaging_product": "whatsapp", "recipient_type": "individual", "to": "5511999990000",
-        "type": "image", "image": {"id": id, "caption": "Our new brochure"}
-    });
-    let wamid = client.send_message(PHONE, &payload).await.unwrap();
+    let message = message_from(PHONE, MediaType::Image, &id, Some("Our new brochure"), None);
+    let wamid = client.send_message(&message).await.unwrap();
     assert!(wamid.starts_with("wamid."), "{wamid}");
     let sent = fake.messages();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].payload, payload);
+    assert_eq!(
+        sent[0].payload,
+        json!({
+            "messaging_product": "whatsapp", "recipient_type": "individual", "to": "5511999990000",
+            "type": "image", "image": {"id": id, "caption": "Our new brochure"}
+        })
+    );
     assert_eq!(sent[0].id, wamid);
 }
 
@@ -108,7 +164,7 @@ async fn a_document_keeps_its_name_and_bytes() {
     let name = "Relatório de março \"final\".pdf";
     let id = client
         .upload_message_media(
-            PHONE,
+            &phone(),
             &media(name, "application/pdf", pdf.len()),
             stream(&pdf, 1000),
         )
@@ -117,12 +173,15 @@ async fn a_document_keeps_its_name_and_bytes() {
     let stored = fake.media(&id).unwrap();
     assert_eq!(stored.file_name.as_deref(), Some(name));
     assert_eq!(stored.bytes, pdf);
-    let payload = json!({
-        "messaging_product": "whatsapp", "recipient_type": "individual", "to": "5511999990000",
-        "type": "document", "document": {"id": id, "filename": name}
-    });
-    client.send_message(PHONE, &payload).await.unwrap();
-    assert_eq!(fake.messages()[0].payload, payload);
+    let message = message_from(PHONE, MediaType::Document, &id, None, Some(name));
+    client.send_message(&message).await.unwrap();
+    assert_eq!(
+        fake.messages()[0].payload,
+        json!({
+            "messaging_product": "whatsapp", "recipient_type": "individual", "to": "5511999990000",
+            "type": "document", "document": {"id": id, "filename": name}
+        })
+    );
 }
 
 #[tokio::test]
@@ -154,18 +213,26 @@ async fn template_media_goes_through_a_resumable_upload_into_the_header() {
     );
     assert_eq!(client.resumable_offset(&session).await.unwrap(), 200_000);
 
-    let payload = json!({
-        "name": "spring_sale", "language": "en_US", "category": "MARKETING",
-        "components": [
-            {"type": "HEADER", "format": "IMAGE", "example": {"header_handle": [handle]}},
-            {"type": "BODY", "text": "Our spring sale starts today."}
-        ]
-    });
-    let template_id = client.create_template(WABA, &payload).await.unwrap();
+    let request = template(
+        "spring_sale",
+        TemplateCategory::Marketing,
+        "Our spring sale starts today.",
+        &handle,
+    );
+    let template_id = client.create_template(&request).await.unwrap();
     let templates = fake.templates();
     assert_eq!(templates.len(), 1);
     assert_eq!(templates[0].id, template_id);
-    assert_eq!(templates[0].payload, payload);
+    assert_eq!(
+        templates[0].payload,
+        json!({
+            "name": "spring_sale", "language": "en_US", "category": "MARKETING",
+            "components": [
+                {"type": "HEADER", "format": "IMAGE", "example": {"header_handle": [handle]}},
+                {"type": "BODY", "text": "Our spring sale starts today."}
+            ]
+        })
+    );
     assert_eq!(templates[0].waba_id, WABA);
 }
 
@@ -185,7 +252,7 @@ async fn bodies_of_several_mebibytes_arrive_identical() {
 
     let id = client
         .upload_message_media(
-            PHONE,
+            &phone(),
             &media("catalog.pdf", "application/pdf", big.len()),
             stream(&big, 64 * 1024),
         )
@@ -311,9 +378,17 @@ async fn a_failing_blob_stream_aborts_the_upload_as_transient() {
 #[tokio::test]
 async fn rate_limits_are_rate_limited_errors() {
     let (fake, client) = setup().await;
-    let payload = json!({"messaging_product": "whatsapp", "to": "5511999990000", "type": "text", "text": {"body": "hi"}});
+    let id = client
+        .upload_message_media(
+            &phone(),
+            &media("a.png", "image/png", 10),
+            stream(&pattern(10), 3),
+        )
+        .await
+        .unwrap();
+    let message = image(&id);
     fake.inject(Fault::rate_limit_code(Operation::SendMessage, 130429));
-    let err = client.send_message(PHONE, &payload).await.unwrap_err();
+    let err = client.send_message(&message).await.unwrap_err();
     let MetaError::RateLimited(fault) = &err else {
         panic!("{err:?}")
     };
@@ -324,7 +399,7 @@ async fn rate_limits_are_rate_limited_errors() {
     fake.inject(Fault::rate_limit(Operation::MediaUpload));
     let err = client
         .upload_message_media(
-            PHONE,
+            &phone(),
             &media("a.png", "image/png", 10),
             stream(&pattern(10), 3),
         )
@@ -333,7 +408,7 @@ async fn rate_limits_are_rate_limited_errors() {
     assert!(matches!(err, MetaError::RateLimited(_)), "{err:?}");
     // Nothing was recorded by the throttled calls; the next ones go through.
     assert!(fake.messages().is_empty());
-    client.send_message(PHONE, &payload).await.unwrap();
+    client.send_message(&message).await.unwrap();
 }
 
 #[tokio::test]
@@ -355,7 +430,7 @@ async fn server_errors_and_timeouts_are_transient() {
     assert_eq!((fault.status, fault.code), (Some(500), Some(2)));
     let err = client
         .upload_message_media(
-            PHONE,
+            &phone(),
             &media("a.png", "image/png", 10),
             stream(&pattern(10), 3),
         )
@@ -367,8 +442,8 @@ async fn server_errors_and_timeouts_are_transient() {
         Operation::CreateTemplate,
         Duration::from_secs(3),
     ));
-    let payload = json!({"name": "t", "language": "en_US", "category": "UTILITY", "components": [{"type": "BODY", "text": "x"}]});
-    let err = client.create_template(WABA, &payload).await.unwrap_err();
+    let request = template("t", TemplateCategory::Utility, "x", "h");
+    let err = client.create_template(&request).await.unwrap_err();
     let MetaError::Transient(fault) = &err else {
         panic!("{err:?}")
     };
@@ -386,7 +461,7 @@ async fn server_errors_and_timeouts_are_transient() {
         }
     })
     .unwrap();
-    let err = client.send_message(PHONE, &payload).await.unwrap_err();
+    let err = client.send_message(&image("42")).await.unwrap_err();
     assert!(matches!(err, MetaError::Transient(_)), "{err:?}");
 }
 
@@ -400,7 +475,7 @@ async fn a_bad_token_is_a_permanent_error() {
     .unwrap();
     let err = client
         .upload_message_media(
-            PHONE,
+            &phone(),
             &media("a.png", "image/png", 10),
             stream(&pattern(10), 3),
         )
@@ -421,7 +496,7 @@ async fn a_bad_token_is_a_permanent_error() {
             .resumable_offset("upload:abc?sig=x")
             .await
             .map(|_| ()),
-        client.send_message(PHONE, &json!({})).await.map(|_| ()),
+        client.send_message(&image("42")).await.map(|_| ()),
     ] {
         assert!(
             matches!(result, Err(MetaError::Permanent(ref f)) if f.code == Some(190)),
@@ -443,10 +518,7 @@ async fn invalid_requests_are_permanent_errors_with_metas_reason() {
     assert_eq!(fault.code, Some(100));
     assert!(fault.message.contains("image/gif"), "{fault}");
 
-    let err = client
-        .send_message(PHONE, &json!({"messaging_product": "whatsapp", "to": "5511999990000", "type": "image", "image": {"id": "42"}}))
-        .await
-        .unwrap_err();
+    let err = client.send_message(&image("42")).await.unwrap_err();
     let MetaError::Permanent(fault) = &err else {
         panic!("{err:?}")
     };
@@ -454,7 +526,8 @@ async fn invalid_requests_are_permanent_errors_with_metas_reason() {
     assert!(fault.message.contains("media id 42"), "{fault}");
 
     // Ids that would change the URL never leave the adapter.
-    let err = client.send_message("1/../2", &json!({})).await.unwrap_err();
+    let outside = message_from("1/../2", MediaType::Image, "42", None, None);
+    let err = client.send_message(&outside).await.unwrap_err();
     assert!(
         matches!(err, MetaError::Permanent(ref f) if f.status.is_none()),
         "{err:?}"

@@ -2,7 +2,8 @@
 //! consumes the durable task queue with a bounded number of deliveries in flight, hands each
 //! task to the application's `TaskHandler`, and turns its `TaskOutcome` into an ack, a retry
 //! that waits in a per-step delay queue (exponential back-off that survives a broker restart),
-//! or a dead letter with the reason in its headers; a follow-up copy is always confirmed by the
+//! or a dead letter with the reason in its headers (the use case's typed reason becomes header
+//! text here, by its `Display`); a follow-up copy is always confirmed by the
 //! broker before the original is acknowledged, so a crash redelivers and never loses a task.
 //! It also implements the `EventPublisher` port: [`RabbitPublisher`] sends file events to a
 //! durable topic exchange (and tasks to the queue) with publisher confirms. Both declare their

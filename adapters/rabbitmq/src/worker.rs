@@ -259,18 +259,18 @@ async fn settle(
         let body = delivery.data.as_slice();
         // Inside the async block so that a panic while creating the future is caught too.
         let run = AssertUnwindSafe(async { handler.handle(body, attempt).await });
-        let outcome = match run.catch_unwind().await {
-            Ok(outcome) => outcome,
+        let verdict = match run.catch_unwind().await {
+            Ok(outcome) => Verdict::from(outcome),
             Err(panic) => {
                 let reason = format!("the handler panicked: {}", panic_message(&*panic));
                 tracing::error!(%reason, "treating the panic as a failed attempt");
-                TaskOutcome::Retry(reason)
+                Verdict::Retry(reason)
             }
         };
         let settings = &plan.settings;
-        match &outcome {
-            TaskOutcome::Done => {}
-            TaskOutcome::Retry(reason) if attempt < settings.max_attempts => {
+        match &verdict {
+            Verdict::Ack => {}
+            Verdict::Retry(reason) if attempt < settings.max_attempts => {
                 let delay = settings.retry_delay(attempt);
                 let Some(step) = plan.topology.retry_queue_for(delay) else {
                     anyhow::bail!("no delay queue for attempt {attempt}");
@@ -295,7 +295,7 @@ async fn settle(
                 .with_context(|| format!("publishing the retry to `{}`", step.name))?;
                 tracing::warn!(%reason, retry_in_ms = delay.as_millis(), "the task failed; retrying later");
             }
-            TaskOutcome::Retry(reason) | TaskOutcome::Dead(reason) => {
+            Verdict::Retry(reason) | Verdict::Dead(reason) => {
                 let properties = copy_properties(
                     &delivery.properties,
                     vec![
@@ -315,7 +315,7 @@ async fn settle(
                 )
                 .await
                 .with_context(|| format!("publishing the dead letter to `{}`", plan.topology.dead_queue))?;
-                let last = matches!(outcome, TaskOutcome::Retry(_));
+                let last = matches!(verdict, Verdict::Retry(_));
                 tracing::error!(%reason, attempts = attempt, after_last_attempt = last, "the task is dead-lettered");
             }
         }
@@ -326,13 +326,31 @@ async fn settle(
         if !acked {
             anyhow::bail!("the task could not be acknowledged: its channel is gone");
         }
-        if outcome == TaskOutcome::Done {
+        if matches!(verdict, Verdict::Ack) {
             tracing::debug!("the task is done");
         }
         Ok(())
     }
     .instrument(span)
     .await
+}
+
+/// A delivery's outcome as the broker and the log see it. The use case's typed reason becomes
+/// text here and nowhere before: headers and log lines are the only readers that need text.
+enum Verdict {
+    Ack,
+    Retry(String),
+    Dead(String),
+}
+
+impl From<TaskOutcome> for Verdict {
+    fn from(outcome: TaskOutcome) -> Self {
+        match outcome {
+            TaskOutcome::Done => Verdict::Ack,
+            TaskOutcome::Retry(reason) => Verdict::Retry(reason.to_string()),
+            TaskOutcome::Dead(reason) => Verdict::Dead(reason.to_string()),
+        }
+    }
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {

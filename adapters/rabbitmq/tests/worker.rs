@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    Broker, Cleanup, Worker, header_number, header_text, next_call, no_call, publish_tasks,
-    scripted, settings,
+    Broker, Cleanup, Worker, dead, header_number, header_text, next_call, no_call, publish_tasks,
+    retry, scripted, settings,
 };
 use filegate_adapter_rabbitmq::{
     ATTEMPT_HEADER, ATTEMPTS_HEADER, REASON_HEADER, RabbitError, RabbitPublisher, RabbitSettings,
@@ -50,7 +50,7 @@ async fn a_retry_comes_back_after_the_delay_with_the_next_attempt_number() {
     let (handler, mut calls) = scripted(|_, attempt| {
         async move {
             if attempt == 1 {
-                TaskOutcome::Retry("Meta is rate limiting".to_owned())
+                retry("rate limited")
             } else {
                 TaskOutcome::Done
             }
@@ -91,8 +91,7 @@ async fn the_retry_copy_carries_the_attempt_and_the_last_error() {
     };
     let broker = Broker::connect().await;
     let _cleanup = Cleanup::new(&settings);
-    let (handler, mut calls) =
-        scripted(|_, _| async { TaskOutcome::Retry("HTTP 503".to_owned()) }.boxed());
+    let (handler, mut calls) = scripted(|_, _| async { retry("HTTP 503") }.boxed());
     let worker = Worker::start(settings.clone(), handler);
     publish_tasks(&settings, [b"copy".to_vec()]).await;
     assert_eq!(next_call(&mut calls, SOON).await.attempt, 1);
@@ -106,7 +105,7 @@ async fn the_retry_copy_carries_the_attempt_and_the_last_error() {
     assert_eq!(header_number(&copy, ATTEMPT_HEADER), Some(2));
     assert_eq!(
         header_text(&copy, filegate_adapter_rabbitmq::LAST_ERROR_HEADER).as_deref(),
-        Some("HTTP 503")
+        Some("Meta is unavailable: HTTP 503")
     );
     assert_eq!(*copy.properties.delivery_mode(), Some(2));
     assert_eq!(broker.ready(&settings.queue).await, 0);
@@ -117,9 +116,8 @@ async fn after_the_last_attempt_the_task_is_dead_lettered_with_reason_and_count(
     let settings = settings("exhausted"); // 3 attempts, 200 ms then 400 ms
     let broker = Broker::connect().await;
     let _cleanup = Cleanup::new(&settings);
-    let (handler, mut calls) = scripted(|_, attempt| {
-        async move { TaskOutcome::Retry(format!("failure {attempt}")) }.boxed()
-    });
+    let (handler, mut calls) =
+        scripted(|_, attempt| async move { retry(&format!("failure {attempt}")) }.boxed());
     let worker = Worker::start(settings.clone(), handler);
     publish_tasks(&settings, [b"doomed".to_vec()]).await;
 
@@ -140,7 +138,7 @@ async fn after_the_last_attempt_the_task_is_dead_lettered_with_reason_and_count(
     assert_eq!(dead.data, b"doomed");
     assert_eq!(
         header_text(&dead, REASON_HEADER).as_deref(),
-        Some("failure 3")
+        Some("Meta is unavailable: failure 3")
     );
     assert_eq!(header_number(&dead, ATTEMPTS_HEADER), Some(3));
     assert_eq!(*dead.properties.delivery_mode(), Some(2));
@@ -152,8 +150,7 @@ async fn dead_goes_straight_to_the_dead_queue() {
     let settings = settings("dead");
     let broker = Broker::connect().await;
     let _cleanup = Cleanup::new(&settings);
-    let (handler, mut calls) =
-        scripted(|_, _| async { TaskOutcome::Dead("malformed task".to_owned()) }.boxed());
+    let (handler, mut calls) = scripted(|_, _| async { dead("Invalid parameter") }.boxed());
     let worker = Worker::start(settings.clone(), handler);
     publish_tasks(&settings, [b"not json".to_vec()]).await;
 
@@ -165,7 +162,7 @@ async fn dead_goes_straight_to_the_dead_queue() {
     assert_eq!(dead.data, b"not json");
     assert_eq!(
         header_text(&dead, REASON_HEADER).as_deref(),
-        Some("malformed task")
+        Some("Meta refused the request: Invalid parameter")
     );
     assert_eq!(header_number(&dead, ATTEMPTS_HEADER), Some(1));
     assert_eq!(broker.ready(&settings.queue).await, 0);
@@ -328,7 +325,7 @@ async fn a_cut_while_handling_redelivers_the_task_instead_of_losing_it() {
                     proxy.cut();
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     proxy.restore();
-                    TaskOutcome::Retry("cut".to_owned())
+                    retry("cut")
                 } else {
                     TaskOutcome::Done
                 }

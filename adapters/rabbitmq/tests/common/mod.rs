@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use filegate_adapter_rabbitmq::{RabbitError, RabbitSettings, run_worker};
-use filegate_application::media_ports::{TaskHandler, TaskOutcome};
+use filegate_application::media::{DeadReason, RetryReason};
+use filegate_application::media_ports::{MetaError, MetaFault, TaskHandler, TaskOutcome};
 use futures::future::BoxFuture;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -89,6 +90,24 @@ pub struct Call {
     pub body: Vec<u8>,
     pub attempt: u32,
     pub at: Instant,
+}
+
+/// A retry as the use case gives one when Meta is down; the adapter shows it as
+/// `Meta is unavailable: {message}`.
+pub fn retry(message: &str) -> TaskOutcome {
+    TaskOutcome::Retry(RetryReason::Meta(MetaError::Transient(MetaFault {
+        message: message.to_owned(),
+        ..MetaFault::default()
+    })))
+}
+
+/// A dead end as the use case gives one when Meta refuses a task; the adapter shows it as
+/// `Meta refused the request: {message}`.
+pub fn dead(message: &str) -> TaskOutcome {
+    TaskOutcome::Dead(DeadReason::Rejected(MetaFault {
+        message: message.to_owned(),
+        ..MetaFault::default()
+    }))
 }
 
 /// A `TaskHandler` that reports every call and answers with `script`.
