@@ -130,3 +130,22 @@ where
     tx.commit().await?;
     Ok(BlockOutcome::Committed(record))
 }
+
+/// The session's committed file, read under the session's lock: a commit in flight is waited
+/// for rather than missed, so that a request that raced it (and found the staging area gone)
+/// sees its outcome instead of a half-done state.
+pub async fn committed_file<S: UploadStore>(
+    store: &S,
+    file: FileId,
+) -> Result<Option<FileRecord>, StoreError> {
+    let Some((mut tx, locked)) = store.lock_session(file).await? else {
+        return Ok(None);
+    };
+    let record = match locked.state {
+        SessionState::Committed => tx.committed_file().await?,
+        SessionState::Open => None,
+    };
+    // Nothing was written; letting go of the lock is all that is left.
+    tx.rollback().await?;
+    Ok(record)
+}

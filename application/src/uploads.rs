@@ -211,10 +211,10 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         let part_id = match staged {
             Ok(part_id) => part_id,
             // A store that drops its staging area on commit (the local one) has nowhere to put
-            // the block of a request that raced the commit; that request sees the commit.
+            // the block of a request that raced the commit; that request sees the commit, once
+            // the commit's transaction has let go of the session.
             Err(BlobError::NotFound(what)) => {
-                let now = self.store.find_session(who.firm, session.file_id).await?;
-                match now.and_then(|s| s.file) {
+                match completion::committed_file(&self.store, session.file_id).await? {
                     Some(file) => {
                         let url = self.blobs.share_url(&file.blob_path).await?;
                         return Ok(ChunkReceipt {

@@ -429,7 +429,8 @@ mod tests {
             answers.push(ContentError::from(e).into());
         }
         answers.push(
-            FileStatusError::from(StoreError::Unavailable(anyhow::anyhow!("pool timed out"))).into(),
+            FileStatusError::from(StoreError::Unavailable(anyhow::anyhow!("pool timed out")))
+                .into(),
         );
         for answer in &answers {
             assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");

@@ -26,7 +26,7 @@ use crate::media_ports::{
     ByteStream, CreateTemplate, MediaUpload, MetaClient, MetaError, SendMessage, TaskHandler,
     TaskOutcome,
 };
-use crate::ports::{BlobStore, Clock, MetadataStore, TaskClaim, TaskRecord, TaskStatus};
+use crate::ports::{BlobStore, Clock, TaskClaim, TaskRecord, TaskStatus, TaskStore, UploadStore};
 
 pub use stop::{DeadReason, RetryReason};
 pub use wire::{MediaTask, TaskParseError, parse_task};
@@ -46,7 +46,7 @@ pub struct SendMedia<M, B, C, X> {
     lease: Duration,
 }
 
-impl<M: MetadataStore, B: BlobStore, C: Clock, X: MetaClient> SendMedia<M, B, C, X> {
+impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> SendMedia<M, B, C, X> {
     /// `lease`: how long one delivery may work on a task before another delivery of the same
     /// task may take it over; longer than the slowest send.
     pub fn new(store: M, blobs: B, clock: C, meta: X, lease: Duration) -> Self {
@@ -275,7 +275,7 @@ fn upload_of(file: &FileRecord, file_name: Option<&str>) -> MediaUpload {
     }
 }
 
-impl<M: MetadataStore, B: BlobStore, C: Clock, X: MetaClient> TaskHandler
+impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> TaskHandler
     for SendMedia<M, B, C, X>
 {
     fn handle<'a>(&'a self, body: &'a [u8], attempt: u32) -> BoxFuture<'a, TaskOutcome> {
