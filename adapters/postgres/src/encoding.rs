@@ -1,13 +1,18 @@
 //! Postgres has a type for every value the domain stores, so its encoding is the identity.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
 use filegate_application::ports::StoreError;
-use filegate_sql_rows::Encoding;
+use filegate_sql_store::{Dialect, Encoding};
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
+
+use crate::errors::store_error;
 
 /// Uuids as `uuid`, timestamps as `timestamptz` (microseconds, as the service's clock).
 #[derive(Debug)]
-pub(crate) enum Pg {}
+pub enum Pg {}
 
 impl Encoding for Pg {
     type Uuid = Uuid;
@@ -22,8 +27,25 @@ impl Encoding for Pg {
     }
 }
 
-/// The shared rows as Postgres returns them.
-pub(crate) type ApiKeyRow = filegate_sql_rows::ApiKeyRow<Uuid, DateTime<Utc>>;
-pub(crate) type SnapshotRow = filegate_sql_rows::SnapshotRow<Uuid, DateTime<Utc>>;
-pub(crate) type FileRow = filegate_sql_rows::FileRow<Uuid, DateTime<Utc>>;
-pub(crate) type TaskRow = filegate_sql_rows::TaskRow<Uuid, DateTime<Utc>>;
+impl Dialect for Pg {
+    type Db = Postgres;
+
+    fn uuid(id: &Uuid) -> Uuid {
+        *id
+    }
+
+    fn time(at: DateTime<Utc>, _what: &str) -> Result<DateTime<Utc>, StoreError> {
+        Ok(at)
+    }
+
+    fn error(e: sqlx::Error) -> StoreError {
+        store_error(e)
+    }
+
+    /// A plain `BEGIN`: the statements take the row locks they need (`FOR UPDATE`).
+    fn begin_write(
+        pool: &PgPool,
+    ) -> impl Future<Output = Result<Transaction<'static, Postgres>, sqlx::Error>> + Send {
+        pool.begin()
+    }
+}

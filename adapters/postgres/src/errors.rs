@@ -2,6 +2,7 @@
 //! `StoreError`'s variants alone, so the split between "try again" and "broken" is made here.
 
 use filegate_application::ports::StoreError;
+use filegate_sql_store::classify;
 
 /// SQLSTATEs (or their two-character classes) after which the same request may succeed when
 /// simply sent again: the connection broke, the server is short of a resource or shutting down,
@@ -21,27 +22,7 @@ const RETRYABLE_CODES: [&str; 7] = [
 ];
 
 pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        // A protocol error is what a connection cut in the middle of a message looks like.
-        | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.into()),
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let constraint = db.constraint().unwrap_or("a unique constraint");
-            StoreError::Conflict(format!("{} ({constraint})", db.message()))
-        }
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            let retryable = RETRYABLE_CODES.contains(&code.as_str())
-                || RETRYABLE_CLASSES.iter().any(|class| code.starts_with(class));
-            if retryable {
-                StoreError::Unavailable(e.into())
-            } else {
-                StoreError::Unknown(e.into())
-            }
-        }
-        _ => StoreError::Unknown(e.into()),
-    }
+    classify(e, |code| {
+        RETRYABLE_CODES.contains(&code) || RETRYABLE_CLASSES.iter().any(|c| code.starts_with(c))
+    })
 }

@@ -4,7 +4,7 @@
 //! lock (`SELECT ... FOR UPDATE`), so that the application's completion rule sees each session
 //! one request at a time and of several requests racing to stage the last block exactly one runs
 //! the blob commit, inside the transaction that records the file. Row decoding is shared with
-//! the SQLite store (`filegate-sql-rows`); this crate keeps its SQL, its encodings and its error
+//! the SQLite store (`filegate-sql-store`); this crate keeps its SQL, its encodings and its error
 //! codes. The schema ships inside the binary as sqlx migrations; queries are checked at run
 //! time, so the crate builds without a database.
 
@@ -12,6 +12,7 @@ mod encoding;
 mod errors;
 mod store;
 
+pub use encoding::Pg;
 pub use store::PgSessionTx;
 
 use std::time::Duration;
@@ -23,8 +24,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use crate::errors::store_error;
 
 /// Embedded at build time so that a deployment is one binary, and a binary always migrates to
-/// the schema its queries were written for.
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// the schema its queries were written for. Safe to run at every start and from several
+/// instances at once: sqlx takes an advisory lock and skips the migrations already applied.
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// How long a request waits for a pooled connection. Short, so that a database that is down or
 /// saturated answers `StoreError::Unavailable` (a 503 the client can retry) within seconds
@@ -57,53 +59,11 @@ impl PgStore {
         })
     }
 
-    /// Wraps a pool configured elsewhere (tests, or a caller that shares one pool).
-    pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
     /// The pool options every constructor here uses; exposed so that callers building their own
     /// pool for [`PgStore::from_pool`] get the same short acquire timeout.
     pub fn pool_options(max_connections: u32) -> PgPoolOptions {
         PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Brings the schema up to date. Safe to run at every start and from several instances at
-    /// once: sqlx takes an advisory lock and skips the migrations already applied.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| store_error(e.into()))
-    }
-
-    /// Closes the pool, waiting for the connections in use to be returned.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    /// The versions of the embedded migrations missing from the database, so that readiness
-    /// can tell "reachable but not migrated" apart from "reachable and ready".
-    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let log_exists: bool =
-            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(store_error)?;
-        let applied: Vec<i64> = if log_exists {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(store_error)?
-        } else {
-            Vec::new()
-        };
-        Ok(filegate_sql_rows::pending_migrations(&MIGRATOR, &applied))
     }
 }

@@ -3,14 +3,19 @@
 //! digits (`2024-05-01T12:34:56.123456Z`); both are read back only in exactly that form, so what
 //! is read is what was written.
 
+use std::future::Future;
+
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use filegate_application::ports::StoreError;
-use filegate_sql_rows::{Encoding, corrupt, unstorable};
+use filegate_sql_store::{Dialect, Encoding, corrupt, unstorable};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
+
+use crate::errors::store_error;
 
 /// Uuids and timestamps as canonical text.
 #[derive(Debug)]
-pub(crate) enum Text {}
+pub enum Text {}
 
 impl Encoding for Text {
     type Uuid = String;
@@ -25,11 +30,30 @@ impl Encoding for Text {
     }
 }
 
-/// The shared rows as SQLite returns them.
-pub(crate) type ApiKeyRow = filegate_sql_rows::ApiKeyRow<String, String>;
-pub(crate) type SnapshotRow = filegate_sql_rows::SnapshotRow<String, String>;
-pub(crate) type FileRow = filegate_sql_rows::FileRow<String, String>;
-pub(crate) type TaskRow = filegate_sql_rows::TaskRow<String, String>;
+impl Dialect for Text {
+    type Db = Sqlite;
+
+    fn uuid(id: &Uuid) -> String {
+        uuid_text(id)
+    }
+
+    fn time(at: DateTime<Utc>, what: &str) -> Result<String, StoreError> {
+        time_text(at, what)
+    }
+
+    fn error(e: sqlx::Error) -> StoreError {
+        store_error(e)
+    }
+
+    /// Takes the database's write lock from the first statement: a plain `BEGIN` takes it only
+    /// at the first write, and a transaction that read before it cannot wait for it (it fails
+    /// with `SQLITE_BUSY`). Whoever holds it sees the block set as the previous holder left it.
+    fn begin_write(
+        pool: &SqlitePool,
+    ) -> impl Future<Output = Result<Transaction<'static, Sqlite>, sqlx::Error>> + Send {
+        pool.begin_with("BEGIN IMMEDIATE")
+    }
+}
 
 /// The stored form of a uuid.
 pub(crate) fn uuid_text(id: &Uuid) -> String {

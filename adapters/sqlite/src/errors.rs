@@ -2,6 +2,7 @@
 //! `StoreError`'s variants alone, so the split between "try again" and "broken" is made here.
 
 use filegate_application::ports::StoreError;
+use filegate_sql_store::classify;
 
 /// SQLite's primary result codes (the low byte of an extended code) after which the same
 /// request may succeed when simply sent again: another writer kept the database locked for
@@ -17,26 +18,9 @@ const RETRYABLE_PRIMARY_CODES: [i64; 7] = [
 ];
 
 pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Io(_) => StoreError::Unavailable(e.into()),
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.message().to_owned())
-        }
-        sqlx::Error::Database(db) => {
-            // sqlx reports SQLite's extended result code, in decimal.
-            let retryable = db
-                .code()
-                .and_then(|code| code.parse::<i64>().ok())
-                .is_some_and(|code| RETRYABLE_PRIMARY_CODES.contains(&(code & 0xff)));
-            if retryable {
-                StoreError::Unavailable(e.into())
-            } else {
-                StoreError::Unknown(e.into())
-            }
-        }
-        _ => StoreError::Unknown(e.into()),
-    }
+    // sqlx reports SQLite's extended result code, in decimal; its low byte is the primary code.
+    classify(e, |code| {
+        code.parse::<i64>()
+            .is_ok_and(|code| RETRYABLE_PRIMARY_CODES.contains(&(code & 0xff)))
+    })
 }

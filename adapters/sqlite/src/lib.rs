@@ -6,7 +6,7 @@
 //! the database's write lock up front (`BEGIN IMMEDIATE`), which serializes racing final blocks
 //! so that the application's completion rule runs the blob commit exactly once, inside the
 //! transaction that records the file. Row decoding is shared with the Postgres store
-//! (`filegate-sql-rows`); this crate keeps its SQL, its text encodings of uuids and timestamps
+//! (`filegate-sql-store`); this crate keeps its SQL, its text encodings of uuids and timestamps
 //! and its error codes. The schema ships inside the binary as sqlx migrations; queries are
 //! checked at run time, so the crate builds without a database.
 
@@ -14,6 +14,7 @@ mod encoding;
 mod errors;
 mod store;
 
+pub use encoding::Text;
 pub use store::SqliteSessionTx;
 
 use std::path::Path;
@@ -29,8 +30,12 @@ use sqlx::sqlite::{
 use crate::errors::store_error;
 
 /// Embedded at build time so that a deployment is one binary, and a binary always migrates to
-/// the schema its queries were written for.
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// the schema its queries were written for. SQLite migrations take no lock of their own, so
+/// processes sharing one file should not migrate it at the same moment (the embedded profile is
+/// one process). A pool built elsewhere for `SqliteStore::from_pool` should use
+/// [`SqliteStore::connect_options`]: without the busy timeout, racing writers fail instead of
+/// waiting their turn.
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// How long a statement waits for another connection's write lock before it gives up with
 /// `SQLITE_BUSY` (reported as `StoreError::Unavailable`). SQLite has one writer at a time and
@@ -112,52 +117,6 @@ impl SqliteStore {
         SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
-    }
-
-    /// Wraps a pool configured elsewhere (tests, or a caller that shares one pool). The pool's
-    /// connections should use [`SqliteStore::connect_options`]: without the busy timeout,
-    /// racing writers fail instead of waiting their turn.
-    pub fn from_pool(pool: SqlitePool) -> Self {
-        Self { pool }
-    }
-
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Brings the schema up to date. Safe to run at every start: the migrations already applied
-    /// are skipped. SQLite migrations take no lock of their own, so processes sharing one file
-    /// should not migrate it at the same moment (the embedded profile is one process).
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| store_error(e.into()))
-    }
-
-    /// Closes the pool, waiting for the connections in use to be returned.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    /// The versions of the embedded migrations missing from the database, so that readiness
-    /// can tell "reachable but not migrated" apart from "reachable and ready".
-    async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let log_exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(store_error)?;
-        let applied: Vec<i64> = if log_exists {
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(store_error)?
-        } else {
-            Vec::new()
-        };
-        Ok(filegate_sql_rows::pending_migrations(&MIGRATOR, &applied))
     }
 }
 

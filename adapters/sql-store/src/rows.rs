@@ -2,7 +2,6 @@
 //! timestamps (`T`), and their checked conversion into domain values through the store's
 //! [`Encoding`].
 
-use chrono::{DateTime, Utc};
 use filegate_application::media_ports::OutgoingEvent;
 use filegate_application::ports::{
     StagedPart, StoreError, StoredApiKey, TASK_KINDS, TaskRecord, TaskStatus,
@@ -11,19 +10,9 @@ use filegate_domain::{
     ApiKeyId, BlobPath, BlockSet, FileId, FileName, FileRecord, FirmId, Mode, SessionState, TaskId,
     TotalBlocks, UploadSession, UserId,
 };
-use uuid::Uuid;
 
 use crate::checks::{corrupt, indices, unsigned};
-
-/// How a store keeps the values its database may have no type for. Postgres has both (the
-/// conversion is the identity); SQLite keeps canonical text and reads back only that form.
-pub trait Encoding {
-    type Uuid;
-    type Time;
-
-    fn uuid(stored: Self::Uuid, column: &str) -> Result<Uuid, StoreError>;
-    fn time(stored: Self::Time, column: &str) -> Result<DateTime<Utc>, StoreError>;
-}
+use crate::dialect::Encoding;
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ApiKeyRow<U, T> {

@@ -1,18 +1,24 @@
-//! What filegate's two SQL metadata stores (Postgres and SQLite) share: the rows as the
-//! queries return them, their checked conversion into domain values, and the errors for values
-//! that cannot be read or stored. Each store keeps only what differs: its SQL text, its
-//! driver's error codes and its [`Encoding`] of the values its database has no type for
-//! (SQLite stores uuids and timestamps as text). Every column is re-validated with the domain's
-//! own rules, so a row the domain could not have produced is reported as such instead of
-//! travelling on as a value that breaks an invariant.
+//! The metadata ports on SQL, written once for filegate's two SQL stores (Postgres and SQLite):
+//! the portable SQL of every port and of the session transaction ([`metadata_ports!`]), the rows
+//! as the queries return them with their checked conversion into domain values, and the errors
+//! for values that cannot be read or stored. Each store keeps only what differs, as its
+//! [`Dialect`]: how values its database has no type for are encoded (SQLite keeps uuids and
+//! timestamps as text), its driver's error codes, how a writing transaction begins, plus its
+//! connection set-up and migrations. Every column is re-validated with the domain's own rules,
+//! so a row the domain could not have produced is reported as such instead of travelling on as
+//! a value that breaks an invariant.
 
 mod checks;
+mod dialect;
+mod errors;
+mod ports;
 mod rows;
 
 pub use checks::{corrupt, indices, pending_migrations, to_i32, to_i64, unsigned, unstorable};
+pub use dialect::{Dialect, Encoding};
+pub use errors::classify;
 pub use rows::{
-    ApiKeyRow, Encoding, EventRow, FileRow, PartRow, SessionRow, SnapshotRow, TaskRow,
-    session_state,
+    ApiKeyRow, EventRow, FileRow, PartRow, SessionRow, SnapshotRow, TaskRow, session_state,
 };
 
 /// The columns of [`TaskRow`], as a select list; a macro so that `concat!` can build whole

@@ -1,0 +1,616 @@
+//! The metadata ports on SQL, written once for both dialects.
+//!
+//! The SQL is portable (sqlx binds `$N` parameters on SQLite as on Postgres); what differs is
+//! given by the store's [`Dialect`](crate::Dialect) (value encodings, error codes, how a writing
+//! transaction begins) and by the few SQL fragments passed to [`metadata_ports!`](crate::metadata_ports).
+//! It is a macro rather than generic code over `sqlx::Database` because sqlx's executor bounds
+//! (`for<'c> &'c mut DB::Connection: Executor<'c>`) are not implied at use sites and would have
+//! to be repeated on every impl; the macro expands the same text for each store's concrete types.
+
+/// Implements every metadata port, the session transaction and the pool's housekeeping on
+/// `$store` (a struct with a `pool: sqlx::Pool<Db>` field), for the dialect `$dialect`.
+///
+/// - `session_tx`: the name of the transaction type to define.
+/// - `migrator`: the store's embedded `sqlx::migrate::Migrator`.
+/// - `lock_row`: appended to a `SELECT` that must lock its row for the transaction
+///   (`" FOR UPDATE"`, or `""` where the transaction already holds the database's write lock).
+/// - `index_list`: an aggregate of `block_index` as comma-separated text.
+/// - `migration_log_exists`: a query answering whether `_sqlx_migrations` exists.
+#[macro_export]
+macro_rules! metadata_ports {
+    (
+        store: $store:ident,
+        dialect: $dialect:ty,
+        session_tx: $tx:ident,
+        migrator: $migrator:path,
+        lock_row: $lock_row:literal,
+        index_list: $index_list:literal,
+        migration_log_exists: $log_exists:literal $(,)?
+    ) => {
+        /// A transaction holding one session's lock.
+        #[derive(Debug)]
+        pub struct $tx {
+            tx: ::sqlx::Transaction<'static, <$dialect as $crate::Dialect>::Db>,
+            file: ::filegate_domain::FileId,
+        }
+
+        const _: () = {
+            use ::chrono::{DateTime, Utc};
+            use ::filegate_application::media_ports::OutgoingEvent;
+            use ::filegate_application::ports::{
+                ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx,
+                StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
+                TaskClaim, TaskRecord, TaskStore, UploadStore,
+            };
+            use ::filegate_domain::{
+                ApiKeyId, FileId, FileRecord, FirmId, SessionState, TaskId, UploadSession,
+            };
+            use $crate::{
+                ApiKeyRow, Dialect, EventRow, FileRow, PartRow, SnapshotRow, TaskRow, corrupt,
+                session_state, to_i32, to_i64, unstorable,
+            };
+
+            type D = $dialect;
+            type U = <D as $crate::Encoding>::Uuid;
+            type T = <D as $crate::Encoding>::Time;
+
+            fn err(e: ::sqlx::Error) -> StoreError {
+                <D as Dialect>::error(e)
+            }
+
+            fn id(uuid: &::uuid::Uuid) -> U {
+                <D as Dialect>::uuid(uuid)
+            }
+
+            fn at(when: DateTime<Utc>, what: &str) -> Result<T, StoreError> {
+                <D as Dialect>::time(when, what)
+            }
+
+            fn now() -> Result<T, StoreError> {
+                at(Utc::now(), "the current time")
+            }
+
+            impl $store {
+                /// Wraps a pool configured elsewhere (tests, or a caller that shares one pool).
+                pub fn from_pool(pool: ::sqlx::Pool<<D as Dialect>::Db>) -> Self {
+                    Self { pool }
+                }
+
+                pub fn pool(&self) -> &::sqlx::Pool<<D as Dialect>::Db> {
+                    &self.pool
+                }
+
+                /// Brings the schema up to date; the migrations already applied are skipped.
+                pub async fn migrate(&self) -> Result<(), StoreError> {
+                    (&$migrator).run(&self.pool).await.map_err(|e| err(e.into()))
+                }
+
+                /// Closes the pool, waiting for the connections in use to be returned.
+                pub async fn close(&self) {
+                    self.pool.close().await;
+                }
+
+                /// The versions of the embedded migrations missing from the database, so that
+                /// readiness can tell "reachable but not migrated" from "ready".
+                async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+                    let log_exists: bool = ::sqlx::query_scalar($log_exists)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(err)?;
+                    let applied: Vec<i64> = if log_exists {
+                        ::sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                            .fetch_all(&self.pool)
+                            .await
+                            .map_err(err)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok($crate::pending_migrations(&$migrator, &applied))
+                }
+
+                async fn committed_file_in<'c, X>(
+                    exec: X,
+                    file: FileId,
+                ) -> Result<Option<FileRecord>, StoreError>
+                where
+                    X: ::sqlx::Executor<'c, Database = <D as Dialect>::Db>,
+                {
+                    let row: Option<FileRow<U, T>> = ::sqlx::query_as(concat!(
+                        "SELECT ",
+                        $crate::file_columns!(),
+                        " FROM files WHERE id = $1"
+                    ))
+                    .bind(id(file.as_uuid()))
+                    .fetch_optional(exec)
+                    .await
+                    .map_err(err)?;
+                    row.map(FileRow::into_domain::<D>).transpose()
+                }
+            }
+
+            impl StoreHealth for $store {
+                async fn ping(&self) -> Result<(), StoreError> {
+                    ::sqlx::query("SELECT 1")
+                        .execute(&self.pool)
+                        .await
+                        .map_err(err)?;
+                    let pending = self.pending_migrations().await?;
+                    if pending.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(StoreError::Unavailable(::anyhow::anyhow!(
+                            "the database is reachable but its schema is not migrated (pending migrations: {pending:?})"
+                        )))
+                    }
+                }
+            }
+
+            impl KeyStore for $store {
+                async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+                    ::sqlx::query(
+                        "INSERT INTO api_keys (id, key_hash, firm_id, user_id, created_at)
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(id(key.id.as_uuid()))
+                    .bind(&key.hash)
+                    .bind(id(key.firm.as_uuid()))
+                    .bind(id(key.user.as_uuid()))
+                    .bind(at(key.created_at, "api key creation time")?)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    Ok(())
+                }
+
+                async fn find_api_key(
+                    &self,
+                    hash: &str,
+                ) -> Result<Option<StoredApiKey>, StoreError> {
+                    let row: Option<ApiKeyRow<U, T>> = ::sqlx::query_as(
+                        "SELECT id, key_hash, firm_id, user_id, created_at FROM api_keys
+                         WHERE key_hash = $1 AND revoked_at IS NULL",
+                    )
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    row.map(ApiKeyRow::into_domain::<D>).transpose()
+                }
+
+                async fn revoke_api_key(
+                    &self,
+                    key: ApiKeyId,
+                    when: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    let done = ::sqlx::query(
+                        "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                    )
+                    .bind(id(key.as_uuid()))
+                    .bind(at(when, "api key revocation time")?)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn count_api_keys(&self) -> Result<u64, StoreError> {
+                    let live: i64 =
+                        ::sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+                            .fetch_one(&self.pool)
+                            .await
+                            .map_err(err)?;
+                    u64::try_from(live)
+                        .map_err(|_| corrupt(format_args!("negative key count {live}")))
+                }
+            }
+
+            impl UploadStore for $store {
+                type Tx = $tx;
+
+                async fn open_session(&self, session: &UploadSession) -> Result<(), StoreError> {
+                    let completed_at = match session.state {
+                        SessionState::Committed => Some(now()?),
+                        SessionState::Open => None,
+                    };
+                    ::sqlx::query(
+                        "INSERT INTO upload_sessions
+                             (file_id, firm_id, user_id, mode, total_blocks, file_name,
+                              content_type, blob_path, upload_id, state, created_at, completed_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    )
+                    .bind(id(session.file_id.as_uuid()))
+                    .bind(id(session.firm.as_uuid()))
+                    .bind(id(session.user.as_uuid()))
+                    .bind(session.mode.as_str())
+                    .bind(to_i32(session.total_blocks.get(), "total blocks")?)
+                    .bind(session.file_name.as_str())
+                    .bind(&session.content_type)
+                    .bind(session.blob_path.as_str())
+                    .bind(&session.upload_id)
+                    .bind(session.state.as_str())
+                    .bind(at(session.created_at, "session creation time")?)
+                    .bind(completed_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    Ok(())
+                }
+
+                async fn find_session(
+                    &self,
+                    firm: FirmId,
+                    file: FileId,
+                ) -> Result<Option<SessionSnapshot>, StoreError> {
+                    // One statement is one read snapshot: the session and its blocks agree.
+                    let row: Option<SnapshotRow<U, T>> = ::sqlx::query_as(concat!(
+                        "SELECT ",
+                        $crate::session_columns!(),
+                        ", (SELECT ",
+                        $index_list,
+                        " FROM staged_blocks b WHERE b.file_id = s.file_id) AS received,
+                           (SELECT CAST(COALESCE(sum(size), 0) AS BIGINT) FROM staged_blocks b
+                            WHERE b.file_id = s.file_id) AS staged_bytes
+                         FROM upload_sessions s
+                         WHERE s.file_id = $1 AND s.firm_id = $2"
+                    ))
+                    .bind(id(file.as_uuid()))
+                    .bind(id(firm.as_uuid()))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    let Some(row) = row else {
+                        return Ok(None);
+                    };
+                    let (session, received, staged_bytes) = row.into_domain::<D>()?;
+                    // The session row was read first, and a file row is written in the
+                    // transaction that commits its session and never removed, so a commit
+                    // landing in between shows as "open, no file yet".
+                    let file_record = match session.state {
+                        SessionState::Committed => Some(
+                            Self::committed_file_in(&self.pool, file).await?.ok_or_else(|| {
+                                corrupt(format_args!(
+                                    "file {file}: committed session without a file row"
+                                ))
+                            })?,
+                        ),
+                        SessionState::Open => None,
+                    };
+                    Ok(Some(SessionSnapshot {
+                        session,
+                        received,
+                        staged_bytes,
+                        file: file_record,
+                    }))
+                }
+
+                async fn lock_session(
+                    &self,
+                    file: FileId,
+                ) -> Result<Option<($tx, LockedSession)>, StoreError> {
+                    let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
+                    // The lock every request for this file queues on.
+                    let locked: Option<(i32, String)> = ::sqlx::query_as(concat!(
+                        "SELECT total_blocks, state FROM upload_sessions WHERE file_id = $1",
+                        $lock_row
+                    ))
+                    .bind(id(file.as_uuid()))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    let Some((total, state)) = locked else {
+                        return Ok(None);
+                    };
+                    let locked = LockedSession {
+                        total_blocks: u32::try_from(total).map_err(|_| {
+                            corrupt(format_args!("file {file}: total blocks {total}"))
+                        })?,
+                        state: session_state(&state, file)?,
+                    };
+                    Ok(Some(($tx { tx, file }, locked)))
+                }
+            }
+
+            impl SessionTx for $tx {
+                async fn committed_file(&mut self) -> Result<Option<FileRecord>, StoreError> {
+                    <$store>::committed_file_in(&mut *self.tx, self.file).await
+                }
+
+                async fn upsert_block(&mut self, block: &StagedBlock) -> Result<u32, StoreError> {
+                    let file = id(self.file.as_uuid());
+                    let index = to_i32(block.index.get(), "block index")?;
+                    // This transaction holds the session's lock, so "was this index staged
+                    // before?" stays true until the count is updated.
+                    let previous: bool = ::sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM staged_blocks
+                                        WHERE file_id = $1 AND block_index = $2)",
+                    )
+                    .bind(&file)
+                    .bind(index)
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(err)?;
+                    ::sqlx::query(
+                        "INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (file_id, block_index)
+                         DO UPDATE SET part_id = excluded.part_id, size = excluded.size,
+                                       staged_at = excluded.staged_at",
+                    )
+                    .bind(&file)
+                    .bind(index)
+                    .bind(&block.part_id)
+                    .bind(to_i64(block.size, "block size")?)
+                    .bind(now()?)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(err)?;
+                    let received: i32 = ::sqlx::query_scalar(
+                        "UPDATE upload_sessions SET received_blocks = received_blocks + $2
+                         WHERE file_id = $1
+                         RETURNING received_blocks",
+                    )
+                    .bind(&file)
+                    .bind(if previous { 0_i32 } else { 1 })
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(err)?;
+                    u32::try_from(received).map_err(|_| {
+                        corrupt(format_args!("file {}: block count {received}", self.file))
+                    })
+                }
+
+                async fn staged_parts(&mut self) -> Result<Vec<StagedPart>, StoreError> {
+                    let rows: Vec<PartRow> = ::sqlx::query_as(
+                        "SELECT part_id, size FROM staged_blocks
+                         WHERE file_id = $1 ORDER BY block_index",
+                    )
+                    .bind(id(self.file.as_uuid()))
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(err)?;
+                    rows.into_iter().map(|r| r.into_domain(self.file)).collect()
+                }
+
+                async fn insert_file(&mut self, record: &FileRecord) -> Result<(), StoreError> {
+                    ::sqlx::query(concat!(
+                        "INSERT INTO files (",
+                        $crate::file_columns!(),
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    ))
+                    .bind(id(record.id.as_uuid()))
+                    .bind(id(record.firm.as_uuid()))
+                    .bind(id(record.user.as_uuid()))
+                    .bind(record.mode.as_str())
+                    .bind(record.blob_path.as_str())
+                    .bind(&record.url)
+                    .bind(record.file_name.as_str())
+                    .bind(&record.content_type)
+                    .bind(to_i64(record.size, "file size")?)
+                    .bind(at(record.created_at, "file creation time")?)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(err)?;
+                    Ok(())
+                }
+
+                async fn insert_event(&mut self, event: &OutgoingEvent) -> Result<(), StoreError> {
+                    ::sqlx::query(
+                        "INSERT INTO outbox (id, routing_key, payload, created_at)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(&event.id)
+                    .bind(&event.routing_key)
+                    .bind(&event.payload)
+                    .bind(now()?)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(err)?;
+                    Ok(())
+                }
+
+                async fn mark_committed(&mut self) -> Result<(), StoreError> {
+                    ::sqlx::query(
+                        "UPDATE upload_sessions SET state = 'committed', completed_at = $2
+                         WHERE file_id = $1",
+                    )
+                    .bind(id(self.file.as_uuid()))
+                    .bind(now()?)
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err(err)?;
+                    Ok(())
+                }
+
+                async fn commit(self) -> Result<(), StoreError> {
+                    self.tx.commit().await.map_err(err)
+                }
+
+                async fn rollback(self) -> Result<(), StoreError> {
+                    self.tx.rollback().await.map_err(err)
+                }
+            }
+
+            impl TaskStore for $store {
+                async fn claim_task(
+                    &self,
+                    task: TaskId,
+                    firm: FirmId,
+                    file: FileId,
+                    kind: &str,
+                    when: DateTime<Utc>,
+                    lease_until: DateTime<Utc>,
+                ) -> Result<TaskClaim, StoreError> {
+                    if !TASK_KINDS.contains(&kind) {
+                        return Err(unstorable(format_args!(
+                            "media task {task}: unknown kind `{kind}` (expected one of {TASK_KINDS:?})"
+                        )));
+                    }
+                    let when_stored = at(when, "the claim time")?;
+                    let lease = at(lease_until, "the lease's end")?;
+                    let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
+
+                    // First sight creates the record, claimed. A concurrent claim of the same
+                    // new id waits for the creating transaction and then does nothing: it finds
+                    // the row below.
+                    let created: Option<TaskRow<U, T>> = ::sqlx::query_as(concat!(
+                        "INSERT INTO media_tasks
+                             (id, firm_id, file_id, kind, status, attempts, lease_until,
+                              created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, 'pending', 1, $5, $6, $6)
+                         ON CONFLICT (id) DO NOTHING
+                         RETURNING ",
+                        $crate::task_columns!()
+                    ))
+                    .bind(id(task.as_uuid()))
+                    .bind(id(firm.as_uuid()))
+                    .bind(id(file.as_uuid()))
+                    .bind(kind)
+                    .bind(&lease)
+                    .bind(&when_stored)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    if let Some(row) = created {
+                        let record = row.into_domain::<D>()?;
+                        tx.commit().await.map_err(err)?;
+                        return Ok(TaskClaim::Claimed(record));
+                    }
+
+                    // The lock makes the decision and the update one step: of two deliveries
+                    // whose leases ran out together, one takes the lease and the other sees it.
+                    let existing: Option<TaskRow<U, T>> = ::sqlx::query_as(concat!(
+                        "SELECT ",
+                        $crate::task_columns!(),
+                        " FROM media_tasks WHERE id = $1",
+                        $lock_row
+                    ))
+                    .bind(id(task.as_uuid()))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    let current = existing
+                        .ok_or_else(|| {
+                            StoreError::Unknown(::anyhow::anyhow!(
+                                "media task {task} was neither created nor found while claiming it"
+                            ))
+                        })?
+                        .into_domain::<D>()?;
+                    let claim = match ClaimDecision::of(&current, when) {
+                        ClaimDecision::Finished => TaskClaim::Finished(current),
+                        ClaimDecision::Busy => TaskClaim::Busy(current),
+                        ClaimDecision::Take => {
+                            let row: TaskRow<U, T> = ::sqlx::query_as(concat!(
+                                "UPDATE media_tasks
+                                 SET attempts = attempts + 1, lease_until = $2, updated_at = $3
+                                 WHERE id = $1
+                                 RETURNING ",
+                                $crate::task_columns!()
+                            ))
+                            .bind(id(task.as_uuid()))
+                            .bind(&lease)
+                            .bind(&when_stored)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(err)?;
+                            TaskClaim::Claimed(row.into_domain::<D>()?)
+                        }
+                    };
+                    tx.commit().await.map_err(err)?;
+                    Ok(claim)
+                }
+
+                async fn save_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
+                    let lease_until = task
+                        .lease_until
+                        .map(|when| at(when, "the lease's end"))
+                        .transpose()?;
+                    let saved = ::sqlx::query(
+                        "UPDATE media_tasks
+                         SET status = $2, attempts = $3, media_id = $4, upload_session = $5,
+                             handle = $6, result_id = $7, last_error = $8, lease_until = $9,
+                             updated_at = $10
+                         WHERE id = $1",
+                    )
+                    .bind(id(task.id.as_uuid()))
+                    .bind(task.status.as_str())
+                    .bind(to_i32(task.attempts, "task attempts")?)
+                    .bind(&task.media_id)
+                    .bind(&task.upload_session)
+                    .bind(&task.handle)
+                    .bind(&task.result_id)
+                    .bind(&task.last_error)
+                    .bind(lease_until)
+                    .bind(at(task.updated_at, "task update time")?)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    if saved.rows_affected() == 0 {
+                        return Err(StoreError::Unknown(::anyhow::anyhow!(
+                            "cannot save media task {}: there is no such task (a task is created by claiming it)",
+                            task.id
+                        )));
+                    }
+                    Ok(())
+                }
+
+                async fn find_task(&self, task: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+                    let row: Option<TaskRow<U, T>> = ::sqlx::query_as(concat!(
+                        "SELECT ",
+                        $crate::task_columns!(),
+                        " FROM media_tasks WHERE id = $1"
+                    ))
+                    .bind(id(task.as_uuid()))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    row.map(TaskRow::into_domain::<D>).transpose()
+                }
+            }
+
+            impl OutboxStore for $store {
+                async fn unpublished_events(
+                    &self,
+                    limit: u32,
+                ) -> Result<Vec<OutgoingEvent>, StoreError> {
+                    let rows: Vec<EventRow> = ::sqlx::query_as(
+                        "SELECT id, routing_key, payload FROM outbox
+                         WHERE published_at IS NULL
+                         ORDER BY created_at, id
+                         LIMIT $1",
+                    )
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    Ok(rows.into_iter().map(OutgoingEvent::from).collect())
+                }
+
+                async fn mark_events_published(&self, ids: &[String]) -> Result<(), StoreError> {
+                    if ids.is_empty() {
+                        return Ok(());
+                    }
+                    let published_at = now()?;
+                    // One transaction (one fsync) for the batch, one prepared statement per
+                    // id: SQLite has no array parameter.
+                    let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
+                    for event in ids {
+                        // An event published twice (at least once) keeps the time of its first
+                        // publication.
+                        ::sqlx::query(
+                            "UPDATE outbox SET published_at = $2
+                             WHERE id = $1 AND published_at IS NULL",
+                        )
+                        .bind(event)
+                        .bind(&published_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                    }
+                    tx.commit().await.map_err(err)?;
+                    Ok(())
+                }
+            }
+        };
+    };
+}
