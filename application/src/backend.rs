@@ -33,7 +33,10 @@ impl From<BlobError> for BackendFailure {
             // A deployment mistake the operator fixes without a new release; until then the
             // request is as retryable as during an outage.
             missing @ BlobError::ContainerMissing(_) => Self::Unavailable(missing.into()),
-            other @ (BlobError::NotFound(_) | BlobError::Unknown(_)) => Self::Broken(other.into()),
+            // A body reaches a store only through the upload use case, which answers it itself.
+            other @ (BlobError::NotFound(_) | BlobError::Body(_) | BlobError::Unknown(_)) => {
+                Self::Broken(other.into())
+            }
         }
     }
 }

@@ -131,7 +131,7 @@ mod tests {
             mode: Mode::Import,
             file_name: Some("c.csv".into()),
             content_type: Some("text/csv".into()),
-            data: bytes::Bytes::from_static(b"a,b"),
+            data: bytes::Bytes::from_static(b"a,b").into(),
         };
         let file = uploads.upload_chunk(who, cmd).await.unwrap().file_id;
         let bus = Bus::default();

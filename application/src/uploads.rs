@@ -12,17 +12,19 @@ use filegate_domain::{
     BlobPath, BlockRuleError, ChunkMismatch, FileId, FileName, FileRecord, FileTooLarge, Mode,
     RangeSpec, SessionState, SizeCaps, TotalBlocks, Unsatisfiable, UploadSession,
 };
+use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use crate::completion::{self, BlockOutcome, CommitPlan, RecordError};
 use crate::keys::Principal;
 use crate::ports::{
-    BlobError, BlobStore, Clock, IdSource, SessionSnapshot, StagedBlock, UploadStore,
+    BlobError, BlobStore, BodyError, ChunkBody, Clock, IdSource, SessionSnapshot, StagedBlock,
+    StagedPart, UploadStore,
 };
 
 /// One chunk as received, before any rule is checked. Numbers are kept wide so that an
 /// out-of-range value is reported as such rather than as a parse failure.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ChunkCommand {
     pub file_id: Option<FileId>,
     pub block_index: i64,
@@ -32,7 +34,8 @@ pub struct ChunkCommand {
     pub file_name: Option<String>,
     /// The part's declared content type.
     pub content_type: Option<String>,
-    pub data: Bytes,
+    /// The chunk's bytes, as they arrive.
+    pub data: ChunkBody,
 }
 
 /// What a client learns after a chunk.
@@ -78,6 +81,9 @@ pub enum UploadChunkError {
     /// The file is larger than its mode allows.
     #[error("{0}")]
     TooLarge(#[from] FileTooLarge),
+    /// The chunk's bytes stopped arriving or broke a rule while they were staged.
+    #[error(transparent)]
+    Body(BodyError),
     #[error("a backend is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -160,40 +166,50 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
     }
 
     /// Stages one chunk and, when it is the last missing one, commits the file.
-    #[tracing::instrument(skip_all, fields(firm = %who.firm, file_id, block_index = cmd.block_index, total_blocks = cmd.total_blocks, size = cmd.data.len()))]
+    #[tracing::instrument(skip_all, fields(firm = %who.firm, file_id, block_index = cmd.block_index, total_blocks = cmd.total_blocks, size))]
     pub async fn upload_chunk(
         &self,
         who: Principal,
         cmd: ChunkCommand,
     ) -> Result<ChunkReceipt, UploadChunkError> {
-        let total = TotalBlocks::new(cmd.total_blocks).map_err(|e| invalid("TotalBlocks", e))?;
+        // Taken apart at once: the body must not be borrowed across an await (it is not Sync).
+        let ChunkCommand {
+            file_id,
+            block_index,
+            total_blocks,
+            mode,
+            file_name,
+            content_type,
+            data,
+        } = cmd;
+        let total = TotalBlocks::new(total_blocks).map_err(|e| invalid("TotalBlocks", e))?;
         let index = total
-            .index(cmd.block_index)
+            .index(block_index)
             .map_err(|e| invalid("BlockIndex", e))?;
-        if cmd.data.is_empty() {
-            return Err(UploadChunkError::InvalidField {
-                field: "File",
-                message: "the chunk is empty".into(),
-            });
-        }
-        self.caps.check(cmd.mode, cmd.data.len() as u64)?;
-        let session = match cmd.file_id {
+        let cap = self.caps.cap(mode);
+        // What this chunk may add before the file passes its mode's cap: a re-sent index
+        // replaces bytes already counted (the commit checks the total again).
+        let mut already = 0;
+        let mut is_new = false;
+        let session = match file_id {
             Some(id) => {
                 let snapshot = self
                     .store
                     .find_session(who.firm, id)
                     .await?
                     .ok_or(UploadChunkError::NotFound(id))?;
-                snapshot.session.admit(cmd.mode, total)?;
-                // A re-sent index replaces bytes already counted, so only a new one can grow
-                // the file past its cap.
+                snapshot.session.admit(mode, total)?;
                 if !snapshot.received.contains(index) {
-                    self.caps
-                        .check(cmd.mode, snapshot.staged_bytes + cmd.data.len() as u64)?;
+                    already = snapshot.staged_bytes;
+                    self.caps.check(mode, already)?;
                 }
                 snapshot.session
             }
-            None if index.is_first() => self.open(who, &cmd, total).await?,
+            None if index.is_first() => {
+                is_new = true;
+                self.prepare(who, mode, file_name, content_type, total)
+                    .await?
+            }
             None => {
                 return Err(UploadChunkError::InvalidField {
                     field: "FileId",
@@ -203,13 +219,14 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         };
         tracing::Span::current().record("file_id", tracing::field::display(session.file_id));
 
-        let size = cmd.data.len() as u64;
+        let body = within_cap(data, mode, cap, already);
         let staged = self
             .blobs
-            .stage_block(&session.blob_path, &session.upload_id, index, cmd.data)
+            .stage_block(&session.blob_path, &session.upload_id, index, body)
             .await;
-        let part_id = match staged {
-            Ok(part_id) => part_id,
+        let StagedPart { part_id, size } = match staged {
+            Ok(part) => part,
+            Err(BlobError::Body(e)) => return Err(UploadChunkError::Body(e)),
             // A store that drops its staging area on commit (the local one) has nowhere to put
             // the block of a request that raced the commit; that request sees the commit, once
             // the commit's transaction has let go of the session.
@@ -230,6 +247,12 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             }
             Err(e) => return Err(e.into()),
         };
+        tracing::Span::current().record("size", size);
+        // A new upload is stored only once its first block is staged, so that a body that
+        // fails (too large, empty, cut off) leaves no session behind.
+        if is_new {
+            self.store.open_session(&session).await?;
+        }
         let block = StagedBlock {
             index,
             part_id,
@@ -326,30 +349,32 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         })
     }
 
-    async fn open(
+    /// A new session, its blob staging begun; stored by the caller once its block is staged.
+    async fn prepare(
         &self,
         who: Principal,
-        cmd: &ChunkCommand,
+        mode: Mode,
+        file_name: Option<String>,
+        content_type: Option<String>,
         total: TotalBlocks,
     ) -> Result<UploadSession, UploadChunkError> {
         let file_id = self.ids.file_id();
-        let file_name = FileName::sanitize(cmd.file_name.as_deref().unwrap_or_default());
-        let blob_path = BlobPath::for_file(cmd.mode, who.firm, who.user, file_id, &file_name);
+        let file_name = FileName::sanitize(file_name.as_deref().unwrap_or_default());
+        let blob_path = BlobPath::for_file(mode, who.firm, who.user, file_id, &file_name);
         let upload_id = self.blobs.begin(&blob_path).await?;
         let session = UploadSession {
             file_id,
             firm: who.firm,
             user: who.user,
-            mode: cmd.mode,
+            mode,
             total_blocks: total,
             file_name,
-            content_type: content_type_or_default(cmd.content_type.as_deref()),
+            content_type: content_type_or_default(content_type.as_deref()),
             blob_path,
             upload_id,
             state: SessionState::Open,
             created_at: self.clock.now(),
         };
-        self.store.open_session(&session).await?;
         Ok(session)
     }
 
@@ -381,6 +406,48 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             created_at: self.clock.now(),
         })
     }
+}
+
+/// The chunk's bytes, cut off with [`BodyError::TooLarge`] as soon as the file would pass its
+/// mode's cap (`already` bytes of it are staged), and refused when empty: both are found while
+/// the bytes arrive, so a store never keeps them.
+fn within_cap(body: ChunkBody, mode: Mode, cap: u64, already: u64) -> ChunkBody {
+    struct State {
+        body: ChunkBody,
+        received: u64,
+        done: bool,
+    }
+    let state = State {
+        body,
+        received: 0,
+        done: false,
+    };
+    let stream = futures::stream::unfold(state, move |mut state| async move {
+        if state.done {
+            return None;
+        }
+        let item = match state.body.next().await {
+            Some(Ok(piece)) => {
+                state.received += piece.len() as u64;
+                let size = already.saturating_add(state.received);
+                if size > cap {
+                    Err(BodyError::TooLarge(
+                        FileTooLarge { mode, size, cap }.to_string(),
+                    ))
+                } else {
+                    Ok(piece)
+                }
+            }
+            Some(Err(e)) => Err(e),
+            None if state.received == 0 => {
+                Err(BodyError::Invalid("File: the chunk is empty".into()))
+            }
+            None => return None,
+        };
+        state.done = item.is_err();
+        Some((item, state))
+    });
+    ChunkBody::new(stream.boxed())
 }
 
 fn invalid(field: &'static str, e: BlockRuleError) -> UploadChunkError {
@@ -442,7 +509,7 @@ mod tests {
             mode: Mode::Message,
             file_name: Some("../report.pdf".into()),
             content_type: Some("application/pdf".into()),
-            data: Bytes::from_static(data),
+            data: Bytes::from_static(data).into(),
         }
     }
 
@@ -618,6 +685,10 @@ mod tests {
         for (cmd, expected) in cases {
             match svc.upload_chunk(who(1), cmd).await {
                 Err(UploadChunkError::InvalidField { field, .. }) => assert_eq!(field, expected),
+                // An empty chunk is found while its bytes arrive.
+                Err(UploadChunkError::Body(BodyError::Invalid(message))) => {
+                    assert!(message.starts_with(&format!("{expected}:")), "{message}")
+                }
                 other => panic!("expected a field error naming {expected}, got {other:?}"),
             }
         }
@@ -715,12 +786,18 @@ mod tests {
         };
         let svc = svc.with_caps(caps);
         let big = ChunkCommand {
-            data: Bytes::from_static(b"01234567890"),
+            data: Bytes::from_static(b"01234567890").into(),
             ..chunk(None, 0, 1, b"")
         };
         assert!(matches!(
             svc.upload_chunk(who(1), big).await,
-            Err(UploadChunkError::TooLarge(_))
+            Err(UploadChunkError::Body(BodyError::TooLarge(_)))
+        ));
+        // The refused first chunk left no session behind.
+        assert!(matches!(
+            svc.file_status(who(1), FileId::from_uuid(Uuid::from_u128(1)))
+                .await,
+            Err(FileStatusError::NotFound(_))
         ));
         let id = Some(
             svc.upload_chunk(who(1), chunk(None, 0, 3, b"012345"))
@@ -737,7 +814,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, UploadChunkError::TooLarge(ref t) if t.cap == 10),
+            matches!(err, UploadChunkError::Body(BodyError::TooLarge(ref m)) if m.contains("10")),
             "{err:?}"
         );
         assert_eq!(blobs.commits(), 0);

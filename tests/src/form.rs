@@ -12,6 +12,11 @@ pub struct Chunk {
     pub mode: Option<String>,
     pub file_id: Option<String>,
     pub current_block: Option<String>,
+    /// Sends the File part before the text fields (the server then buffers it) instead of
+    /// last (the server then streams it to storage).
+    pub file_first: bool,
+    /// Text fields sent after the File part, as a careless client might.
+    pub trailing: Vec<(String, String)>,
 }
 
 impl Chunk {
@@ -33,14 +38,30 @@ impl Chunk {
         self
     }
 
+    pub fn file_first(mut self) -> Self {
+        self.file_first = true;
+        self
+    }
+
+    pub fn then_field(mut self, name: &str, value: &str) -> Self {
+        self.trailing.push((name.into(), value.into()));
+        self
+    }
+
     pub fn into_form(self) -> Form {
         let mut form = Form::new();
-        if let Some(data) = self.data {
+        let file = self.data.map(|data| {
             let mut part =
                 Part::bytes(data).file_name(self.file_name.unwrap_or_else(|| "blob".into()));
             if let Some(ct) = self.content_type {
                 part = part.mime_str(&ct).expect("valid mime");
             }
+            part
+        });
+        let mut file = file;
+        if self.file_first
+            && let Some(part) = file.take()
+        {
             form = form.part("File", part);
         }
         for (name, value) in [
@@ -53,6 +74,12 @@ impl Chunk {
             if let Some(v) = value {
                 form = form.text(name, v);
             }
+        }
+        if let Some(part) = file {
+            form = form.part("File", part);
+        }
+        for (name, value) in self.trailing {
+            form = form.text(name, value);
         }
         form
     }

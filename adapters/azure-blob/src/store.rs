@@ -5,8 +5,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use filegate_application::ports::{BlobError, BlobRead, BlobStore};
+use filegate_application::ports::{BlobError, BlobRead, BlobStore, ChunkBody, StagedPart};
 use filegate_domain::{BlobPath, BlockIndex};
 use futures::{StreamExt, TryStreamExt};
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder, split_sas};
@@ -353,10 +352,14 @@ impl BlobStore for AzureBlobStore {
         path: &BlobPath,
         upload_id: &str,
         index: BlockIndex,
-        data: Bytes,
-    ) -> Result<String, BlobError> {
+        body: ChunkBody,
+    ) -> Result<StagedPart, BlobError> {
         let location = self.path(path)?;
         let upload_id = upload_id.to_owned();
+        // Put Block takes the block as one payload: the chunk is collected first (the HTTP
+        // adapter has already bounded it to the largest chunk accepted).
+        let data = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
+        let size = data.len() as u64;
         let part = self
             .inner
             .put_part(
@@ -367,7 +370,10 @@ impl BlobStore for AzureBlobStore {
             )
             .await
             .map_err(|e| errors::map(e, &self.cx("staging a block of", path.as_str())))?;
-        Ok(part.content_id)
+        Ok(StagedPart {
+            part_id: part.content_id,
+            size,
+        })
     }
 
     /// When Put Block List fails, the blob may already be committed: Azure committed an

@@ -67,9 +67,10 @@ async fn a_repeated_commit_with_another_size_is_refused() {
         .index(0)
         .unwrap();
     let part = store
-        .stage_block(&path, &upload, index, Bytes::from_static(b"12345"))
+        .stage_block(&path, &upload, index, Bytes::from_static(b"12345").into())
         .await
-        .unwrap();
+        .unwrap()
+        .part_id;
     store
         .commit(&path, &upload, vec![part.clone()], 5)
         .await
@@ -103,7 +104,7 @@ async fn a_missing_container_makes_ping_answer_container_missing() {
         .index(0)
         .unwrap();
     let err = store
-        .stage_block(&path, "", index, Bytes::from_static(b"x"))
+        .stage_block(&path, "", index, Bytes::from_static(b"x").into())
         .await
         .unwrap_err();
     assert!(matches!(err, BlobError::ContainerMissing(_)), "{err:?}");

@@ -20,7 +20,7 @@ use std::fmt::Debug;
 use std::ops::Range;
 
 use bytes::Bytes;
-use filegate_application::ports::{BlobError, BlobRead, BlobStore};
+use filegate_application::ports::{BlobError, BlobRead, BlobStore, BodyError, ChunkBody};
 use filegate_domain::{BlobPath, FileId, FileName, FirmId, Mode, TotalBlocks, UserId};
 use futures::StreamExt;
 use rand::RngCore;
@@ -273,6 +273,59 @@ pub async fn share_url_answers_the_bytes<B: BlobStore>(store: &B) -> String {
     url
 }
 
+/// A block whose bytes arrive in many pieces is staged whole, in order, with its full size.
+pub async fn a_block_arriving_in_pieces_is_staged_whole<B: BlobStore>(store: &B) {
+    let path = fresh_path("pieces.bin");
+    let upload = ok(store.begin(&path).await, "begin");
+    let whole = random_bytes(300 * 1024 + 7);
+    let pieces: Vec<Result<Bytes, BodyError>> = whole
+        .chunks(8 * 1024 + 3)
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
+    let body = ChunkBody::new(futures::stream::iter(pieces).boxed());
+    let index = TotalBlocks::new(1)
+        .expect("a valid total")
+        .index(0)
+        .expect("index 0");
+    let staged = ok(
+        store.stage_block(&path, &upload, index, body).await,
+        "stage_block of a body in pieces",
+    );
+    assert_eq!(staged.size, whole.len() as u64);
+    ok(
+        store
+            .commit(&path, &upload, vec![staged.part_id], whole.len() as u64)
+            .await,
+        "commit",
+    );
+    let (_, bytes) = read_all(store, &path, None).await;
+    assert!(
+        bytes == whole,
+        "the staged block must hold every piece, in order"
+    );
+}
+
+/// A body that fails while it is being staged (the client stalled or sent too much) is
+/// answered with that body error, untouched, so that the client learns what it did.
+pub async fn a_body_that_fails_midway_is_answered_with_its_error<B: BlobStore>(store: &B) {
+    let path = fresh_path("cut.bin");
+    let upload = ok(store.begin(&path).await, "begin");
+    let pieces: Vec<Result<Bytes, BodyError>> = vec![
+        Ok(random_bytes(4096)),
+        Err(BodyError::Stalled(30)),
+        Ok(random_bytes(4096)),
+    ];
+    let body = ChunkBody::new(futures::stream::iter(pieces).boxed());
+    let index = TotalBlocks::new(1)
+        .expect("a valid total")
+        .index(0)
+        .expect("index 0");
+    match store.stage_block(&path, &upload, index, body).await {
+        Err(BlobError::Body(BodyError::Stalled(30))) => {}
+        other => panic!("a failing body must be answered with its error, got {other:?}"),
+    }
+}
+
 /// A path no other case or run uses.
 pub fn fresh_path(name: &str) -> BlobPath {
     BlobPath::for_file(
@@ -330,10 +383,16 @@ async fn stage<B: BlobStore>(
 ) -> String {
     let total = TotalBlocks::new(of as i64).expect("a valid total");
     let index = total.index(index as i64).expect("a valid index");
-    ok(
-        store.stage_block(path, upload, index, data).await,
+    let size = data.len() as u64;
+    let staged = ok(
+        store.stage_block(path, upload, index, data.into()).await,
         "stage_block",
-    )
+    );
+    assert_eq!(
+        staged.size, size,
+        "stage_block must answer the block's size"
+    );
+    staged.part_id
 }
 
 fn random_bytes(len: usize) -> Bytes {

@@ -136,6 +136,8 @@ macro_rules! blob_store_suite {
                 $run,
                 [
                     ping_answers_ok,
+                    a_block_arriving_in_pieces_is_staged_whole,
+                    a_body_that_fails_midway_is_answered_with_its_error,
                     blocks_staged_out_of_order_are_committed_in_the_given_order,
                     a_restaged_index_wins_when_its_new_part_is_committed,
                     a_range_reads_just_those_bytes,

@@ -1,13 +1,18 @@
 //! The chunk form, parsed by hand from the multipart stream.
 //!
 //! poem-openapi's derived multipart parser copies a file field into a temporary file before the
-//! handler runs and sets no size limit. This parser reads the stream once, keeps the chunk in
-//! one buffer that is handed to the blob store without a copy, and answers 413 as soon as the
-//! chunk crosses the limit, without reading the rest. The derived [`ChunkForm`] is kept only
-//! for the spec, so the spec and the parser describe the same fields.
+//! handler runs and sets no size limit. This parser reads the text fields, and when the File
+//! part comes after them (as `filegate upload`, the README's examples and [`ChunkForm`]'s field
+//! order send it) hands the File's bytes to the use case as a stream, so that they go to the
+//! blob store as they arrive and a request holds one piece at a time, not the chunk. A File
+//! that comes before the fields the use case needs is buffered (within the chunk limit) until
+//! they arrive. Either way 413 comes as soon as the chunk crosses the limit, without reading the
+//! rest. The derived [`ChunkForm`] is kept only for the spec, so the spec and the parser describe
+//! the same fields.
 
 use bytes::{Bytes, BytesMut};
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use poem::http::StatusCode;
 use poem::{Request, RequestBody};
 use poem_openapi::payload::{ParsePayload, Payload};
@@ -17,6 +22,7 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, Enum, ExtractParamOptions, Mu
 use uuid::Uuid;
 
 use filegate_application::ChunkCommand;
+use filegate_application::ports::{BodyError, ChunkBody};
 use filegate_domain::{FileId, Mode};
 
 use crate::envelope::ApiError;
@@ -49,14 +55,12 @@ pub enum ModeName {
     WhatsappMedia,
 }
 
-/// The fields of `POST /api/v1/Files/chunk`. Field names are matched case-insensitively.
+/// The fields of `POST /api/v1/Files/chunk`. Field names are matched case-insensitively. Send
+/// `File` last: its bytes then stream to storage as they arrive; a `File` sent before the other
+/// fields is held in memory until they arrive.
 #[derive(Debug, Multipart)]
 #[allow(dead_code)]
 pub struct ChunkForm {
-    /// The bytes of this chunk, as a file part with a filename (the first chunk's filename names
-    /// the stored file).
-    #[oai(rename = "File")]
-    file: Upload,
     /// Zero-based index of this chunk. Required unless the deprecated `CurrentBlock` is sent.
     #[oai(rename = "BlockIndex", validator(maximum(value = "49999")))]
     block_index: Option<u32>,
@@ -79,6 +83,10 @@ pub struct ChunkForm {
         validator(minimum(value = "1"), maximum(value = "50000"))
     )]
     current_block: Option<u32>,
+    /// The bytes of this chunk, as a file part with a filename (the first chunk's filename names
+    /// the stored file). Last, after the other fields.
+    #[oai(rename = "File")]
+    file: Upload,
 }
 
 /// A parsed chunk request, ready for the use case.
@@ -161,7 +169,10 @@ impl<'a> ApiExtractor<'a> for ChunkUpload {
 /// The raw fields as they arrive.
 #[derive(Default)]
 struct RawForm {
+    /// The File's bytes, when they came before the fields and had to be buffered.
     data: Option<Bytes>,
+    /// Whether the File part was seen (buffered or streaming).
+    has_file: bool,
     file_name: Option<String>,
     content_type: Option<String>,
     block_index: Option<String>,
@@ -209,11 +220,18 @@ async fn parse(
         let name = field.name().unwrap_or_default().to_ascii_lowercase();
         match name.as_str() {
             "file" => {
-                if form.data.is_some() {
+                if form.has_file {
                     return Err(ApiError::bad_request("File: sent more than once"));
                 }
+                form.has_file = true;
                 form.file_name = field.file_name().map(str::to_owned);
                 form.content_type = field.content_type().map(|m| m.essence_str().to_owned());
+                if form.is_ready_to_stream() {
+                    // Everything the use case needs is known: the File's bytes go to storage
+                    // as they arrive.
+                    let body = stream_file(multipart, field, limits);
+                    return form.into_command(ChunkBody::new(body));
+                }
                 let mut buf =
                     BytesMut::with_capacity(declared.unwrap_or(0).min(limits.max_chunk_bytes));
                 while let Some(piece) = field
@@ -235,24 +253,127 @@ async fn parse(
             "currentblock" => form.current_block = Some(text(field, "CurrentBlock", limits).await?),
             // Unknown fields are skipped, as an ASP.NET model binder would; their size still
             // counts against the whole-body limit.
-            _ => {
-                while field
-                    .chunk()
-                    .await
-                    .map_err(|e| multipart_error(e, limits))?
-                    .is_some()
-                {}
-            }
+            _ => skip(field, limits).await?,
         }
     }
-    form.into_command()
+    let data = form.data.take().ok_or_else(|| {
+        ApiError::bad_request("File: is required (a file part with the chunk's bytes)")
+    })?;
+    form.into_command(data.into())
+}
+
+/// The fields of the form whose names this parser knows; one of them after a streamed File
+/// comes too late to be used.
+const FIELD_NAMES: [(&str, &str); 6] = [
+    ("file", "File"),
+    ("blockindex", "BlockIndex"),
+    ("totalblocks", "TotalBlocks"),
+    ("mode", "Mode"),
+    ("fileid", "FileId"),
+    ("currentblock", "CurrentBlock"),
+];
+
+/// The File's bytes as they arrive, cut off at the chunk limit; after the File, the rest of the
+/// form is read: unknown fields are skipped, a known one is refused (its value would come after
+/// the bytes it decides about), so that the stream ends only when the request does.
+fn stream_file(
+    multipart: multer::Multipart<'static>,
+    field: multer::Field<'static>,
+    limits: ChunkLimits,
+) -> BoxStream<'static, Result<Bytes, BodyError>> {
+    struct State {
+        multipart: multer::Multipart<'static>,
+        field: Option<multer::Field<'static>>,
+        received: usize,
+        done: bool,
+    }
+    let state = State {
+        multipart,
+        field: Some(field),
+        received: 0,
+        done: false,
+    };
+    futures::stream::unfold(state, move |mut state| async move {
+        if state.done {
+            return None;
+        }
+        let item = loop {
+            if let Some(field) = state.field.as_mut() {
+                match field.chunk().await {
+                    Ok(Some(piece)) => {
+                        state.received += piece.len();
+                        if state.received > limits.max_chunk_bytes {
+                            break Err(BodyError::TooLarge(too_large(limits).message));
+                        }
+                        break Ok(piece);
+                    }
+                    Ok(None) => state.field = None,
+                    Err(e) => break Err(body_error(e, limits)),
+                }
+                continue;
+            }
+            match state.multipart.next_field().await {
+                Ok(None) => return None,
+                Ok(Some(next)) => {
+                    let name = next.name().unwrap_or_default().to_ascii_lowercase();
+                    if let Some((_, shown)) = FIELD_NAMES.iter().find(|(n, _)| *n == name) {
+                        break Err(BodyError::Invalid(format!(
+                            "{shown}: must come before File; send the File part last"
+                        )));
+                    }
+                    if let Err(e) = skip(next, limits).await {
+                        break Err(BodyError::Invalid(e.message));
+                    }
+                }
+                Err(e) => break Err(body_error(e, limits)),
+            }
+        };
+        state.done = item.is_err();
+        Some((item, state))
+    })
+    .boxed()
+}
+
+/// Reads a field to its end, keeping nothing.
+async fn skip(mut field: multer::Field<'_>, limits: ChunkLimits) -> Result<(), ApiError> {
+    while field
+        .chunk()
+        .await
+        .map_err(|e| multipart_error(e, limits))?
+        .is_some()
+    {}
+    Ok(())
+}
+
+/// A multipart failure met while the File streams, for the use case to pass back.
+fn body_error(e: multer::Error, limits: ChunkLimits) -> BodyError {
+    match e {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            BodyError::TooLarge(too_large(limits).message)
+        }
+        multer::Error::StreamReadFailed(cause) => BodyError::Broken(cause.to_string()),
+        multer::Error::IncompleteStream | multer::Error::IncompleteFieldData { .. } => {
+            BodyError::Broken("the body ended before the multipart form did".into())
+        }
+        other => BodyError::Invalid(format!("the multipart body is malformed: {other}")),
+    }
 }
 
 impl RawForm {
-    fn into_command(self) -> Result<ChunkCommand, ApiError> {
-        let data = self.data.ok_or_else(|| {
-            ApiError::bad_request("File: is required (a file part with the chunk's bytes)")
-        })?;
+    /// Whether the use case has what it needs before the File's bytes: the numbers, the mode,
+    /// and the file id unless this is the first block (which opens a session without one).
+    fn is_ready_to_stream(&self) -> bool {
+        let present = |f: &Option<String>| f.as_deref().is_some_and(|v| !v.trim().is_empty());
+        let first_block = self.block_index.as_deref().map(str::trim) == Some("0")
+            || (!present(&self.block_index)
+                && self.current_block.as_deref().map(str::trim) == Some("1"));
+        present(&self.total_blocks)
+            && (present(&self.block_index) || present(&self.current_block))
+            && present(&self.mode)
+            && (present(&self.file_id) || first_block)
+    }
+
+    fn into_command(self, data: ChunkBody) -> Result<ChunkCommand, ApiError> {
         let total_blocks = integer("TotalBlocks", self.total_blocks.as_deref())?
             .ok_or_else(|| ApiError::bad_request("TotalBlocks: is required"))?;
         let block_index = integer("BlockIndex", self.block_index.as_deref())?;

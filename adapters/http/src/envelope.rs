@@ -7,6 +7,7 @@ use poem_openapi::Object;
 use poem_openapi::types::{Example, ToJSON};
 use uuid::Uuid;
 
+use filegate_application::ports::BodyError;
 use filegate_application::{AuthError, ContentError, FileStatusError, UploadChunkError};
 
 /// How long a client is told to wait before retrying a 503.
@@ -351,6 +352,12 @@ impl From<UploadChunkError> for ApiError {
             UploadChunkError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
             UploadChunkError::Conflict(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             UploadChunkError::TooLarge(_) => Self::too_large(e.to_string()),
+            UploadChunkError::Body(body) => match body {
+                BodyError::TooLarge(message) => Self::too_large(message),
+                BodyError::Invalid(message) => Self::bad_request(message),
+                BodyError::Stalled(_) => Self::new(StatusCode::REQUEST_TIMEOUT, body.to_string()),
+                BodyError::Broken(_) => Self::bad_request(body.to_string()),
+            },
             UploadChunkError::Unavailable(cause) => {
                 tracing::warn!(error = ?cause, "a backend is unavailable");
                 Self::unavailable(

@@ -13,16 +13,16 @@
 
 use std::fmt::Display;
 use std::fs::{self, File};
-use std::io::{self, SeekFrom, Write};
+use std::io::{self, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use filegate_application::ports::{BlobError, BlobRead, BlobStore};
+use filegate_application::ports::{BlobError, BlobRead, BlobStore, ChunkBody, StagedPart};
 use filegate_domain::{BlobPath, BlockIndex};
 use futures::StreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 use url::Url;
 use uuid::Uuid;
@@ -205,32 +205,52 @@ impl Inner {
         Ok(())
     }
 
-    fn stage_block(
+    /// Creates the hidden temporary file a block is written into before it gets its part id.
+    fn open_part(
         &self,
         path: &BlobPath,
         upload_id: &str,
         index: BlockIndex,
-        data: &[u8],
-    ) -> Result<String, BlobError> {
+    ) -> Result<(TempFile, PathBuf, String), BlobError> {
         let dir = self.upload_dir(upload_id)?;
         let part_id = format!("{:05}-{}", index.get(), Uuid::new_v4().simple());
-        let cx = |e| {
-            self.io_error(
-                e,
-                "staging a block of",
-                &format_args!("{path} (upload {upload_id}, block {})", index.get()),
-            )
-        };
-        let mut temp = TempFile::create(dir.join(format!(".{part_id}.tmp"))).map_err(cx)?;
-        temp.file()?.write_all(data).map_err(cx)?;
+        let temp = TempFile::create(dir.join(format!(".{part_id}.tmp")))
+            .map_err(|e| self.stage_error(e, path, upload_id, index))?;
+        Ok((temp, dir, part_id))
+    }
+
+    /// Makes a written block durable (when blocks are synced) and gives it its part id: only
+    /// the rename publishes it, so a crash never leaves a part that is shorter than it was.
+    fn persist_part(
+        &self,
+        mut temp: TempFile,
+        dir: &Path,
+        part_id: &str,
+        (path, upload_id, index): (&BlobPath, &str, BlockIndex),
+    ) -> Result<(), BlobError> {
+        let cx = |e| self.stage_error(e, path, upload_id, index);
         if self.sync_blocks {
             temp.file()?.sync_all().map_err(cx)?;
         }
-        temp.persist(&dir.join(&part_id)).map_err(cx)?;
+        temp.persist(&dir.join(part_id)).map_err(cx)?;
         if self.sync_blocks {
-            sync_dir(&dir).map_err(cx)?;
+            sync_dir(dir).map_err(cx)?;
         }
-        Ok(part_id)
+        Ok(())
+    }
+
+    fn stage_error(
+        &self,
+        e: io::Error,
+        path: &BlobPath,
+        upload_id: &str,
+        index: BlockIndex,
+    ) -> BlobError {
+        self.io_error(
+            e,
+            "staging a block of",
+            &format_args!("{path} (upload {upload_id}, block {})", index.get()),
+        )
     }
 
     /// See [`BlobStore::commit`] on [`LocalFsStore`].
@@ -408,17 +428,35 @@ impl BlobStore for LocalFsStore {
     /// Writes the block to a temporary file in the upload's staging folder, flushes it when
     /// `sync_blocks` is on, and renames it to `{index:05}-{random hex}`, which is the part id:
     /// staging an index again gives a new part id, and the commit decides which one counts.
+    /// Writes the block's bytes as they arrive into a hidden temporary file (a request holds
+    /// one piece at a time, not the chunk), then makes it durable and renames it to its part
+    /// name. A body that fails midway leaves nothing: the temporary file is removed.
     async fn stage_block(
         &self,
         path: &BlobPath,
         upload_id: &str,
         index: BlockIndex,
-        data: Bytes,
-    ) -> Result<String, BlobError> {
+        mut body: ChunkBody,
+    ) -> Result<StagedPart, BlobError> {
         self.inner.resolve(path)?;
-        let (path, upload_id) = (path.clone(), upload_id.to_owned());
-        self.blocking(move |inner| inner.stage_block(&path, &upload_id, index, &data))
-            .await
+        let (p, u) = (path.clone(), upload_id.to_owned());
+        let (mut temp, dir, part_id) = self
+            .blocking(move |inner| inner.open_part(&p, &u, index))
+            .await?;
+        let cx = |e| self.inner.stage_error(e, path, upload_id, index);
+        let mut file = tokio::fs::File::from_std(temp.take_file()?);
+        let mut size = 0u64;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(BlobError::Body)?;
+            file.write_all(&piece).await.map_err(cx)?;
+            size += piece.len() as u64;
+        }
+        file.flush().await.map_err(cx)?;
+        temp.put_file(file.into_std().await);
+        let (p, u, id) = (path.clone(), upload_id.to_owned(), part_id.clone());
+        self.blocking(move |inner| inner.persist_part(temp, &dir, &id, (&p, &u, index)))
+            .await?;
+        Ok(StagedPart { part_id, size })
     }
 
     /// Concatenates the parts, in the given order, into a hidden temporary file in the final
@@ -575,6 +613,18 @@ impl TempFile {
             path,
             file: Some(file),
         })
+    }
+
+    /// Lends the file out (to write it asynchronously); [`TempFile::put_file`] gives it back.
+    /// The path stays owned, so a failure meanwhile still removes the file.
+    fn take_file(&mut self) -> Result<File, BlobError> {
+        self.file
+            .take()
+            .ok_or_else(|| BlobError::Unknown(anyhow::anyhow!("the temporary file is closed")))
+    }
+
+    fn put_file(&mut self, file: File) {
+        self.file = Some(file);
     }
 
     fn file(&mut self) -> Result<&mut File, BlobError> {

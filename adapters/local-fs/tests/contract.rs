@@ -63,9 +63,15 @@ async fn stage(
     data: &'static [u8],
 ) -> String {
     store
-        .stage_block(path, upload, index(total, i), Bytes::from_static(data))
+        .stage_block(
+            path,
+            upload,
+            index(total, i),
+            Bytes::from_static(data).into(),
+        )
         .await
         .unwrap()
+        .part_id
 }
 
 async fn read_all(store: &LocalFsStore, path: &BlobPath) -> Vec<u8> {
@@ -298,7 +304,7 @@ async fn concurrent_blocks_are_committed_in_index_order() {
             tokio::spawn(async move {
                 let data = Bytes::from(vec![i as u8; 1000 + i as usize]);
                 store
-                    .stage_block(&path, &upload, index(total, i), data)
+                    .stage_block(&path, &upload, index(total, i), data.into())
                     .await
                     .unwrap()
             })
@@ -306,7 +312,7 @@ async fn concurrent_blocks_are_committed_in_index_order() {
         .collect();
     let mut parts = Vec::new();
     for task in tasks {
-        parts.push(task.await.unwrap());
+        parts.push(task.await.unwrap().part_id);
     }
     let size: u64 = (0..total).map(|i| 1000 + i as u64).sum();
     store.commit(&path, &upload, parts, size).await.unwrap();
@@ -404,7 +410,12 @@ async fn paths_and_ids_that_lead_out_of_the_root_are_refused() {
         refused(store.begin(&bad).await.map(|_| ()));
         refused(
             store
-                .stage_block(&bad, &upload, index(1, 0), Bytes::from_static(b"evil"))
+                .stage_block(
+                    &bad,
+                    &upload,
+                    index(1, 0),
+                    Bytes::from_static(b"evil").into(),
+                )
                 .await
                 .map(|_| ()),
         );
@@ -429,7 +440,12 @@ async fn paths_and_ids_that_lead_out_of_the_root_are_refused() {
         &format!("{upload}/.."),
     ] {
         let r = store
-            .stage_block(&path, bad_upload, index(1, 0), Bytes::from_static(b"evil"))
+            .stage_block(
+                &path,
+                bad_upload,
+                index(1, 0),
+                Bytes::from_static(b"evil").into(),
+            )
             .await;
         assert!(
             matches!(r, Err(BlobError::Unknown(_))),
@@ -494,7 +510,7 @@ async fn a_missing_root_is_container_missing_and_is_not_recreated() {
     missing(store.begin(&path).await.map(|_| ()), "begin");
     missing(
         store
-            .stage_block(&path, &upload, index(1, 0), Bytes::from_static(b"x"))
+            .stage_block(&path, &upload, index(1, 0), Bytes::from_static(b"x").into())
             .await
             .map(|_| ()),
         "stage_block",
@@ -534,7 +550,7 @@ async fn staging_into_an_unknown_upload_is_not_found() {
             &path,
             "0123456789abcdef0123456789abcdef",
             index(1, 0),
-            Bytes::from_static(b"x"),
+            Bytes::from_static(b"x").into(),
         )
         .await;
     assert!(matches!(r, Err(BlobError::NotFound(_))), "{r:?}");

@@ -318,13 +318,14 @@ impl Client {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".to_owned());
         let mut form = Form::new()
-            .part("File", Part::bytes(data).file_name(name))
             .text("BlockIndex", block.to_string())
             .text("TotalBlocks", self.total.to_string())
             .text("Mode", self.options.mode.clone());
         if let Some(id) = file_id {
             form = form.text("FileId", id.to_string());
         }
+        // Last, so that the server streams the bytes to storage as they arrive.
+        form = form.part("File", Part::bytes(data).file_name(name));
         let url = format!(
             "{}/api/v1/Files/chunk",
             self.options.server.trim_end_matches('/')

@@ -11,7 +11,7 @@ use filegate_domain::{ApiKeyId, BlobPath, BlockIndex, FileId};
 use futures::StreamExt;
 use uuid::Uuid;
 
-use crate::ports::{BlobError, BlobRead, BlobStore, Clock, IdSource};
+use crate::ports::{BlobError, BlobRead, BlobStore, ChunkBody, Clock, IdSource, StagedPart};
 
 #[derive(Debug, Default)]
 struct BlobState {
@@ -56,15 +56,17 @@ impl BlobStore for InMemoryBlobs {
         _path: &BlobPath,
         _upload_id: &str,
         _index: BlockIndex,
-        data: Bytes,
-    ) -> Result<String, BlobError> {
+        body: ChunkBody,
+    ) -> Result<StagedPart, BlobError> {
+        let data = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
         // Yield so that racing requests really interleave.
         tokio::task::yield_now().await;
         let mut state = self.lock();
         state.next += 1;
-        let id = format!("{:032x}", state.next);
-        state.staged.insert(id.clone(), data);
-        Ok(id)
+        let part_id = format!("{:032x}", state.next);
+        let size = data.len() as u64;
+        state.staged.insert(part_id.clone(), data);
+        Ok(StagedPart { part_id, size })
     }
 
     async fn commit(

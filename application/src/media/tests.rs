@@ -63,7 +63,7 @@ async fn file(w: &World, mode: Mode, content_type: &str, chunks: &[&'static [u8]
             mode,
             file_name: Some("photo.png".into()),
             content_type: Some(content_type.into()),
-            data: Bytes::from_static(data),
+            data: Bytes::from_static(data).into(),
         };
         id = Some(w.uploads.upload_chunk(who(), cmd).await.unwrap().file_id);
     }
@@ -292,7 +292,7 @@ async fn a_file_still_uploading_is_retried() {
         mode: Mode::Message,
         file_name: Some("a.png".into()),
         content_type: Some("image/png".into()),
-        data: Bytes::from_static(b"half"),
+        data: Bytes::from_static(b"half").into(),
     };
     let id = w.uploads.upload_chunk(who(), cmd).await.unwrap().file_id;
     let outcome = w.worker.handle_task(&message_task(20, id), 1).await;

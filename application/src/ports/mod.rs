@@ -15,7 +15,7 @@ mod outbox;
 mod tasks;
 mod uploads;
 
-pub use blobs::{BlobRead, BlobStore};
+pub use blobs::{BlobRead, BlobStore, BodyError, ChunkBody};
 pub use keys::{KeyStore, StoredApiKey};
 pub use outbox::OutboxStore;
 pub use tasks::{ClaimDecision, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore};
@@ -50,6 +50,10 @@ pub enum BlobError {
     ContainerMissing(String),
     #[error("the blob store is unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// The chunk's bytes stopped arriving or broke a rule while being staged: the client's
+    /// fault, passed through as it came. Nothing was staged.
+    #[error(transparent)]
+    Body(BodyError),
     #[error(transparent)]
     Unknown(anyhow::Error),
 }

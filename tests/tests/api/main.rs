@@ -41,6 +41,8 @@ on_both_profiles!(
     uploads::an_upload_survives_a_server_restart_between_chunks,
     uploads::the_legacy_fields_and_a_case_insensitive_path_work,
     uploads::the_stored_name_is_the_sanitized_first_file_name,
+    uploads::a_file_sent_before_its_fields_is_buffered_and_stored,
+    uploads::a_field_after_a_streamed_file_is_refused_and_not_recorded,
     errors::missing_or_invalid_fields_get_400_naming_the_field,
     errors::a_body_that_is_not_multipart_is_refused_in_the_envelope,
     errors::a_missing_or_unknown_key_gets_401,

@@ -312,3 +312,64 @@ pub async fn the_stored_name_is_the_sanitized_first_file_name(profile: Profile) 
     let status = envelope(app.status(&file_id(&body)).await, 200).await;
     assert_eq!(status["data"]["fileName"], "pass wd_.csv");
 }
+
+/// A File part sent before the fields that say what it is can't be streamed: it is held until
+/// they arrive, and the upload works as usual.
+pub async fn a_file_sent_before_its_fields_is_buffered_and_stored(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
+    let data = random_bytes(3 * 150_000 + 11);
+    let chunks = split(&data, 3);
+    let first = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 3, "Firm").file_first())
+            .await,
+        200,
+    )
+    .await;
+    let id = file_id(&first);
+    envelope(
+        app.post_chunk(Chunk::new(chunks[1], 1, 3, "Firm").file_id(&id))
+            .await,
+        200,
+    )
+    .await;
+    let last = envelope(
+        app.post_chunk(
+            Chunk::new(chunks[2], 2, 3, "Firm")
+                .file_id(&id)
+                .file_first(),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(last["data"]["isComplete"], true);
+    let prefix = format!("firms/{}", app.firm);
+    app.assert_stored(url(&last), &prefix, &id, "report.pdf", &data)
+        .await;
+}
+
+/// A field that comes after a streamed File would decide about bytes already on their way to
+/// storage: the chunk is refused (400, naming the field) and not recorded.
+pub async fn a_field_after_a_streamed_file_is_refused_and_not_recorded(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
+    let first = envelope(
+        app.post_chunk(Chunk::new(b"first", 0, 2, "Message")).await,
+        200,
+    )
+    .await;
+    let id = file_id(&first);
+    let late = Chunk::new(b"second", 1, 2, "Message")
+        .file_id(&id)
+        .then_field("CurrentBlock", "2");
+    let resp = app.post_chunk(late).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("an envelope");
+    let message = body["message"].as_str().expect("a message");
+    assert!(
+        message.contains("CurrentBlock") && message.contains("before File"),
+        "{message}"
+    );
+    let status = envelope(app.status(&id).await, 200).await;
+    assert_eq!(status["data"]["isComplete"], false);
+    assert_eq!(status["data"]["missingBlocks"], serde_json::json!([1]));
+}
