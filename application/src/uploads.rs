@@ -413,41 +413,43 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
 /// the bytes arrive, so a store never keeps them.
 fn within_cap(body: ChunkBody, mode: Mode, cap: u64, already: u64) -> ChunkBody {
     struct State {
-        body: ChunkBody,
+        stream: BoxStream<'static, Result<Bytes, BodyError>>,
         received: u64,
         done: bool,
     }
-    let state = State {
-        body,
-        received: 0,
-        done: false,
-    };
-    let stream = futures::stream::unfold(state, move |mut state| async move {
-        if state.done {
-            return None;
-        }
-        let item = match state.body.next().await {
-            Some(Ok(piece)) => {
-                state.received += piece.len() as u64;
-                let size = already.saturating_add(state.received);
-                if size > cap {
-                    Err(BodyError::TooLarge(
-                        FileTooLarge { mode, size, cap }.to_string(),
-                    ))
-                } else {
-                    Ok(piece)
-                }
-            }
-            Some(Err(e)) => Err(e),
-            None if state.received == 0 => {
-                Err(BodyError::Invalid("File: the chunk is empty".into()))
-            }
-            None => return None,
+    body.map_stream(move |stream| {
+        let state = State {
+            stream,
+            received: 0,
+            done: false,
         };
-        state.done = item.is_err();
-        Some((item, state))
-    });
-    ChunkBody::new(stream.boxed())
+        futures::stream::unfold(state, move |mut state| async move {
+            if state.done {
+                return None;
+            }
+            let item = match state.stream.next().await {
+                Some(Ok(piece)) => {
+                    state.received += piece.len() as u64;
+                    let size = already.saturating_add(state.received);
+                    if size > cap {
+                        Err(BodyError::TooLarge(
+                            FileTooLarge { mode, size, cap }.to_string(),
+                        ))
+                    } else {
+                        Ok(piece)
+                    }
+                }
+                Some(Err(e)) => Err(e),
+                None if state.received == 0 => {
+                    Err(BodyError::Invalid("File: the chunk is empty".into()))
+                }
+                None => return None,
+            };
+            state.done = item.is_err();
+            Some((item, state))
+        })
+        .boxed()
+    })
 }
 
 fn invalid(field: &'static str, e: BlockRuleError) -> UploadChunkError {

@@ -137,6 +137,11 @@ pub struct HttpSettings {
     pub public_url: Option<String>,
     /// Seconds that in-flight requests get to finish after SIGTERM/Ctrl-C. Default 30.
     pub shutdown_grace_secs: u64,
+    /// Request bytes held in memory at once across all requests: a File part sent before the
+    /// other fields is buffered until they arrive, and the Azure store sends a block as one
+    /// payload. Beyond it a new chunk gets 503 with Retry-After. A chunk whose File comes last
+    /// streams to the local store and holds none of it. Default 256 MiB.
+    pub max_inflight_bytes: u64,
 }
 
 impl Default for HttpSettings {
@@ -146,6 +151,7 @@ impl Default for HttpSettings {
             max_chunk_bytes: 16 * 1024 * 1024,
             public_url: None,
             shutdown_grace_secs: 30,
+            max_inflight_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -98,6 +98,7 @@ pub async fn revoke_key(settings: &Settings, key_id: Uuid) -> anyhow::Result<()>
 fn http_options(settings: &Settings) -> HttpOptions {
     HttpOptions {
         max_chunk_bytes: settings.http.max_chunk_bytes,
+        max_inflight_bytes: settings.http.max_inflight_bytes,
         public_url: settings.http.public_url.clone(),
     }
 }

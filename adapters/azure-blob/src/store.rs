@@ -358,7 +358,8 @@ impl BlobStore for AzureBlobStore {
         let upload_id = upload_id.to_owned();
         // Put Block takes the block as one payload: the chunk is collected first (the HTTP
         // adapter has already bounded it to the largest chunk accepted).
-        let data = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
+        // The bytes are held against the server's budget until Put Block has sent them.
+        let (data, _held) = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
         let size = data.len() as u64;
         let part = self
             .inner

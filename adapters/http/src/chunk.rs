@@ -22,7 +22,7 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, Enum, ExtractParamOptions, Mu
 use uuid::Uuid;
 
 use filegate_application::ChunkCommand;
-use filegate_application::ports::{BodyError, ChunkBody};
+use filegate_application::ports::{BodyError, ByteBudget, ChunkBody, Reservation};
 use filegate_domain::{FileId, Mode};
 
 use crate::envelope::ApiError;
@@ -125,7 +125,11 @@ impl ParsePayload for ChunkUpload {
         let limits = request.data::<ChunkLimits>().copied().ok_or_else(|| {
             poem::Error::from_string("chunk limits missing", StatusCode::INTERNAL_SERVER_ERROR)
         })?;
-        Ok(Self(parse(request, body, limits).await?))
+        let budget = request
+            .data::<ByteBudget>()
+            .cloned()
+            .unwrap_or_else(ByteBudget::unlimited);
+        Ok(Self(parse(request, body, limits, budget).await?))
     }
 }
 
@@ -169,8 +173,9 @@ impl<'a> ApiExtractor<'a> for ChunkUpload {
 /// The raw fields as they arrive.
 #[derive(Default)]
 struct RawForm {
-    /// The File's bytes, when they came before the fields and had to be buffered.
-    data: Option<Bytes>,
+    /// The File's bytes, when they came before the fields and had to be buffered, with the
+    /// budget they are held against.
+    data: Option<(Bytes, Reservation)>,
     /// Whether the File part was seen (buffered or streaming).
     has_file: bool,
     file_name: Option<String>,
@@ -186,6 +191,7 @@ async fn parse(
     request: &Request,
     body: &mut RequestBody,
     limits: ChunkLimits,
+    budget: ByteBudget,
 ) -> Result<ChunkCommand, ApiError> {
     let max_body = limits.max_chunk_bytes + FORM_OVERHEAD;
     let declared = request
@@ -230,10 +236,11 @@ async fn parse(
                     // Everything the use case needs is known: the File's bytes go to storage
                     // as they arrive.
                     let body = stream_file(multipart, field, limits);
-                    return form.into_command(ChunkBody::new(body));
+                    return form.into_command(ChunkBody::new(body).with_budget(budget));
                 }
-                let mut buf =
-                    BytesMut::with_capacity(declared.unwrap_or(0).min(limits.max_chunk_bytes));
+                // Held in memory until the fields arrive, against the server's budget.
+                let mut held = budget.reservation();
+                let mut buf = BytesMut::new();
                 while let Some(piece) = field
                     .chunk()
                     .await
@@ -242,9 +249,10 @@ async fn parse(
                     if buf.len() + piece.len() > limits.max_chunk_bytes {
                         return Err(too_large(limits));
                     }
+                    held.grow(piece.len() as u64).map_err(|_| over_budget())?;
                     buf.extend_from_slice(&piece);
                 }
-                form.data = Some(buf.freeze());
+                form.data = Some((buf.freeze(), held));
             }
             "blockindex" => form.block_index = Some(text(field, "BlockIndex", limits).await?),
             "totalblocks" => form.total_blocks = Some(text(field, "TotalBlocks", limits).await?),
@@ -256,10 +264,10 @@ async fn parse(
             _ => skip(field, limits).await?,
         }
     }
-    let data = form.data.take().ok_or_else(|| {
+    let (data, held) = form.data.take().ok_or_else(|| {
         ApiError::bad_request("File: is required (a file part with the chunk's bytes)")
     })?;
-    form.into_command(data.into())
+    form.into_command(ChunkBody::buffered(data, held))
 }
 
 /// The fields of the form whose names this parser knows; one of them after a streamed File
@@ -454,6 +462,10 @@ async fn text(
         .await?;
     String::from_utf8(bytes)
         .map_err(|_| ApiError::bad_request(format!("{name}: is not valid UTF-8")))
+}
+
+fn over_budget() -> ApiError {
+    ApiError::unavailable(BodyError::OverBudget.to_string())
 }
 
 fn too_large(limits: ChunkLimits) -> ApiError {

@@ -357,6 +357,7 @@ impl From<UploadChunkError> for ApiError {
                 BodyError::Invalid(message) => Self::bad_request(message),
                 BodyError::Stalled(_) => Self::new(StatusCode::REQUEST_TIMEOUT, body.to_string()),
                 BodyError::Broken(_) => Self::bad_request(body.to_string()),
+                BodyError::OverBudget => Self::unavailable(body.to_string()),
             },
             UploadChunkError::Unavailable(cause) => {
                 tracing::warn!(error = ?cause, "a backend is unavailable");

@@ -11,6 +11,8 @@ mod service;
 
 use std::sync::Arc;
 
+use filegate_application::ports::ByteBudget;
+
 use poem::middleware::{NormalizePath, Tracing, TrailingSlash};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::OpenApiService;
@@ -24,6 +26,9 @@ pub use service::FilesService;
 pub struct HttpOptions {
     /// The largest chunk accepted, in bytes.
     pub max_chunk_bytes: usize,
+    /// Request bytes held in memory at once across all requests (a File sent before its
+    /// fields, a block a store takes as one payload); beyond it a chunk gets 503.
+    pub max_inflight_bytes: u64,
     /// The service's public URL: written into the spec, and the base of content URLs when the
     /// blob store has no client-facing URL (else the request's `Host` is used).
     pub public_url: Option<String>,
@@ -54,6 +59,7 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
         .data(ChunkLimits {
             max_chunk_bytes: options.max_chunk_bytes,
         })
+        .data(ByteBudget::new(options.max_inflight_bytes))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(Tracing);
     paths::CaseInsensitivePaths(envelope::EnvelopeErrors(routes.into_endpoint()))

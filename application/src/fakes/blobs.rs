@@ -58,7 +58,7 @@ impl BlobStore for InMemoryBlobs {
         _index: BlockIndex,
         body: ChunkBody,
     ) -> Result<StagedPart, BlobError> {
-        let data = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
+        let (data, _held) = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
         // Yield so that racing requests really interleave.
         tokio::task::yield_now().await;
         let mut state = self.lock();

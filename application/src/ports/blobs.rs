@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use filegate_domain::{BlobPath, BlockIndex};
@@ -28,31 +30,146 @@ pub enum BodyError {
     /// The connection broke before the body was complete.
     #[error("the request body was cut off: {0}")]
     Broken(String),
+    /// Holding these bytes would pass the server's budget of request bytes held in memory
+    /// across all requests: the same request may succeed shortly.
+    #[error("the server holds as many request bytes as it may; retry shortly")]
+    OverBudget,
+}
+
+/// The bytes of request bodies held in memory at once, across all requests: a body that must
+/// be buffered (a File sent before its fields, a store that takes a block as one payload)
+/// reserves its bytes here, and is refused ([`BodyError::OverBudget`]) rather than let memory
+/// grow with the load. Cloning shares the budget.
+#[derive(Debug, Clone)]
+pub struct ByteBudget(Arc<BudgetState>);
+
+#[derive(Debug)]
+struct BudgetState {
+    limit: u64,
+    held: AtomicU64,
+}
+
+impl ByteBudget {
+    pub fn new(limit: u64) -> Self {
+        Self(Arc::new(BudgetState {
+            limit,
+            held: AtomicU64::new(0),
+        }))
+    }
+
+    /// No limit: for tests and tools that buffer nothing of strangers.
+    pub fn unlimited() -> Self {
+        Self::new(u64::MAX)
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> u64 {
+        self.0.held.load(Ordering::Acquire)
+    }
+
+    /// An empty reservation, to grow as bytes arrive.
+    pub fn reservation(&self) -> Reservation {
+        Reservation {
+            budget: self.clone(),
+            held: 0,
+        }
+    }
+}
+
+/// Bytes held against a [`ByteBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: ByteBudget,
+    held: u64,
+}
+
+impl Reservation {
+    /// Holds `n` more bytes, or answers [`BodyError::OverBudget`] and holds nothing more.
+    pub fn grow(&mut self, n: u64) -> Result<(), BodyError> {
+        let state = &self.budget.0;
+        state
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(n).filter(|&total| total <= state.limit)
+            })
+            .map_err(|_| BodyError::OverBudget)?;
+        self.held += n;
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.0.held.fetch_sub(self.held, Ordering::AcqRel);
+    }
 }
 
 /// A chunk's bytes as they arrive from the client. A store reads it as it stages, so that a
-/// request holds a bounded buffer rather than the whole chunk.
-pub struct ChunkBody(BoxStream<'static, Result<Bytes, BodyError>>);
+/// request holds a bounded buffer rather than the whole chunk; a store that must hold the whole
+/// block ([`ChunkBody::collect`]) holds it against the body's [`ByteBudget`].
+pub struct ChunkBody {
+    stream: BoxStream<'static, Result<Bytes, BodyError>>,
+    budget: ByteBudget,
+}
 
 impl ChunkBody {
     pub fn new(stream: BoxStream<'static, Result<Bytes, BodyError>>) -> Self {
-        Self(stream)
+        Self {
+            stream,
+            budget: ByteBudget::unlimited(),
+        }
+    }
+
+    /// The budget that buffering this body is held against.
+    pub fn with_budget(mut self, budget: ByteBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// A body already in memory, held against a budget until the body is dropped.
+    pub fn buffered(data: Bytes, held: Reservation) -> Self {
+        let budget = held.budget.clone();
+        let stream = futures::stream::iter([Ok(data)]).map(move |piece| {
+            // The reservation lives as long as the stream that holds the bytes.
+            let _ = &held;
+            piece
+        });
+        Self {
+            stream: stream.boxed(),
+            budget,
+        }
     }
 
     /// The next piece; `None` once the body is complete.
     pub async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
-        self.0.next().await
+        self.stream.next().await
     }
 
-    /// The whole body in one buffer, for stores that take a block as one payload; at most
-    /// `limit` bytes are collected (a longer body is [`BodyError::TooLarge`]). A body that
-    /// arrives as one piece is handed on without a copy.
-    pub async fn collect(mut self, limit: usize) -> Result<Bytes, BodyError> {
+    /// Wraps the pieces (to count or cut them), keeping the budget.
+    pub fn map_stream(
+        self,
+        f: impl FnOnce(
+            BoxStream<'static, Result<Bytes, BodyError>>,
+        ) -> BoxStream<'static, Result<Bytes, BodyError>>,
+    ) -> Self {
+        Self {
+            stream: f(self.stream),
+            budget: self.budget,
+        }
+    }
+
+    /// The whole body in one buffer, for stores that take a block as one payload, held
+    /// against the body's budget until the answered [`Reservation`] is dropped; at most `limit`
+    /// bytes are collected (a longer body is [`BodyError::TooLarge`]). A body that arrives as
+    /// one piece is handed on without a copy.
+    pub async fn collect(mut self, limit: usize) -> Result<(Bytes, Reservation), BodyError> {
+        let mut held = self.budget.reservation();
         let mut first: Option<Bytes> = None;
         let mut joined: Option<bytes::BytesMut> = None;
         let mut len = 0usize;
         while let Some(piece) = self.next().await {
             let piece = piece?;
+            held.grow(piece.len() as u64)?;
             len += piece.len();
             if len > limit {
                 return Err(BodyError::TooLarge(format!(
@@ -70,21 +187,22 @@ impl ChunkBody {
                 (Some(_), Some(buf)) => buf.extend_from_slice(&piece),
             }
         }
-        Ok(match joined {
+        let whole = match joined {
             Some(buf) => buf.freeze(),
             None => first.unwrap_or_default(),
-        })
+        };
+        Ok((whole, held))
     }
 
     /// The stream, for adapters that pipe it on.
     pub fn into_stream(self) -> BoxStream<'static, Result<Bytes, BodyError>> {
-        self.0
+        self.stream
     }
 }
 
 impl From<Bytes> for ChunkBody {
     fn from(data: Bytes) -> Self {
-        Self(futures::stream::once(async move { Ok(data) }).boxed())
+        Self::new(futures::stream::once(async move { Ok(data) }).boxed())
     }
 }
 
@@ -166,4 +284,72 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
         &self,
         path: &BlobPath,
     ) -> impl Future<Output = Result<Option<String>, BlobError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(sizes: &[usize]) -> ChunkBody {
+        let pieces: Vec<Result<Bytes, BodyError>> = sizes
+            .iter()
+            .map(|&n| Ok(Bytes::from(vec![1u8; n])))
+            .collect();
+        ChunkBody::new(futures::stream::iter(pieces).boxed())
+    }
+
+    #[test]
+    fn a_reservation_holds_until_dropped_and_refuses_past_the_limit() {
+        let budget = ByteBudget::new(100);
+        let mut first = budget.reservation();
+        first.grow(60).unwrap();
+        let mut second = budget.reservation();
+        assert_eq!(second.grow(50), Err(BodyError::OverBudget));
+        second.grow(40).unwrap();
+        assert_eq!(budget.held(), 100);
+        drop(first);
+        assert_eq!(budget.held(), 40);
+        drop(second);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn collecting_a_body_holds_its_bytes_against_the_budget() {
+        let budget = ByteBudget::new(1000);
+        let (whole, held) = pieces(&[300, 200])
+            .with_budget(budget.clone())
+            .collect(10_000)
+            .await
+            .unwrap();
+        assert_eq!(whole.len(), 500);
+        assert_eq!(budget.held(), 500);
+        // A second body that would pass the budget is refused, and holds nothing after.
+        let refused = pieces(&[400, 400])
+            .with_budget(budget.clone())
+            .collect(10_000)
+            .await;
+        assert_eq!(refused.err(), Some(BodyError::OverBudget));
+        assert_eq!(budget.held(), 500);
+        drop(held);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_buffered_body_gives_its_bytes_back_when_dropped() {
+        let budget = ByteBudget::new(1000);
+        let mut held = budget.reservation();
+        held.grow(700).unwrap();
+        let mut body = ChunkBody::buffered(Bytes::from(vec![0u8; 700]), held);
+        assert_eq!(body.next().await.unwrap().unwrap().len(), 700);
+        assert!(body.next().await.is_none());
+        assert_eq!(budget.held(), 700);
+        drop(body);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn collecting_more_than_the_limit_is_too_large() {
+        let refused = pieces(&[600, 600]).collect(1000).await;
+        assert!(matches!(refused, Err(BodyError::TooLarge(_))));
+    }
 }

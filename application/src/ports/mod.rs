@@ -15,7 +15,7 @@ mod outbox;
 mod tasks;
 mod uploads;
 
-pub use blobs::{BlobRead, BlobStore, BodyError, ChunkBody};
+pub use blobs::{BlobRead, BlobStore, BodyError, ByteBudget, ChunkBody, Reservation};
 pub use keys::{KeyStore, StoredApiKey};
 pub use outbox::OutboxStore;
 pub use tasks::{ClaimDecision, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore};

@@ -366,3 +366,46 @@ pub async fn a_file_over_its_modes_cap_gets_413_and_keeps_nothing(profile: Profi
     // Other modes keep their own caps.
     envelope(app.post_chunk(Chunk::new(&big, 0, 1, "Contact")).await, 200).await;
 }
+
+/// Request bytes held in memory are bounded across requests: a chunk that would have to be
+/// held past `http.max_inflight_bytes` gets 503 with Retry-After and keeps nothing. A File sent
+/// last streams: to the local store it holds nothing, so it passes; the Azure store sends a
+/// block as one payload, so there it is held and refused the same way.
+pub async fn a_chunk_past_the_memory_budget_gets_503_and_keeps_nothing(profile: Profile) {
+    let mut options = TestAppOptions::new(profile);
+    options
+        .env
+        .push(("FILEGATE_HTTP__MAX_INFLIGHT_BYTES".into(), "100000".into()));
+    let app = TestApp::spawn_with(options).await;
+    let data = random_bytes(300_000);
+
+    let held = app
+        .post_chunk(Chunk::new(&data, 0, 1, "Message").file_first())
+        .await;
+    assert_eq!(
+        held.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5"),
+        "a 503 says when to retry"
+    );
+    error_naming(held, 503, "retry").await;
+
+    let streamed = app.post_chunk(Chunk::new(&data, 0, 1, "Message")).await;
+    match profile {
+        Profile::Embedded => {
+            let body = envelope(streamed, 200).await;
+            assert_eq!(body["data"]["isComplete"], true);
+        }
+        Profile::Azure => {
+            error_naming(streamed, 503, "retry").await;
+        }
+    }
+    // Small chunks still fit.
+    envelope(
+        app.post_chunk(Chunk::new(&data[..50_000], 0, 1, "Message").file_first())
+            .await,
+        200,
+    )
+    .await;
+}

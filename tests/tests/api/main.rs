@@ -50,6 +50,7 @@ on_both_profiles!(
     errors::conflicting_chunks_get_409,
     errors::a_chunk_over_the_limit_gets_413,
     errors::a_file_over_its_modes_cap_gets_413_and_keeps_nothing,
+    errors::a_chunk_past_the_memory_budget_gets_503_and_keeps_nothing,
     errors::a_chunk_far_over_the_limit_is_refused_without_reading_it_all,
     errors::unknown_routes_and_methods_answer_in_the_envelope,
     health::liveness_and_readiness_answer_without_a_key,
