@@ -249,7 +249,14 @@ async fn parse(
                     if buf.len() + piece.len() > limits.max_chunk_bytes {
                         return Err(too_large(limits));
                     }
-                    held.grow(piece.len() as u64).map_err(|_| over_budget())?;
+                    if held.grow(piece.len() as u64).is_err() {
+                        // The rest is read and dropped (it is bounded by the body limit and
+                        // holds no memory), so that the client, still sending, reads the 503
+                        // instead of a reset connection.
+                        drop((buf, held));
+                        drain(field, &mut multipart, limits).await;
+                        return Err(over_budget());
+                    }
                     buf.extend_from_slice(&piece);
                 }
                 form.data = Some((buf.freeze(), held));
@@ -340,6 +347,22 @@ fn stream_file(
         Some((item, state))
     })
     .boxed()
+}
+
+/// Reads what is left of the body, keeping nothing; a failure just ends it.
+async fn drain(
+    field: multer::Field<'static>,
+    multipart: &mut multer::Multipart<'static>,
+    limits: ChunkLimits,
+) {
+    if skip(field, limits).await.is_err() {
+        return;
+    }
+    while let Ok(Some(next)) = multipart.next_field().await {
+        if skip(next, limits).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Reads a field to its end, keeping nothing.
