@@ -89,7 +89,8 @@ pub async fn a_head_that_trickles_in_is_closed_after_the_header_timeout(profile:
     let app = spawn_with(profile, &[("FILEGATE_HTTP__HEADER_TIMEOUT_SECS", "1")]).await;
     let mut stream = TcpStream::connect(addr(&app)).await.expect("connect");
     let started = Instant::now();
-    let head = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let head =
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let mut closed_early = false;
     for b in head {
         // One byte every 100 ms keeps the connection busy but never finishes the head.
