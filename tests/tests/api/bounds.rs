@@ -51,7 +51,7 @@ pub async fn idle_connections_are_closed_after_the_header_timeout(profile: Profi
     let app = spawn_with(
         profile,
         &[
-            ("FILEGATE_HTTP__HEADER_TIMEOUT_SECS", "1"),
+            ("FILEGATE_HTTP__HEADER_TIMEOUT_SECS", "2"),
             ("FILEGATE_HTTP__IDLE_TIMEOUT_SECS", "60"),
         ],
     )
@@ -62,8 +62,11 @@ pub async fn idle_connections_are_closed_after_the_header_timeout(profile: Profi
         idle.push(TcpStream::connect(&addr).await.expect("connect"));
     }
     let started = Instant::now();
+    // The last one connected, so that a slow machine's time spent connecting the others does
+    // not eat into its deadline.
+    let newest = idle.last_mut().expect("300 connections");
     assert!(
-        stays_open_and_quiet(&mut idle[0], Duration::from_millis(300)).await,
+        stays_open_and_quiet(newest, Duration::from_millis(500)).await,
         "a new connection is not closed before the header timeout"
     );
     let closed = tokio::time::timeout(
@@ -77,8 +80,8 @@ pub async fn idle_connections_are_closed_after_the_header_timeout(profile: Profi
         "an idle connection was sent something before it was closed"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "closed by the 1 s header timeout, not by the 60 s idle timeout: {:?}",
+        started.elapsed() < Duration::from_secs(12),
+        "closed by the 2 s header timeout, not by the 60 s idle timeout: {:?}",
         started.elapsed()
     );
     let live = app.http.get(app.url("/health/live")).send().await.unwrap();
@@ -109,7 +112,7 @@ pub async fn a_head_that_trickles_in_is_closed_after_the_header_timeout(profile:
         started.elapsed()
     );
     assert!(
-        started.elapsed() < Duration::from_secs(4),
+        started.elapsed() < Duration::from_secs(6),
         "cut off by the 1 s header timeout: {:?}",
         started.elapsed()
     );
