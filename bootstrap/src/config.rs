@@ -142,6 +142,20 @@ pub struct HttpSettings {
     /// payload. Beyond it a new chunk gets 503 with Retry-After. A chunk whose File comes last
     /// streams to the local store and holds none of it. Default 256 MiB.
     pub max_inflight_bytes: u64,
+    /// Seconds within which a new connection must deliver its first request head; else it is
+    /// closed. Without it a client that connects and sends nothing holds a connection (and a
+    /// file descriptor) forever. Default 10.
+    pub header_timeout_secs: u64,
+    /// Seconds a connection, or a request body being read, may go without moving a byte before
+    /// it is closed; a stalled chunk body gets 408. It frees what a vanished or stalling client
+    /// holds (its connection, its buffered chunk) without cutting off a slow but live one.
+    /// Default 30.
+    pub idle_timeout_secs: u64,
+    /// Client connections open at once. Beyond it, new connections wait in the kernel's accept
+    /// backlog until one closes, so a flood cannot exhaust file descriptors. At start the
+    /// process's soft file-descriptor limit is raised to fit it, or it is lowered to what the
+    /// hard limit allows (and the start logs it). Default 4096.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSettings {
@@ -152,6 +166,9 @@ impl Default for HttpSettings {
             public_url: None,
             shutdown_grace_secs: 30,
             max_inflight_bytes: 256 * 1024 * 1024,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 30,
+            max_connections: 4096,
         }
     }
 }
@@ -348,6 +365,39 @@ mod tests {
             assert_eq!(s.blob.azure.container, "uploads");
             assert_eq!(s.blob.kind, BlobKind::Local);
             assert_eq!(s.database.kind(), Ok(DatabaseKind::Sqlite));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_connection_bounds_have_defaults_and_follow_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.http.header_timeout_secs, 10);
+            assert_eq!(s.http.idle_timeout_secs, 30);
+            assert_eq!(s.http.max_connections, 4096);
+            jail.set_env("FILEGATE_HTTP__HEADER_TIMEOUT_SECS", "2");
+            jail.set_env("FILEGATE_HTTP__IDLE_TIMEOUT_SECS", "5");
+            jail.set_env("FILEGATE_HTTP__MAX_CONNECTIONS", "8");
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.http.header_timeout_secs, 2);
+            assert_eq!(s.http.idle_timeout_secs, 5);
+            assert_eq!(s.http.max_connections, 8);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_connection_bounds_load_from_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bounds.toml",
+                "[http]\nheader_timeout_secs = 3\nidle_timeout_secs = 7\nmax_connections = 100\n",
+            )?;
+            let s = Settings::load(Some(Path::new("bounds.toml"))).unwrap();
+            assert_eq!(s.http.header_timeout_secs, 3);
+            assert_eq!(s.http.idle_timeout_secs, 7);
+            assert_eq!(s.http.max_connections, 100);
             Ok(())
         });
     }

@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use filegate_adapter_azure_blob::AzureBlobStore;
-use filegate_adapter_http::{FilesService, HttpOptions};
+use filegate_adapter_http::{BoundedAcceptor, ConnectionBounds, FilesService, HttpOptions};
 use filegate_adapter_local_fs::LocalFsStore;
 use filegate_adapter_meta::MetaHttpClient;
 use filegate_adapter_postgres::PgStore;
@@ -100,7 +100,57 @@ fn http_options(settings: &Settings) -> HttpOptions {
         max_chunk_bytes: settings.http.max_chunk_bytes,
         max_inflight_bytes: settings.http.max_inflight_bytes,
         public_url: settings.http.public_url.clone(),
+        body_idle_timeout: Some(idle_timeout(settings)),
     }
+}
+
+fn idle_timeout(settings: &Settings) -> Duration {
+    Duration::from_secs(settings.http.idle_timeout_secs.max(1))
+}
+
+/// Concurrent requests on one h2c connection. Each may buffer a whole chunk, so one connection
+/// must not be able to open hundreds (hyper's default when poem passes no limit is none at
+/// all); 32 is well above the uploader's parallelism and what browsers use per origin.
+const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 32;
+
+/// File descriptors kept for everything but client connections: the listener, the database
+/// pool (counted apart), blob-store and broker connections, log output, the runtime.
+const RESERVED_FDS: u64 = 128;
+
+/// The connections that fit the process's file-descriptor limit. The soft limit is raised
+/// toward the hard one first, since distributions start processes at 1024, below the default
+/// `max_connections`; only when the hard limit is too low are connections fewer than asked.
+fn connection_budget(settings: &Settings) -> usize {
+    let wanted = settings.http.max_connections.max(1);
+    let reserved = RESERVED_FDS + u64::from(settings.database.max_connections);
+    let needed = wanted as u64 + reserved;
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(limit) => {
+            let budget = fit_connections(wanted, reserved, limit);
+            if budget < wanted {
+                tracing::warn!(
+                    http.max_connections = wanted,
+                    allowed = budget,
+                    fd_limit = limit,
+                    "the file-descriptor limit cannot be raised enough; serving fewer connections"
+                );
+            } else {
+                tracing::debug!(fd_limit = limit, "file-descriptor limit");
+            }
+            budget
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the file-descriptor limit; keeping http.max_connections");
+            wanted
+        }
+    }
+}
+
+/// The connections that `limit` descriptors allow after `reserved`, at most `wanted`, at least
+/// one.
+fn fit_connections(wanted: usize, reserved: u64, limit: u64) -> usize {
+    let room = usize::try_from(limit.saturating_sub(reserved)).unwrap_or(usize::MAX);
+    wanted.min(room).max(1)
 }
 
 pub fn openapi(settings: &Settings) -> String {
@@ -160,10 +210,15 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
     let service: Arc<dyn FilesService> = Arc::new(app);
     let endpoint = filegate_adapter_http::app(service, http_options(&settings));
 
+    let bounds = ConnectionBounds {
+        max_connections: connection_budget(&settings),
+        header_timeout: Duration::from_secs(settings.http.header_timeout_secs.max(1)),
+    };
     let acceptor = TcpListener::bind(settings.http.addr)
         .into_acceptor()
         .await
         .with_context(|| format!("cannot listen on {}", settings.http.addr))?;
+    let acceptor = BoundedAcceptor::new(acceptor, bounds);
     let local = acceptor
         .local_addr()
         .into_iter()
@@ -174,6 +229,8 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
 
     let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
     Server::new_with_acceptor(acceptor)
+        .idle_timeout(idle_timeout(&settings))
+        .http2_max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
         .run_with_graceful_shutdown(endpoint, shutdown_signal(), Some(grace))
         .await
         .context("the HTTP server failed")?;
@@ -291,4 +348,16 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_fit_the_descriptors_left_after_the_reserve() {
+        assert_eq!(fit_connections(4096, 144, 1_048_576), 4096);
+        assert_eq!(fit_connections(4096, 144, 1024), 880);
+        assert_eq!(fit_connections(4096, 144, 100), 1, "never zero");
+    }
 }

@@ -26,6 +26,7 @@ use filegate_application::ports::{BodyError, ByteBudget, ChunkBody, Reservation}
 use filegate_domain::{FileId, Mode};
 
 use crate::envelope::ApiError;
+use crate::idle::BodyIdleTimeout;
 
 /// The size limits of the chunk route, put into the request data by the router.
 #[derive(Debug, Clone, Copy)]
@@ -210,6 +211,8 @@ async fn parse(
         .take()
         .map_err(|_| ApiError::bad_request("the request has no body"))?
         .into_bytes_stream();
+    let idle = request.data::<BodyIdleTimeout>().and_then(|t| t.0);
+    let stream = crate::idle::stall_limited(stream, idle);
     let constraints = multer::Constraints::new().size_limit(
         multer::SizeLimit::new()
             .whole_stream(max_body as u64)
@@ -378,6 +381,9 @@ async fn skip(mut field: multer::Field<'_>, limits: ChunkLimits) -> Result<(), A
 
 /// A multipart failure met while the File streams, for the use case to pass back.
 fn body_error(e: multer::Error, limits: ChunkLimits) -> BodyError {
+    if let Some(stalled) = crate::idle::stall_of(&e) {
+        return BodyError::Stalled(stalled.0.as_secs());
+    }
     match e {
         multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
             BodyError::TooLarge(too_large(limits).message)
@@ -499,6 +505,9 @@ fn too_large(limits: ChunkLimits) -> ApiError {
 }
 
 fn multipart_error(e: multer::Error, limits: ChunkLimits) -> ApiError {
+    if let Some(stalled) = crate::idle::stall_of(&e) {
+        return stalled.into();
+    }
     match e {
         multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
             too_large(limits)

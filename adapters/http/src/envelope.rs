@@ -331,6 +331,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::idle::BodyStalled> for ApiError {
+    fn from(e: crate::idle::BodyStalled) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, e.to_string())
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {

@@ -6,10 +6,13 @@
 mod api;
 mod chunk;
 mod envelope;
+mod idle;
+mod listener;
 mod paths;
 mod service;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use filegate_application::ports::ByteBudget;
 
@@ -19,6 +22,7 @@ use poem_openapi::OpenApiService;
 
 pub use chunk::ChunkLimits;
 pub use envelope::ApiError;
+pub use listener::{BoundedAcceptor, BoundedIo, ConnectionBounds, HeadTimedOut};
 pub use service::FilesService;
 
 /// Settings of the HTTP layer that the routes need.
@@ -32,6 +36,9 @@ pub struct HttpOptions {
     /// The service's public URL: written into the spec, and the base of content URLs when the
     /// blob store has no client-facing URL (else the request's `Host` is used).
     pub public_url: Option<String>,
+    /// How long a request body may go without a byte before the request gets 408; `None`
+    /// waits forever.
+    pub body_idle_timeout: Option<Duration>,
 }
 
 fn openapi(options: &HttpOptions) -> OpenApiService<api::FilesApi, ()> {
@@ -60,6 +67,7 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
             max_chunk_bytes: options.max_chunk_bytes,
         })
         .data(ByteBudget::new(options.max_inflight_bytes))
+        .data(idle::BodyIdleTimeout(options.body_idle_timeout))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(Tracing);
     paths::CaseInsensitivePaths(envelope::EnvelopeErrors(routes.into_endpoint()))

@@ -117,6 +117,25 @@ struct StatusData {
     missing_blocks: Vec<u32>,
 }
 
+/// The longest `Retry-After` obeyed: a proxy that asks for an hour would otherwise leave the
+/// command hanging with no sign of life, so a longer one waits this long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The delay a `Retry-After` header asks for (503 and 429 carry one), in seconds: the only
+/// form filegate sends. An HTTP date or garbage is ignored.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// How long to wait before the next try: what the server asked for, else the back-off.
+fn next_wait(after: Option<Duration>, backoff: Duration) -> Duration {
+    after.map_or(backoff, |after| after.min(MAX_RETRY_AFTER))
+}
+
 /// Why one try failed, and whether another may succeed.
 enum TryError {
     Retry {
@@ -286,7 +305,7 @@ impl Client {
                     });
                 }
                 Err(TryError::Retry { message, after }) => {
-                    let wait = after.unwrap_or(delay);
+                    let wait = next_wait(after, delay);
                     tracing::warn!(block, attempt, error = %message, wait_ms = wait.as_millis() as u64, "chunk failed; retrying");
                     self.bar.println(format!(
                         "block {block}: {message}; retrying in {:.1}s",
@@ -342,12 +361,7 @@ impl Client {
                 after: None,
             })?;
         let status = resp.status().as_u16();
-        let after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let after = retry_after(resp.headers());
         let text = resp.text().await.map_err(|e| TryError::Retry {
             message: e.to_string(),
             after: None,
@@ -384,7 +398,7 @@ impl Client {
         let tries = self.options.max_tries.max(1);
         let mut last = String::new();
         for _ in 0..tries {
-            match self
+            let after = match self
                 .http
                 .get(&url)
                 .header("X-API-Key", &self.options.api_key)
@@ -393,6 +407,7 @@ impl Client {
             {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    let after = retry_after(resp.headers());
                     let text = resp.text().await.unwrap_or_default();
                     let envelope: Option<Envelope<StatusData>> = serde_json::from_str(&text).ok();
                     match (status, envelope) {
@@ -402,7 +417,10 @@ impl Client {
                                 data: Some(data), ..
                             }),
                         ) => return Ok(data),
-                        (429 | 500..=599, e) => last = e.map_or(text, |e| e.message),
+                        (429 | 500..=599, e) => {
+                            last = e.map_or(text, |e| e.message);
+                            after
+                        }
                         (_, e) => {
                             return Err(UploadError::Refused {
                                 status,
@@ -411,13 +429,54 @@ impl Client {
                         }
                     }
                 }
-                Err(e) => last = e.to_string(),
-            }
-            tokio::time::sleep(delay).await;
+                Err(e) => {
+                    last = e.to_string();
+                    None
+                }
+            };
+            tokio::time::sleep(next_wait(after, delay)).await;
             delay = (delay * 2).min(Duration::from_secs(30));
         }
         Err(UploadError::Protocol(format!(
             "the status of {id} could not be read: {last}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    use super::*;
+
+    fn headers(retry_after: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(retry_after));
+        headers
+    }
+
+    #[test]
+    fn a_503s_retry_after_is_the_wait_before_the_next_try() {
+        let backoff = Duration::from_millis(250);
+        let after = retry_after(&headers("5"));
+        assert_eq!(after, Some(Duration::from_secs(5)));
+        assert_eq!(next_wait(after, backoff), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn without_a_usable_retry_after_the_back_off_applies() {
+        let backoff = Duration::from_millis(250);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+        assert_eq!(retry_after(&headers("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(next_wait(None, backoff), backoff);
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_capped() {
+        let after = retry_after(&headers("86400"));
+        assert_eq!(
+            next_wait(after, Duration::from_millis(250)),
+            MAX_RETRY_AFTER
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bounds;
 mod cli;
 mod content;
 mod crash;
@@ -61,4 +62,9 @@ on_both_profiles!(
     content::content_of_an_open_unknown_or_foreign_file_is_refused,
     content::the_first_start_prints_a_working_key,
     crash::a_server_killed_mid_commit_leaves_the_file_whole_or_resumable,
+    bounds::idle_connections_are_closed_after_the_header_timeout,
+    bounds::a_head_that_trickles_in_is_closed_after_the_header_timeout,
+    bounds::a_chunk_body_that_stalls_gets_408_after_the_idle_timeout,
+    bounds::a_kept_alive_connection_that_goes_quiet_is_closed_after_the_idle_timeout,
+    bounds::a_full_server_serves_a_newcomer_once_idle_connections_time_out,
 );
