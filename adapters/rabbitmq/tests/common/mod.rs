@@ -229,15 +229,27 @@ impl Broker {
 
     /// Waits until `queue` holds `count` ready messages (at most `within`).
     pub async fn wait_ready(&self, queue: &str, count: u32, within: Duration) {
+        self.wait_ready_in(queue, count..=count, within).await;
+    }
+
+    /// Waits until the ready messages of `queue` are within `counts` (at most `within`): for a
+    /// publish that may or may not have arrived (at least once).
+    pub async fn wait_ready_in(
+        &self,
+        queue: &str,
+        counts: std::ops::RangeInclusive<u32>,
+        within: Duration,
+    ) {
+        let count = counts.clone();
         let deadline = Instant::now() + within;
         loop {
             let now = self.ready(queue).await;
-            if now == count {
+            if counts.contains(&now) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "`{queue}` holds {now} ready messages, not {count}"
+                "`{queue}` holds {now} ready messages, not {count:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
