@@ -291,18 +291,32 @@ impl Inner {
             "{COMMIT_TEMP_PREFIX}{}.tmp",
             Uuid::new_v4().simple()
         ));
-        let mut temp = TempFile::create(temp_path).map_err(cx)?;
-        let mut written = 0u64;
-        for id in part_ids {
-            let mut part = File::open(dir.join(id)).map_err(cx)?;
-            // Between two files, `io::copy` copies inside the kernel (`copy_file_range` on
-            // Linux, which may even share the blocks on a copy-on-write file system).
-            written += io::copy(&mut part, temp.file()?).map_err(cx)?;
-        }
-        if written != size {
-            // A part changed between the check and the copy; the temporary file goes away.
-            return Err(size_mismatch(path, part_ids.len(), written, size));
-        }
+        // A file of one part (the common small file) is that part: a second name for it (a hard
+        // link) instead of a copy, so its bytes are written once. The part itself stays as it
+        // is until the staging folder goes, so a commit cut short can simply run again.
+        let linked = match part_ids {
+            [only] => TempFile::link(&dir.join(only), temp_path.clone()).ok(),
+            _ => None,
+        };
+        let mut temp = match linked {
+            Some(temp) => temp,
+            None => {
+                let mut temp = TempFile::create(temp_path).map_err(cx)?;
+                let mut written = 0u64;
+                for id in part_ids {
+                    let mut part = File::open(dir.join(id)).map_err(cx)?;
+                    // Between two files, `io::copy` copies inside the kernel
+                    // (`copy_file_range` on Linux, which may even share the blocks on a
+                    // copy-on-write file system).
+                    written += io::copy(&mut part, temp.file()?).map_err(cx)?;
+                }
+                if written != size {
+                    // A part changed between the check and the copy; the temporary file goes.
+                    return Err(size_mismatch(path, part_ids.len(), written, size));
+                }
+                temp
+            }
+        };
         temp.file()?.sync_all().map_err(cx)?;
         temp.persist(&target).map_err(cx)?;
         // The rename, and the entries of any folder created for it, must reach the disk too
@@ -613,6 +627,15 @@ impl TempFile {
             path,
             file: Some(file),
         })
+    }
+
+    /// A second name (`path`) for the existing file `of`, removed again unless persisted.
+    /// Fails where hard links cannot be made (another file system); the caller then copies.
+    fn link(of: &Path, path: PathBuf) -> io::Result<Self> {
+        fs::hard_link(of, &path)?;
+        let mut temp = Self { path, file: None };
+        temp.file = Some(File::open(&temp.path)?);
+        Ok(temp)
     }
 
     /// Lends the file out (to write it asynchronously); [`TempFile::put_file`] gives it back.

@@ -167,6 +167,31 @@ async fn there_is_no_shared_url_and_the_location_is_a_file_url() {
     assert_eq!(location, expected);
 }
 
+/// A file of one part is committed without copying its bytes: the file is the staged part
+/// under its final name (the same inode), so a small file is written once.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_one_part_file_is_its_part_not_a_copy() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("small.png");
+    let upload = store.begin(&path).await.unwrap();
+    let part = stage(&store, &path, &upload, 1, 0, b"tiny").await;
+    let staged_inode = fs::metadata(store.root().join(".staging").join(&upload).join(&part))
+        .unwrap()
+        .ino();
+    store.commit(&path, &upload, vec![part], 4).await.unwrap();
+    assert_eq!(read_all(&store, &path).await, b"tiny");
+    let target = store.root().join(path.as_str());
+    assert_eq!(fs::metadata(&target).unwrap().ino(), staged_inode);
+    assert_eq!(
+        fs::metadata(&target).unwrap().nlink(),
+        1,
+        "the staging name is gone"
+    );
+}
+
 #[tokio::test]
 async fn after_a_commit_the_staging_folder_is_gone() {
     let dir = TestDir::new();
