@@ -92,6 +92,8 @@ error_variants!(
         Unauthorized = 401,
         /// `FileId` is unknown or belongs to another firm.
         NotFound = 404,
+        /// No byte of the body arrived for `http.idle_timeout_secs`; nothing was kept.
+        RequestTimeout = 408,
         /// The file is already complete, or `TotalBlocks` or `Mode` differ from the first chunk's.
         Conflict = 409,
         /// The chunk is larger than the configured maximum, or the file larger than its mode's cap.

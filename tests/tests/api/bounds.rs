@@ -207,3 +207,118 @@ pub async fn a_full_server_serves_a_newcomer_once_idle_connections_time_out(prof
     );
     drop(idle);
 }
+
+/// The head of a chunk request whose File part comes last, after the fields of a first block:
+/// the server streams its bytes to storage as they arrive.
+fn streamed_chunk_head(app: &TestApp, boundary: &str, file_len: usize) -> (String, String) {
+    let mut fields = String::new();
+    for (name, value) in [
+        ("BlockIndex", "0"),
+        ("TotalBlocks", "1"),
+        ("Mode", "Import"),
+    ] {
+        fields.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    fields.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"File\"; filename=\"a.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+    ));
+    let tail_len = format!("\r\n--{boundary}--\r\n").len();
+    let head = format!(
+        "POST /api/v1/Files/chunk HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        app.key,
+        fields.len() + file_len + tail_len
+    );
+    (head, fields)
+}
+
+/// A File that streams to storage and then stalls gets 408 too, and is not recorded.
+pub async fn a_streamed_chunk_that_stalls_gets_408_after_the_idle_timeout(profile: Profile) {
+    let app = spawn_with(profile, &[("FILEGATE_HTTP__IDLE_TIMEOUT_SECS", "1")]).await;
+    let mut stream = TcpStream::connect(addr(&app)).await.expect("connect");
+    let (head, fields) = streamed_chunk_head(&app, "XyZ", 100_000);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(fields.as_bytes()).await.unwrap();
+    stream.write_all(&[b'a'; 50_000]).await.unwrap();
+    let answer = tokio::time::timeout(PATIENCE, read_until_closed(&mut stream))
+        .await
+        .expect("the stalled request is answered and closed well within 15 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"isSuccess\":false"), "{answer}");
+    let mut db = app.db().await;
+    let sessions = db
+        .count(
+            "SELECT count(*) FROM upload_sessions",
+            "SELECT count(*) FROM upload_sessions",
+            None,
+        )
+        .await;
+    assert_eq!(
+        sessions, 0,
+        "a first chunk that never arrived opens no upload"
+    );
+}
+
+/// The server's peak resident memory, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status")
+}
+
+/// Many clients that each send most of a large chunk and then stall do not grow the server's
+/// memory with what they sent: a File sent last streams to storage (the local store: the peak
+/// stays near the idle server's) or is held against the memory budget (the Azure store, which
+/// sends a block as one payload: the peak stays within the budget and the 400 MiB), and
+/// another client is still served meanwhile.
+pub async fn stalled_large_chunks_keep_the_servers_memory_bounded(profile: Profile) {
+    const CLIENTS: usize = 48;
+    const CHUNK: usize = 4 * 1024 * 1024;
+    let app = spawn_with(
+        profile,
+        &[
+            ("FILEGATE_HTTP__IDLE_TIMEOUT_SECS", "60"),
+            (
+                "FILEGATE_HTTP__MAX_CHUNK_BYTES",
+                &(8 * 1024 * 1024).to_string(),
+            ),
+        ],
+    )
+    .await;
+    let bound_mib = match profile {
+        Profile::Embedded => 150,
+        Profile::Azure => 400,
+    };
+    let before = peak_rss_kib(app.pid());
+    let data = vec![b'x'; CHUNK - 1000];
+    let mut stalled = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut stream = TcpStream::connect(addr(&app)).await.expect("connect");
+        let (head, fields) = streamed_chunk_head(&app, "StAlL", CHUNK);
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(fields.as_bytes()).await.unwrap();
+        // A client refused for the memory budget is answered at once; keep it anyway.
+        let _ = tokio::time::timeout(PATIENCE, stream.write_all(&data)).await;
+        stalled.push(stream);
+    }
+    // Another client is served while they hang.
+    let served = app
+        .post_chunk(filegate_tests::Chunk::new(b"a,b\n1,2\n", 0, 1, "Import"))
+        .await;
+    let status = served.status();
+    let answer = served.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "a newcomer is served: {answer}");
+    let sent_mib = (CLIENTS * CHUNK) >> 20;
+    let peak_mib = peak_rss_kib(app.pid()) >> 10;
+    assert!(
+        peak_mib <= bound_mib,
+        "{CLIENTS} stalled chunks ({sent_mib} MiB sent) took the server's peak RSS from {} MiB to {peak_mib} MiB",
+        before >> 10
+    );
+    drop(stalled);
+}

@@ -65,6 +65,8 @@ on_both_profiles!(
     bounds::idle_connections_are_closed_after_the_header_timeout,
     bounds::a_head_that_trickles_in_is_closed_after_the_header_timeout,
     bounds::a_chunk_body_that_stalls_gets_408_after_the_idle_timeout,
+    bounds::a_streamed_chunk_that_stalls_gets_408_after_the_idle_timeout,
+    bounds::stalled_large_chunks_keep_the_servers_memory_bounded,
     bounds::a_kept_alive_connection_that_goes_quiet_is_closed_after_the_idle_timeout,
     bounds::a_full_server_serves_a_newcomer_once_idle_connections_time_out,
 );
