@@ -1,0 +1,705 @@
+// The benchmark's one client (Node + undici), the same for every target.
+//
+// Started by scripts/bench, which installs the tools, starts the servers and
+// writes a JSON description of them; not meant to be run by hand, but it can
+// be:
+//
+//   FILEGATE_BENCH_CONFIG=/path/to/config.json \
+//   FILEGATE_BENCH_AZURE_CONNECTION_STRING='...' \
+//   node scripts/bench-client.mjs
+//
+// The config (see scripts/bench, write_config) names the tool folders, the
+// sizes, the number of reps and the groups: each group has an anchor (the
+// @tus/server file store, or Azurite written to directly) and the filegate
+// targets measured against it. Secrets (API keys, the connection string) come
+// through the environment or the config file (mode 600), never argv.
+//
+// Cases (each run once per rep, anchor and targets alternating within a rep):
+//   single    one upload of the test file, chunk after chunk
+//   conc4     4 uploads of the test file at once, each chunk after chunk
+//   par4      filegate only: one upload, block 0 first, then 4 chunks in
+//             flight; its anchor run is the anchor's `single`
+//   small     N single-chunk files, M in flight (tus: creation-with-upload;
+//             Azurite: Put Blob; filegate: TotalBlocks=1)
+//
+// Every stored file is read back (filegate's content route, the blob URL, or
+// the tus file store's file) and compared by sha256, outside the timed part.
+// Server CPU is utime+stime of the server's process (/proc/PID/stat) over the
+// timed part; peak RSS is VmHWM, reset (/proc/PID/clear_refs) before each run
+// when the kernel allows it.
+//
+// Exit status: 0 when every upload and every check passed, 1 otherwise.
+
+import { createRequire } from "node:module";
+import { createHash, randomBytes, randomFillSync } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+
+const MiB = 1024 * 1024;
+
+function fail(message) {
+  console.error(`bench-client: ERROR: ${message}`);
+  process.exit(1);
+}
+
+const configPath = process.env.FILEGATE_BENCH_CONFIG;
+if (!configPath) fail("FILEGATE_BENCH_CONFIG is not set");
+const config = JSON.parse(fs.readFileSync(configPath, "utf8"));
+
+const requireBench = createRequire(path.join(config.benchToolsDir, "package.json"));
+const { request, Agent } = requireBench("undici");
+
+const sizes = config.sizes;
+const clkTck = Number(config.clkTck || 100);
+const timeoutMs = Number(config.requestTimeoutMs || 120_000);
+
+// Belt and braces: the whole run is bounded in time, whatever a server does.
+const watchdog = setTimeout(
+  () => fail(`the run did not finish within ${config.maxSeconds} s`),
+  config.maxSeconds * 1000,
+);
+watchdog.unref();
+
+const agent = new Agent({
+  connections: 64,
+  pipelining: 1,
+  keepAliveTimeout: 10_000,
+  headersTimeout: timeoutMs,
+  bodyTimeout: timeoutMs,
+  connectTimeout: 5_000,
+});
+
+// ---------------------------------------------------------------------------
+// Test data: starts with %PDF- so that type checks accept it; random after.
+
+function pdfBytes(size) {
+  const buf = Buffer.allocUnsafe(size);
+  randomFillSync(buf);
+  const head = Buffer.from("%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "latin1");
+  head.copy(buf, 0, 0, Math.min(head.length, size));
+  return buf;
+}
+
+const bigFile = pdfBytes(sizes.fileBytes);
+const bigSha = sha256(bigFile);
+const smallFile = pdfBytes(sizes.smallBytes);
+const smallSha = sha256(smallFile);
+const chunkCount = Math.ceil(sizes.fileBytes / sizes.chunkBytes);
+
+function sha256(buf) {
+  return createHash("sha256").update(buf).digest("hex");
+}
+
+function chunkOf(buf, index, chunkBytes) {
+  return buf.subarray(index * chunkBytes, Math.min(buf.length, (index + 1) * chunkBytes));
+}
+
+// ---------------------------------------------------------------------------
+// HTTP helpers
+
+async function call(url, options, what) {
+  let res;
+  try {
+    res = await request(url, { dispatcher: agent, ...options });
+  } catch (err) {
+    throw new Error(`${what}: ${err?.code ?? ""} ${err?.message ?? err}`);
+  }
+  return res;
+}
+
+async function expectStatus(res, codes, what) {
+  if (!codes.includes(res.statusCode)) {
+    const text = (await res.body.text()).slice(0, 400);
+    throw new Error(`${what}: HTTP ${res.statusCode} (wanted ${codes.join("/")}): ${text}`);
+  }
+}
+
+async function hashBody(res) {
+  const hash = createHash("sha256");
+  let n = 0;
+  for await (const c of res.body) {
+    hash.update(c);
+    n += c.length;
+  }
+  return { sha: hash.digest("hex"), bytes: n };
+}
+
+// Runs fn(item) over items with at most `limit` in flight; the first error
+// stops new work and is thrown once the running ones have settled.
+async function pool(items, limit, fn) {
+  let next = 0;
+  let error = null;
+  const results = new Array(items.length);
+  async function worker() {
+    while (error === null && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await fn(items[i], i);
+      } catch (err) {
+        error ??= err;
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (error) throw error;
+  return results;
+}
+
+const range = (n) => Array.from({ length: n }, (_, i) => i);
+
+// ---------------------------------------------------------------------------
+// filegate: POST /api/v1/Files/chunk, multipart, text fields first, File last.
+
+function multipart(fields, fileName, bytes) {
+  const boundary = `----filegate-bench-${randomBytes(12).toString("hex")}`;
+  let head = "";
+  for (const [name, value] of fields) {
+    head += `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  }
+  head +=
+    `--${boundary}\r\nContent-Disposition: form-data; name="File"; filename="${fileName}"\r\n` +
+    "Content-Type: application/pdf\r\n\r\n";
+  const headBuf = Buffer.from(head);
+  const tailBuf = Buffer.from(`\r\n--${boundary}--\r\n`);
+  // A generator over the three parts with an explicit length: the chunk's
+  // bytes are not copied into one buffer first (tus's PATCH does not copy either).
+  function* body() {
+    yield headBuf;
+    yield bytes;
+    yield tailBuf;
+  }
+  return {
+    body: body(),
+    headers: {
+      "content-type": `multipart/form-data; boundary=${boundary}`,
+      "content-length": String(headBuf.length + bytes.length + tailBuf.length),
+    },
+  };
+}
+
+async function filegateChunk(t, { index, total, fileId, bytes, fileName }) {
+  const fields = [
+    ["BlockIndex", String(index)],
+    ["TotalBlocks", String(total)],
+    ["Mode", "Message"],
+  ];
+  if (fileId) fields.push(["FileId", fileId]);
+  const form = multipart(fields, fileName, bytes);
+  const what = `${t.name}: chunk ${index}/${total}${fileId ? ` of ${fileId}` : ""}`;
+  const res = await call(
+    `${t.url}/api/v1/Files/chunk`,
+    { method: "POST", body: form.body, headers: { ...form.headers, "x-api-key": t.key } },
+    what,
+  );
+  await expectStatus(res, [200], what);
+  const answer = await res.body.json();
+  if (!answer?.isSuccess || !answer?.data?.fileId) {
+    throw new Error(`${what}: unexpected answer ${JSON.stringify(answer).slice(0, 300)}`);
+  }
+  return answer.data;
+}
+
+// One upload of `buf`; `inFlight` chunks at once after block 0.
+async function filegateUpload(t, buf, chunkBytes, inFlight, fileName) {
+  const total = Math.ceil(buf.length / chunkBytes);
+  const first = await filegateChunk(t, { index: 0, total, bytes: chunkOf(buf, 0, chunkBytes), fileName });
+  const fileId = first.fileId;
+  let completes = first.isComplete ? 1 : 0;
+  await pool(range(total - 1).map((i) => i + 1), inFlight, async (index) => {
+    const d = await filegateChunk(t, { index, total, fileId, bytes: chunkOf(buf, index, chunkBytes), fileName });
+    if (d.isComplete) completes += 1;
+  });
+  if (completes < 1) throw new Error(`${t.name}: upload ${fileId}: no chunk answered isComplete`);
+  return fileId;
+}
+
+async function filegateVerify(t, fileId, wantSha, wantBytes) {
+  const what = `${t.name}: read back ${fileId}`;
+  const res = await call(
+    `${t.url}/api/v1/Files/${fileId}/content`,
+    { method: "GET", headers: { "x-api-key": t.key } },
+    what,
+  );
+  await expectStatus(res, [200], what);
+  const { sha, bytes } = await hashBody(res);
+  if (sha !== wantSha || bytes !== wantBytes) {
+    throw new Error(`${what}: sha256/size mismatch (${bytes} bytes, ${sha})`);
+  }
+}
+
+// The local store's committed files are removed after a verified case (the
+// data folder is the benchmark's own, thrown away at the end), so that a full
+// run does not fill the disk; .staging is left alone.
+function filegateForget(t) {
+  if (!t.localRoot || !fs.existsSync(t.localRoot)) return;
+  for (const entry of fs.readdirSync(t.localRoot)) {
+    if (entry === ".staging") continue;
+    fs.rmSync(path.join(t.localRoot, entry), { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// tus (1.0.0): creation + PATCH; creation-with-upload for single-chunk files.
+
+const TUS = { "tus-resumable": "1.0.0" };
+const tusMetadata = `filename ${Buffer.from("bench.pdf").toString("base64")},filetype ${Buffer.from("application/pdf").toString("base64")}`;
+
+function tusLocation(t, res, what) {
+  const loc = res.headers.location;
+  if (!loc) throw new Error(`${what}: no Location header`);
+  return new URL(loc, t.url).href;
+}
+
+async function tusUpload(t, buf, chunkBytes) {
+  const what = `${t.name}: create`;
+  const res = await call(
+    t.url,
+    { method: "POST", headers: { ...TUS, "upload-length": String(buf.length), "upload-metadata": tusMetadata } },
+    what,
+  );
+  await expectStatus(res, [201], what);
+  await res.body.dump();
+  const loc = tusLocation(t, res, what);
+  for (let offset = 0; offset < buf.length; offset += chunkBytes) {
+    const bytes = buf.subarray(offset, Math.min(buf.length, offset + chunkBytes));
+    const w = `${t.name}: PATCH ${loc} at ${offset}`;
+    const r = await call(
+      loc,
+      {
+        method: "PATCH",
+        body: bytes,
+        headers: { ...TUS, "upload-offset": String(offset), "content-type": "application/offset+octet-stream" },
+      },
+      w,
+    );
+    await expectStatus(r, [204], w);
+    await r.body.dump();
+    if (Number(r.headers["upload-offset"]) !== offset + bytes.length) {
+      throw new Error(`${w}: Upload-Offset ${r.headers["upload-offset"]}, wanted ${offset + bytes.length}`);
+    }
+  }
+  return loc;
+}
+
+async function tusSmall(t, buf) {
+  const what = `${t.name}: creation-with-upload`;
+  const res = await call(
+    t.url,
+    {
+      method: "POST",
+      body: buf,
+      headers: {
+        ...TUS,
+        "upload-length": String(buf.length),
+        "upload-metadata": tusMetadata,
+        "content-type": "application/offset+octet-stream",
+      },
+    },
+    what,
+  );
+  await expectStatus(res, [201], what);
+  await res.body.dump();
+  if (Number(res.headers["upload-offset"]) !== buf.length) {
+    throw new Error(`${what}: Upload-Offset ${res.headers["upload-offset"]}, wanted ${buf.length}`);
+  }
+  return tusLocation(t, res, what);
+}
+
+function tusFile(t, loc) {
+  const id = decodeURIComponent(new URL(loc).pathname.split("/").pop());
+  if (!id || id.includes("/") || id.startsWith(".")) throw new Error(`${t.name}: odd upload id in ${loc}`);
+  return path.join(t.storeDir, id);
+}
+
+async function tusVerify(t, loc, wantSha, wantBytes) {
+  const file = tusFile(t, loc);
+  const hash = createHash("sha256");
+  let n = 0;
+  for await (const c of fs.createReadStream(file)) {
+    hash.update(c);
+    n += c.length;
+  }
+  const sha = hash.digest("hex");
+  if (sha !== wantSha || n !== wantBytes) {
+    throw new Error(`${t.name}: ${file}: sha256/size mismatch (${n} bytes, ${sha})`);
+  }
+  fs.rmSync(file, { force: true });
+  fs.rmSync(`${file}.json`, { force: true });
+}
+
+// ---------------------------------------------------------------------------
+// Azurite direct: Put Block ×N + Put Block List; Put Blob for small files.
+// The bytes go through undici like every other target; @azure/storage-blob
+// only signs a container SAS.
+
+let azure = null;
+
+function azureSetup() {
+  if (azure) return azure;
+  const connectionString = process.env.FILEGATE_BENCH_AZURE_CONNECTION_STRING;
+  if (!connectionString) throw new Error("FILEGATE_BENCH_AZURE_CONNECTION_STRING is not set");
+  const parts = Object.fromEntries(
+    connectionString
+      .split(";")
+      .filter(Boolean)
+      .map((kv) => {
+        const i = kv.indexOf("=");
+        return [kv.slice(0, i), kv.slice(i + 1)];
+      }),
+  );
+  const requireBlob = createRequire(path.join(config.blobToolsDir, "package.json"));
+  const sdk = requireBlob("@azure/storage-blob");
+  const credential = new sdk.StorageSharedKeyCredential(parts.AccountName, parts.AccountKey);
+  const sas = sdk
+    .generateBlobSASQueryParameters(
+      {
+        containerName: config.directContainer,
+        permissions: sdk.ContainerSASPermissions.parse("racwd"),
+        startsOn: new Date(Date.now() - 60_000),
+        expiresOn: new Date(Date.now() + 6 * 3600_000),
+        protocol: sdk.SASProtocol.HttpsAndHttp,
+      },
+      credential,
+    )
+    .toString();
+  const version = new URLSearchParams(sas).get("sv");
+  azure = { base: `${parts.BlobEndpoint.replace(/\/$/, "")}/${config.directContainer}`, sas, version };
+  return azure;
+}
+
+function blobUrl(name, query = "") {
+  const a = azureSetup();
+  return `${a.base}/${encodeURIComponent(name)}?${query ? `${query}&` : ""}${a.sas}`;
+}
+
+const blockId = (i) => Buffer.from(`block-${String(i).padStart(6, "0")}`).toString("base64");
+
+async function azurePutBlock(t, name, i, bytes) {
+  const what = `${t.name}: Put Block ${i} of ${name}`;
+  const res = await call(
+    blobUrl(name, `comp=block&blockid=${encodeURIComponent(blockId(i))}`),
+    { method: "PUT", body: bytes, headers: { "x-ms-version": azure.version, "content-length": String(bytes.length) } },
+    what,
+  );
+  await expectStatus(res, [201], what);
+  await res.body.dump();
+}
+
+async function azureUpload(t, buf, chunkBytes, name) {
+  azureSetup();
+  const total = Math.ceil(buf.length / chunkBytes);
+  for (let i = 0; i < total; i++) await azurePutBlock(t, name, i, chunkOf(buf, i, chunkBytes));
+  const xml =
+    '<?xml version="1.0" encoding="utf-8"?><BlockList>' +
+    range(total).map((i) => `<Latest>${blockId(i)}</Latest>`).join("") +
+    "</BlockList>";
+  const what = `${t.name}: Put Block List of ${name}`;
+  const res = await call(
+    blobUrl(name, "comp=blocklist"),
+    {
+      method: "PUT",
+      body: xml,
+      headers: { "x-ms-version": azure.version, "content-type": "application/xml", "x-ms-blob-content-type": "application/pdf" },
+    },
+    what,
+  );
+  await expectStatus(res, [201], what);
+  await res.body.dump();
+  return name;
+}
+
+async function azurePutBlob(t, buf, name) {
+  azureSetup();
+  const what = `${t.name}: Put Blob ${name}`;
+  const res = await call(
+    blobUrl(name),
+    {
+      method: "PUT",
+      body: buf,
+      headers: {
+        "x-ms-version": azure.version,
+        "x-ms-blob-type": "BlockBlob",
+        "x-ms-blob-content-type": "application/pdf",
+        "content-length": String(buf.length),
+      },
+    },
+    what,
+  );
+  await expectStatus(res, [201], what);
+  await res.body.dump();
+  return name;
+}
+
+async function azureVerify(t, name, wantSha, wantBytes) {
+  const what = `${t.name}: read back ${name}`;
+  const res = await call(blobUrl(name), { method: "GET", headers: { "x-ms-version": azure.version } }, what);
+  await expectStatus(res, [200], what);
+  const { sha, bytes } = await hashBody(res);
+  if (sha !== wantSha || bytes !== wantBytes) {
+    throw new Error(`${what}: sha256/size mismatch (${bytes} bytes, ${sha})`);
+  }
+  const del = await call(blobUrl(name), { method: "DELETE", headers: { "x-ms-version": azure.version } }, `${t.name}: delete ${name}`);
+  await expectStatus(del, [202], `${t.name}: delete ${name}`);
+  await del.body.dump();
+}
+
+// ---------------------------------------------------------------------------
+// The cases, per kind of target. Each answers what to verify afterwards.
+
+let blobSeq = 0;
+const blobName = (tag) => `bench/${tag}-${process.pid}-${++blobSeq}.pdf`;
+
+const CASES = {
+  single: {
+    title: () => `1 upload, ${fmtBytes(sizes.fileBytes)} in ${fmtBytes(sizes.chunkBytes)} chunks`,
+    anchorCase: "single",
+    bytes: () => sizes.fileBytes,
+    files: () => 1,
+    run: (t) => uploadBig(t, 1, 1),
+  },
+  conc4: {
+    title: () => `${sizes.concurrent} concurrent uploads`,
+    anchorCase: "conc4",
+    bytes: () => sizes.fileBytes * sizes.concurrent,
+    files: () => sizes.concurrent,
+    run: (t) => uploadBig(t, sizes.concurrent, 1),
+  },
+  par4: {
+    title: () => `1 upload, ${sizes.parallel} chunks in flight (vs anchor's 1 upload)`,
+    anchorCase: "single",
+    filegateOnly: true,
+    bytes: () => sizes.fileBytes,
+    files: () => 1,
+    run: (t) => uploadBig(t, 1, sizes.parallel),
+  },
+  small: {
+    title: () => `${sizes.smallCount} single-chunk ${fmtBytes(sizes.smallBytes)} files, ${sizes.smallInFlight} in flight`,
+    anchorCase: "small",
+    bytes: () => sizes.smallBytes * sizes.smallCount,
+    files: () => sizes.smallCount,
+    run: (t) => uploadSmall(t),
+  },
+};
+
+async function uploadBig(t, uploads, inFlight) {
+  const one = async () => {
+    if (t.kind === "filegate") return filegateUpload(t, bigFile, sizes.chunkBytes, inFlight, "bench.pdf");
+    if (t.kind === "tus") return tusUpload(t, bigFile, sizes.chunkBytes);
+    if (t.kind === "azure") return azureUpload(t, bigFile, sizes.chunkBytes, blobName("big"));
+    throw new Error(`unknown kind ${t.kind}`);
+  };
+  const refs = await Promise.all(range(uploads).map(one));
+  return refs.map((ref) => ({ ref, sha: bigSha, bytes: bigFile.length }));
+}
+
+async function uploadSmall(t) {
+  const refs = await pool(range(sizes.smallCount), sizes.smallInFlight, async () => {
+    if (t.kind === "filegate") {
+      const d = await filegateChunk(t, { index: 0, total: 1, bytes: smallFile, fileName: "small.pdf" });
+      if (!d.isComplete) throw new Error(`${t.name}: single-chunk file ${d.fileId} not complete`);
+      return d.fileId;
+    }
+    if (t.kind === "tus") return tusSmall(t, smallFile);
+    if (t.kind === "azure") return azurePutBlob(t, smallFile, blobName("small"));
+    throw new Error(`unknown kind ${t.kind}`);
+  });
+  return refs.map((ref) => ({ ref, sha: smallSha, bytes: smallFile.length }));
+}
+
+async function verifyAll(t, stored) {
+  await pool(stored, 8, async ({ ref, sha, bytes }) => {
+    if (t.kind === "filegate") return filegateVerify(t, ref, sha, bytes);
+    if (t.kind === "tus") return tusVerify(t, ref, sha, bytes);
+    if (t.kind === "azure") return azureVerify(t, ref, sha, bytes);
+  });
+  if (t.kind === "filegate") filegateForget(t);
+}
+
+// ---------------------------------------------------------------------------
+// Process figures from /proc.
+
+function cpuSeconds(pid) {
+  if (!pid) return null;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (Number(fields[11]) + Number(fields[12])) / clkTck;
+  } catch {
+    return null;
+  }
+}
+
+function peakRssMiB(pid) {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+let hwmResettable = true;
+function resetPeakRss(pid) {
+  if (!pid) return;
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, "5");
+  } catch {
+    hwmResettable = false;
+  }
+}
+
+function alive(t) {
+  for (const pid of [t.pid, t.backendPid].filter(Boolean)) {
+    if (!fs.existsSync(`/proc/${pid}`)) throw new Error(`${t.name}: process ${pid} is gone`);
+  }
+}
+
+async function measure(t, caseName) {
+  const c = CASES[caseName];
+  alive(t);
+  resetPeakRss(t.pid);
+  resetPeakRss(t.backendPid);
+  const cpu0 = cpuSeconds(t.pid);
+  const bcpu0 = cpuSeconds(t.backendPid);
+  const t0 = performance.now();
+  const stored = await c.run(t);
+  const secs = (performance.now() - t0) / 1000;
+  const cpu1 = cpuSeconds(t.pid);
+  const bcpu1 = cpuSeconds(t.backendPid);
+  const rss = peakRssMiB(t.pid);
+  alive(t);
+  await verifyAll(t, stored);
+  return {
+    secs,
+    mibps: c.bytes() / MiB / secs,
+    filesps: c.files() / secs,
+    cpu: cpu0 != null && cpu1 != null ? cpu1 - cpu0 : null,
+    backendCpu: bcpu0 != null && bcpu1 != null ? bcpu1 - bcpu0 : null,
+    rss,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Formatting.
+
+function fmtBytes(n) {
+  if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} B`;
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function f(x, digits) {
+  if (x == null || Number.isNaN(x)) return "—";
+  if (digits === undefined) digits = x >= 100 ? 0 : x >= 10 ? 1 : 2;
+  return x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function spread(xs, digits) {
+  if (xs.length === 1) return f(xs[0], digits);
+  const s = [...xs].sort((a, b) => a - b);
+  return `${f(s[0], digits)} / **${f(median(s), digits)}** / ${f(s[s.length - 1], digits)}`;
+}
+
+// ---------------------------------------------------------------------------
+// The run.
+
+const results = []; // { group, caseName, target, role, rep, m }
+
+async function main() {
+  const caseNames = config.cases.filter((c) => CASES[c]);
+  console.error(
+    `bench-client: test file ${fmtBytes(sizes.fileBytes)} (${chunkCount} chunks of ${fmtBytes(sizes.chunkBytes)}), ` +
+      `${sizes.smallCount} small files of ${fmtBytes(sizes.smallBytes)}; ${config.reps} rep(s); cases: ${caseNames.join(", ")}`,
+  );
+  for (const caseName of caseNames) {
+    const c = CASES[caseName];
+    for (let rep = 0; rep < config.reps; rep++) {
+      for (const [gi, g] of config.groups.entries()) {
+        // anchor, filegate, (filegate...), then the next rep: anchor, filegate...
+        const a = await measure(g.anchor, c.anchorCase);
+        results.push({ gi, caseName, name: g.anchor.name, role: "anchor", rep, m: a });
+        log(caseName, rep, g.anchor.name, a);
+        for (const t of g.targets) {
+          const m = await measure(t, caseName);
+          results.push({ gi, caseName, name: t.name, role: "target", rep, m, anchor: a });
+          log(caseName, rep, t.name, m, a);
+        }
+      }
+    }
+  }
+  printTable(caseNames);
+}
+
+function log(caseName, rep, name, m, anchor) {
+  const rate = caseName === "small" ? `${f(m.filesps)} files/s` : `${f(m.mibps)} MiB/s`;
+  const ratio = anchor ? ` (${f(ratioOf(caseName, m, anchor))}×)` : "";
+  console.error(
+    `bench-client: ${caseName} rep ${rep + 1}: ${name}: ${rate}${ratio}, ${f(m.secs)} s, CPU ${f(m.cpu)} s, peak RSS ${f(m.rss, 0)} MiB, verified`,
+  );
+}
+
+function ratioOf(caseName, m, anchor) {
+  return caseName === "small" ? m.filesps / anchor.filesps : m.mibps / anchor.mibps;
+}
+
+function printTable(caseNames) {
+  const lines = [];
+  lines.push(
+    "| case | target | MiB/s min / **median** / max | files/s min / **median** / max | server CPU s (median) | Azurite CPU s (median) | peak RSS MiB (max) | × anchor, paired (min / **median** / max) |",
+  );
+  lines.push("|---|---|---|---|---|---|---|---|");
+  for (const caseName of caseNames) {
+    const c = CASES[caseName];
+    for (const [gi, g] of config.groups.entries()) {
+      const rows = [g.anchor, ...g.targets];
+      for (const t of rows) {
+        const rs = results.filter((r) => r.gi === gi && r.caseName === caseName && r.name === t.name);
+        if (!rs.length) continue;
+        const isAnchor = t === g.anchor;
+        const ms = rs.map((r) => r.m);
+        const cpu = ms.map((m) => m.cpu).filter((x) => x != null);
+        const bcpu = ms.map((m) => (isAnchor && t.kind === "azure" ? m.cpu : m.backendCpu)).filter((x) => x != null);
+        const rss = ms.map((m) => m.rss).filter((x) => x != null);
+        const ratios = isAnchor ? [] : rs.map((r) => ratioOf(caseName, r.m, r.anchor));
+        const label = isAnchor && c.anchorCase !== caseName ? `${t.name} (its ${c.anchorCase})` : t.name;
+        lines.push(
+          `| ${c.title()} | ${label} | ${spread(ms.map((m) => m.mibps))} | ` +
+            `${caseName === "small" ? spread(ms.map((m) => m.filesps)) : "—"} | ` +
+            `${cpu.length ? f(median(cpu)) : "—"} | ${bcpu.length ? f(median(bcpu)) : "—"} | ` +
+            `${rss.length ? f(Math.max(...rss), 0) : "—"} | ${isAnchor ? "anchor" : spread(ratios, 2)} |`,
+        );
+      }
+    }
+  }
+  const table = lines.join("\n");
+  const notes = [
+    `${config.reps} rep(s) per case; each target's rep is paired with the anchor run just before it (anchor, filegate, anchor, filegate...).`,
+    "Server CPU: utime+stime of the target's own process over the timed part (for Azurite direct, Azurite's). Azurite CPU: the Azurite process behind an Azure target.",
+    hwmResettable
+      ? "Peak RSS: VmHWM of the target's process, reset before each run."
+      : "Peak RSS: VmHWM since the process started (this kernel did not let it be reset).",
+    "Every stored file was read back and matched by sha256 (outside the timed part).",
+  ];
+  console.log(table);
+  console.log("");
+  for (const n of notes) console.log(`- ${n}`);
+  if (config.resultsFile) {
+    fs.writeFileSync(config.resultsFile, JSON.stringify({ config: { sizes, reps: config.reps, cases: caseNames }, results }, null, 1));
+  }
+}
+
+try {
+  await main();
+  await agent.close();
+  process.exit(0);
+} catch (err) {
+  fail(err?.stack ?? String(err));
+}
