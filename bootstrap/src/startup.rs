@@ -177,6 +177,7 @@ macro_rules! with_blobs {
             BlobKind::Local => {
                 let $blobs = LocalFsStore::new(&$settings.blob.local)
                     .context("cannot use the local blob folder (blob.local)")?;
+                $blobs.remove_leftovers_in_background();
                 $body
             }
         }

@@ -17,6 +17,7 @@ use std::io::{self, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use filegate_application::ports::{BlobError, BlobRead, BlobStore, ChunkBody, StagedPart};
@@ -35,6 +36,10 @@ use crate::settings::LocalFsSettings;
 const STAGING: &str = ".staging";
 /// How a file being committed is named in its final folder, before the random part.
 const COMMIT_TEMP_PREFIX: &str = ".filegate-commit-";
+
+/// How old a temporary file must be to count as a crash's leftover at start-up: far longer than
+/// any write takes, so that another process's write in progress is never taken for one.
+const LEFTOVER_AGE: Duration = Duration::from_secs(600);
 /// The size of each piece a read streams.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -130,6 +135,31 @@ impl LocalFsStore {
         &self.inner.root
     }
 
+    /// Removes what a process killed mid-write left behind: a commit's hidden temporary file
+    /// next to its final path, a block's temporary file in the staging area. Only files older
+    /// than `older_than` go, so that a write in progress (another process on the same root) is
+    /// left alone. Answers how many were removed. Blocks on the file system: see
+    /// [`LocalFsStore::remove_leftovers_in_background`].
+    pub fn remove_leftovers(&self, older_than: Duration) -> Result<usize, BlobError> {
+        self.inner.remove_leftovers(older_than)
+    }
+
+    /// [`LocalFsStore::remove_leftovers`] of files older than ten minutes, on the blocking pool,
+    /// logged; for the start of a process.
+    pub fn remove_leftovers_in_background(&self) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            match store
+                .blocking(|inner| inner.remove_leftovers(LEFTOVER_AGE))
+                .await
+            {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed temporary files left by a crash"),
+                Err(e) => tracing::warn!(error = %e, "could not look for leftover temporary files"),
+            }
+        });
+    }
+
     /// Runs file system work on the blocking thread pool. The work goes on to its end even
     /// when the caller stops waiting, so a commit is never cut off half-way.
     async fn blocking<T, F>(&self, work: F) -> Result<T, BlobError>
@@ -163,6 +193,43 @@ impl Inner {
             BlobError::Unknown(anyhow::anyhow!("refusing the upload: {reason}"))
         })?;
         Ok(self.staging.join(upload_id))
+    }
+
+    fn remove_leftovers(&self, older_than: Duration) -> Result<usize, BlobError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let cx = |e| self.io_error(e, "looking for leftovers in", &self.root.display());
+        let mut removed = 0;
+        let mut folders = vec![self.root.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in fs::read_dir(&folder).map_err(cx)? {
+                let entry = entry.map_err(cx)?;
+                let kind = entry.file_type().map_err(cx)?;
+                if kind.is_dir() {
+                    folders.push(entry.path());
+                    continue;
+                }
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                // Commit temporaries sit next to final paths, block temporaries in staging.
+                let leftover = name.ends_with(".tmp")
+                    && (name.starts_with(COMMIT_TEMP_PREFIX) || folder.starts_with(&self.staging))
+                    && name.starts_with('.');
+                if !leftover {
+                    continue;
+                }
+                let modified = entry.metadata().and_then(|m| m.modified()).map_err(cx)?;
+                if modified < cutoff {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if errors::is_missing(&e) => {}
+                        Err(e) => return Err(cx(e)),
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn root_is_there(&self) -> bool {

@@ -580,3 +580,39 @@ async fn staging_into_an_unknown_upload_is_not_found() {
         .await;
     assert!(matches!(r, Err(BlobError::NotFound(_))), "{r:?}");
 }
+
+/// What a process killed mid-write leaves (a commit's hidden temporary file next to its final
+/// path, a block's temporary file in staging) is removed once it is old; a fresh one (a write in
+/// progress), the committed files and the staged parts stay.
+#[tokio::test]
+async fn leftovers_of_a_crash_are_removed_once_they_are_old() {
+    use std::time::{Duration, SystemTime};
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::committed(&store, "kept.pdf", &[Bytes::from_static(b"kept")]).await;
+    let folder = store.root().join(path.as_str());
+    let folder = folder.parent().unwrap();
+    let staged = blobs::fresh_path("open.bin");
+    let upload = store.begin(&staged).await.unwrap();
+    let part = stage(&store, &staged, &upload, 2, 0, b"part").await;
+    let staging = store.root().join(".staging").join(&upload);
+
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    let make = |path: PathBuf, aged: bool| {
+        let file = fs::File::create(&path).unwrap();
+        if aged {
+            file.set_modified(old).unwrap();
+        }
+        path
+    };
+    let stale_commit = make(folder.join(".filegate-commit-0123abcd.tmp"), true);
+    let stale_block = make(staging.join(".00001-0123abcd.tmp"), true);
+    let fresh_commit = make(folder.join(".filegate-commit-4567cdef.tmp"), false);
+
+    let removed = store.remove_leftovers(Duration::from_secs(600)).unwrap();
+    assert_eq!(removed, 2);
+    assert!(!stale_commit.exists() && !stale_block.exists());
+    assert!(fresh_commit.exists(), "a write in progress is left alone");
+    assert!(staging.join(&part).exists(), "a staged part stays");
+    assert_eq!(read_all(&store, &path).await, b"kept");
+}
