@@ -9,10 +9,10 @@
 
 use std::future::Future;
 
-use filegate_domain::{FileId, FileRecord, SessionState};
+use filegate_domain::{FileId, FileRecord, SessionState, UploadSession};
 
 use crate::events;
-use crate::ports::{SessionTx, StagedBlock, StoreError, UploadStore};
+use crate::ports::{LockedSession, SessionTx, StagedBlock, StoreError, UploadStore};
 
 /// What the store hands to the commit step once every block is present: the part ids in index
 /// order and the file's size.
@@ -65,9 +65,45 @@ where
     Fut: Future<Output = Result<FileRecord, E>> + Send,
     E: Send,
 {
-    let Some((mut tx, locked)) = store.lock_session(file).await? else {
+    let Some((tx, locked)) = store.lock_session(file).await? else {
         return Err(RecordError::SessionMissing);
     };
+    record_locked(tx, locked, file, block, commit).await
+}
+
+/// [`record_block`] for the first block of a new upload: the session is stored by the same
+/// transaction that records the block (and, for a file of one block, commits it), so a new
+/// file costs one transaction less, and a first block whose commit fails leaves no session.
+pub async fn record_first_block<S, F, Fut, E>(
+    store: &S,
+    session: &UploadSession,
+    block: StagedBlock,
+    commit: F,
+) -> Result<BlockOutcome, RecordError<E>>
+where
+    S: UploadStore,
+    F: FnOnce(CommitPlan) -> Fut + Send,
+    Fut: Future<Output = Result<FileRecord, E>> + Send,
+    E: Send,
+{
+    let (tx, locked) = store.open_and_lock(session).await?;
+    record_locked(tx, locked, session.file_id, block, commit).await
+}
+
+/// The rule itself, on a transaction that holds the session's lock.
+async fn record_locked<T, F, Fut, E>(
+    mut tx: T,
+    locked: LockedSession,
+    file: FileId,
+    block: StagedBlock,
+    commit: F,
+) -> Result<BlockOutcome, RecordError<E>>
+where
+    T: SessionTx,
+    F: FnOnce(CommitPlan) -> Fut + Send,
+    Fut: Future<Output = Result<FileRecord, E>> + Send,
+    E: Send,
+{
     if locked.state == SessionState::Committed {
         let record = tx.committed_file().await?.ok_or_else(|| {
             StoreError::Unknown(anyhow::anyhow!(

@@ -248,20 +248,19 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             Err(e) => return Err(e.into()),
         };
         tracing::Span::current().record("size", size);
-        // A new upload is stored only once its first block is staged, so that a body that
-        // fails (too large, empty, cut off) leaves no session behind.
-        if is_new {
-            self.store.open_session(&session).await?;
-        }
         let block = StagedBlock {
             index,
             part_id,
             size,
         };
-        let outcome = completion::record_block(&self.store, session.file_id, block, |plan| {
-            self.commit(&session, plan)
-        })
-        .await;
+        // A new upload is stored only once its first block is staged, and by the transaction
+        // that records it, so that a body or a commit that fails leaves no session behind.
+        let commit = |plan| self.commit(&session, plan);
+        let outcome = if is_new {
+            completion::record_first_block(&self.store, &session, block, commit).await
+        } else {
+            completion::record_block(&self.store, session.file_id, block, commit).await
+        };
         let receipt = |complete: bool, url: Option<String>, received: u32| ChunkReceipt {
             file_id: session.file_id,
             is_complete: complete,

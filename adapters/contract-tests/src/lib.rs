@@ -65,6 +65,7 @@ macro_rules! upload_store_suite {
                 racing_copies_of_the_final_block_commit_once,
                 racing_distinct_blocks_commit_once,
                 a_block_for_an_unknown_file_finds_no_session,
+                a_first_block_opens_its_session_in_the_same_transaction,
             ]
         );
     };

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use filegate_application::completion::{BlockOutcome, CommitPlan, RecordError, record_block};
+use filegate_application::completion::{
+    BlockOutcome, CommitPlan, RecordError, record_block, record_first_block,
+};
 use filegate_application::ports::{StoreError, UploadStore};
 use filegate_domain::{FileId, FileRecord, FirmId, Mode, SessionState};
 use tokio::sync::Barrier;
@@ -430,4 +432,82 @@ pub async fn a_block_for_an_unknown_file_finds_no_session<M: UploadStore>(store:
         other => panic!("a block for an unknown file must answer SessionMissing, got {other:?}"),
     }
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+/// A new upload's first block opens its session in the transaction that records it: a file of
+/// one block is stored and committed at once, the session with its file; a first block whose
+/// commit fails leaves no session; a second first block for the same id is a conflict.
+pub async fn a_first_block_opens_its_session_in_the_same_transaction<M: UploadStore>(store: M) {
+    let failing = session(Mode::Firm, 1, "logo.png");
+    match record_first_block(
+        &store,
+        &failing,
+        block(&failing, 0, "p0", 5),
+        |_plan| async { Err::<FileRecord, _>(Injected) },
+    )
+    .await
+    {
+        Err(RecordError::Commit(Injected)) => {}
+        other => panic!("a failed commit must answer RecordError::Commit, got {other:?}"),
+    }
+    assert_eq!(
+        ok(
+            store.find_session(failing.firm, failing.file_id).await,
+            "find_session"
+        ),
+        None,
+        "a first block whose commit failed must leave no session"
+    );
+
+    let single = session(Mode::Firm, 1, "logo.png");
+    let record = record_for(&single, 5);
+    let returned = record.clone();
+    match record_first_block(
+        &store,
+        &single,
+        block(&single, 0, "p0", 5),
+        move |plan| async move {
+            assert_eq!(plan.part_ids, vec!["p0".to_owned()]);
+            assert_eq!(plan.size, 5);
+            Ok::<_, Injected>(returned)
+        },
+    )
+    .await
+    {
+        Ok(BlockOutcome::Committed(got)) => assert_eq!(got, record),
+        other => panic!("a file of one block must commit with its first block, got {other:?}"),
+    }
+    let snapshot = ok(
+        store.find_session(single.firm, single.file_id).await,
+        "find_session",
+    )
+    .expect("the session exists");
+    assert_eq!(snapshot.session.state, SessionState::Committed);
+    assert_eq!(snapshot.file, Some(record));
+
+    let two = session(Mode::Message, 2, "report.pdf");
+    match record_first_block(&store, &two, block(&two, 0, "p0", 3), |_plan| async {
+        Err::<FileRecord, _>(Injected)
+    })
+    .await
+    {
+        Ok(BlockOutcome::Staged { received: 1 }) => {}
+        other => panic!("the first of two blocks must be staged, got {other:?}"),
+    }
+    assert!(
+        ok(
+            store.find_session(two.firm, two.file_id).await,
+            "find_session"
+        )
+        .is_some(),
+        "the session of a staged first block exists"
+    );
+    match record_first_block(&store, &two, block(&two, 0, "again", 3), |_plan| async {
+        Err::<FileRecord, _>(Injected)
+    })
+    .await
+    {
+        Err(RecordError::Store(StoreError::Conflict(_))) => {}
+        other => panic!("opening the same file id twice must be a conflict, got {other:?}"),
+    }
 }

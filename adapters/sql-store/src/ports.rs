@@ -70,6 +70,38 @@ macro_rules! metadata_ports {
                 at(Utc::now(), "the current time")
             }
 
+            async fn insert_session<'c, X>(exec: X, session: &UploadSession) -> Result<(), StoreError>
+            where
+                X: ::sqlx::Executor<'c, Database = <D as Dialect>::Db>,
+            {
+                let completed_at = match session.state {
+                    SessionState::Committed => Some(now()?),
+                    SessionState::Open => None,
+                };
+                ::sqlx::query(
+                    "INSERT INTO upload_sessions
+                         (file_id, firm_id, user_id, mode, total_blocks, file_name,
+                          content_type, blob_path, upload_id, state, created_at, completed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(id(session.file_id.as_uuid()))
+                .bind(id(session.firm.as_uuid()))
+                .bind(id(session.user.as_uuid()))
+                .bind(session.mode.as_str())
+                .bind(to_i32(session.total_blocks.get(), "total blocks")?)
+                .bind(session.file_name.as_str())
+                .bind(&session.content_type)
+                .bind(session.blob_path.as_str())
+                .bind(&session.upload_id)
+                .bind(session.state.as_str())
+                .bind(at(session.created_at, "session creation time")?)
+                .bind(completed_at)
+                .execute(exec)
+                .await
+                .map_err(err)?;
+                Ok(())
+            }
+
             impl $store {
                 /// Wraps a pool configured elsewhere (tests, or a caller that shares one pool).
                 pub fn from_pool(pool: ::sqlx::Pool<<D as Dialect>::Db>) -> Self {
@@ -208,32 +240,7 @@ macro_rules! metadata_ports {
                 type Tx = $tx;
 
                 async fn open_session(&self, session: &UploadSession) -> Result<(), StoreError> {
-                    let completed_at = match session.state {
-                        SessionState::Committed => Some(now()?),
-                        SessionState::Open => None,
-                    };
-                    ::sqlx::query(
-                        "INSERT INTO upload_sessions
-                             (file_id, firm_id, user_id, mode, total_blocks, file_name,
-                              content_type, blob_path, upload_id, state, created_at, completed_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                    )
-                    .bind(id(session.file_id.as_uuid()))
-                    .bind(id(session.firm.as_uuid()))
-                    .bind(id(session.user.as_uuid()))
-                    .bind(session.mode.as_str())
-                    .bind(to_i32(session.total_blocks.get(), "total blocks")?)
-                    .bind(session.file_name.as_str())
-                    .bind(&session.content_type)
-                    .bind(session.blob_path.as_str())
-                    .bind(&session.upload_id)
-                    .bind(session.state.as_str())
-                    .bind(at(session.created_at, "session creation time")?)
-                    .bind(completed_at)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(err)?;
-                    Ok(())
+                    insert_session(&self.pool, session).await
                 }
 
                 async fn find_session(
@@ -281,6 +288,21 @@ macro_rules! metadata_ports {
                         staged_bytes,
                         file: file_record,
                     }))
+                }
+
+                async fn open_and_lock(
+                    &self,
+                    session: &UploadSession,
+                ) -> Result<($tx, LockedSession), StoreError> {
+                    let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
+                    // The new row is this transaction's until it commits: nobody else sees it,
+                    // and whoever waits for its lock waits for this transaction.
+                    insert_session(&mut *tx, session).await?;
+                    let locked = LockedSession {
+                        total_blocks: session.total_blocks.get(),
+                        state: session.state,
+                    };
+                    Ok(($tx { tx, file: session.file_id }, locked))
                 }
 
                 async fn lock_session(

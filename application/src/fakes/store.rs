@@ -135,6 +135,33 @@ impl UploadStore for InMemoryStore {
         }))
     }
 
+    async fn open_and_lock(
+        &self,
+        session: &UploadSession,
+    ) -> Result<(InMemoryTx, LockedSession), StoreError> {
+        let file = session.file_id;
+        let session_lock = lock(&self.session_locks).entry(file).or_default().clone();
+        let guard = session_lock.lock_owned().await;
+        if self.lock().sessions.contains_key(&file) {
+            return Err(StoreError::Conflict("duplicate file id".into()));
+        }
+        let locked = LockedSession {
+            total_blocks: session.total_blocks.get(),
+            state: session.state,
+        };
+        let tx = InMemoryTx {
+            store: self.clone(),
+            file,
+            _guard: guard,
+            new_session: Some(session.clone()),
+            blocks: Blocks::new(),
+            record: None,
+            events: Vec::new(),
+            committed: session.state == SessionState::Committed,
+        };
+        Ok((tx, locked))
+    }
+
     async fn lock_session(
         &self,
         file: FileId,
@@ -153,6 +180,7 @@ impl UploadStore for InMemoryStore {
             store: self.clone(),
             file,
             _guard: guard,
+            new_session: None,
             blocks: state.blocks.get(&file).cloned().unwrap_or_default(),
             record: state.files.get(&file).cloned(),
             events: Vec::new(),
@@ -168,6 +196,8 @@ pub struct InMemoryTx {
     store: InMemoryStore,
     file: FileId,
     _guard: OwnedMutexGuard<()>,
+    /// A session this transaction creates, stored by its commit.
+    new_session: Option<UploadSession>,
     blocks: Blocks,
     record: Option<FileRecord>,
     events: Vec<OutgoingEvent>,
@@ -216,6 +246,12 @@ impl SessionTx for InMemoryTx {
 
     async fn commit(self) -> Result<(), StoreError> {
         let mut state = self.store.lock();
+        if let Some(session) = self.new_session {
+            if state.sessions.contains_key(&session.file_id) {
+                return Err(StoreError::Conflict("duplicate file id".into()));
+            }
+            state.sessions.insert(session.file_id, session);
+        }
         state.blocks.insert(self.file, self.blocks);
         if let Some(record) = self.record {
             state.files.insert(self.file, record);

@@ -63,6 +63,15 @@ pub trait UploadStore: Clone + Send + Sync + 'static {
         file: FileId,
     ) -> impl Future<Output = Result<Option<SessionSnapshot>, StoreError>> + Send;
 
+    /// Begins a transaction that stores a new session and holds its lock, so that a new
+    /// upload's first block is recorded (and, for a file of one block, committed) in the same
+    /// transaction that creates the session: one transaction instead of two, and a first block
+    /// that fails leaves no session. A duplicate id is `StoreError::Conflict`.
+    fn open_and_lock(
+        &self,
+        session: &UploadSession,
+    ) -> impl Future<Output = Result<(Self::Tx, LockedSession), StoreError>> + Send;
+
     /// Begins a transaction and takes the session's lock, waiting for the current holder:
     /// whoever holds it sees the block set as the previous holder left it, committed or not.
     /// `None` when there is no such session.
