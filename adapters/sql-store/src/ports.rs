@@ -298,11 +298,7 @@ macro_rules! metadata_ports {
                     // The new row is this transaction's until it commits: nobody else sees it,
                     // and whoever waits for its lock waits for this transaction.
                     insert_session(&mut *tx, session).await?;
-                    let locked = LockedSession {
-                        total_blocks: session.total_blocks.get(),
-                        state: session.state,
-                    };
-                    Ok(($tx { tx, file: session.file_id }, locked))
+                    Ok(($tx { tx, file: session.file_id }, LockedSession::from(session)))
                 }
 
                 async fn lock_session(

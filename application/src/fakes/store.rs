@@ -48,6 +48,12 @@ impl InMemoryStore {
     fn lock(&self) -> MutexGuard<'_, StoreState> {
         lock(&self.state)
     }
+
+    /// Waits for one session's lock, as a row lock would.
+    async fn session_guard(&self, file: FileId) -> OwnedMutexGuard<()> {
+        let session_lock = lock(&self.session_locks).entry(file).or_default().clone();
+        session_lock.lock_owned().await
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,15 +146,11 @@ impl UploadStore for InMemoryStore {
         session: &UploadSession,
     ) -> Result<(InMemoryTx, LockedSession), StoreError> {
         let file = session.file_id;
-        let session_lock = lock(&self.session_locks).entry(file).or_default().clone();
-        let guard = session_lock.lock_owned().await;
+        let guard = self.session_guard(file).await;
         if self.lock().sessions.contains_key(&file) {
             return Err(StoreError::Conflict("duplicate file id".into()));
         }
-        let locked = LockedSession {
-            total_blocks: session.total_blocks.get(),
-            state: session.state,
-        };
+        let locked = LockedSession::from(session);
         let tx = InMemoryTx {
             store: self.clone(),
             file,
@@ -166,16 +168,12 @@ impl UploadStore for InMemoryStore {
         &self,
         file: FileId,
     ) -> Result<Option<(InMemoryTx, LockedSession)>, StoreError> {
-        let session_lock = lock(&self.session_locks).entry(file).or_default().clone();
-        let guard = session_lock.lock_owned().await;
+        let guard = self.session_guard(file).await;
         let state = self.lock();
         let Some(session) = state.sessions.get(&file) else {
             return Ok(None);
         };
-        let locked = LockedSession {
-            total_blocks: session.total_blocks.get(),
-            state: session.state,
-        };
+        let locked = LockedSession::from(session);
         let tx = InMemoryTx {
             store: self.clone(),
             file,

@@ -193,11 +193,6 @@ impl ChunkBody {
         };
         Ok((whole, held))
     }
-
-    /// The stream, for adapters that pipe it on.
-    pub fn into_stream(self) -> BoxStream<'static, Result<Bytes, BodyError>> {
-        self.stream
-    }
 }
 
 impl From<Bytes> for ChunkBody {

@@ -42,6 +42,15 @@ pub struct LockedSession {
     pub state: SessionState,
 }
 
+impl From<&UploadSession> for LockedSession {
+    fn from(session: &UploadSession) -> Self {
+        Self {
+            total_blocks: session.total_blocks.get(),
+            state: session.state,
+        }
+    }
+}
+
 /// Upload sessions and the transaction that completes them.
 pub trait UploadStore: Clone + Send + Sync + 'static {
     /// A transaction holding one session's lock. Dropping it without [`SessionTx::commit`]
