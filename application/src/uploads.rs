@@ -227,9 +227,9 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         let StagedPart { part_id, size } = match staged {
             Ok(part) => part,
             Err(BlobError::Body(e)) => return Err(UploadChunkError::Body(e)),
-            // A store that drops its staging area on commit (the local one) has nowhere to put
-            // the block of a request that raced the commit; that request sees the commit, once
-            // the commit's transaction has let go of the session.
+            // A store that drops its staging area once a commit is recorded (the local one) has
+            // nowhere to put the block of a request that raced the commit; that request sees
+            // the commit, once the commit's transaction has let go of the session.
             Err(BlobError::NotFound(what)) => {
                 match completion::committed_file(&self.store, session.file_id).await? {
                     Some(file) => {
@@ -272,6 +272,17 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             Ok(BlockOutcome::Staged { received }) => Ok(receipt(false, None, received)),
             Ok(BlockOutcome::Committed(file)) => {
                 tracing::info!(size = file.size, path = %file.blob_path, "file committed");
+                // Only now that the commit is recorded: had the staging gone with the blob
+                // commit, a crash before the record would leave nothing for the retry to
+                // commit again. A staging folder left by a failure here is a leftover for the
+                // sweeper, never a wrong answer.
+                if let Err(e) = self
+                    .blobs
+                    .discard_staging(&session.blob_path, &session.upload_id)
+                    .await
+                {
+                    tracing::warn!(error = %e, "the file is committed but its staged blocks could not be discarded");
+                }
                 Ok(receipt(
                     true,
                     self.blobs.share_url(&file.blob_path).await?,

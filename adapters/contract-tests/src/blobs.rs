@@ -326,6 +326,118 @@ pub async fn a_body_that_fails_midway_is_answered_with_its_error<B: BlobStore>(s
     }
 }
 
+/// Blocks of uneven sizes (a middle block shorter than block 0, a last one longer, an index
+/// re-sent longer than before) commit whole and in order: clients do not all chunk evenly.
+pub async fn blocks_of_uneven_sizes_are_committed_whole<B: BlobStore>(store: &B) {
+    let path = fresh_path("uneven.bin");
+    let blocks = [
+        random_bytes(1000),
+        random_bytes(400),
+        random_bytes(1000),
+        random_bytes(2500),
+    ];
+    let upload = ok(store.begin(&path).await, "begin");
+    let mut parts = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        parts.push(stage(store, &path, &upload, 5, i, block.clone()).await);
+    }
+    let longer = random_bytes(1700);
+    parts[2] = stage(store, &path, &upload, 5, 2, longer.clone()).await;
+    let last = random_bytes(10);
+    parts.push(stage(store, &path, &upload, 5, 4, last.clone()).await);
+    let expected = [
+        blocks[0].clone(),
+        blocks[1].clone(),
+        longer,
+        blocks[3].clone(),
+        last,
+    ];
+    ok(
+        store.commit(&path, &upload, parts, total(&expected)).await,
+        "commit of uneven blocks",
+    );
+    let (_, bytes) = read_all(store, &path, None).await;
+    assert!(
+        bytes == concat(&expected),
+        "uneven blocks must commit whole and in order"
+    );
+}
+
+/// A block whose body failed midway can be sent again, and the retry's bytes are the ones
+/// committed, also where the failed attempt had already written some.
+pub async fn a_block_that_failed_midway_can_be_sent_again<B: BlobStore>(store: &B) {
+    let path = fresh_path("retried.bin");
+    let upload = ok(store.begin(&path).await, "begin");
+    let first = random_bytes(4096);
+    let second = random_bytes(4096);
+    let zero = stage(store, &path, &upload, 2, 0, first.clone()).await;
+    let index = TotalBlocks::new(2)
+        .expect("a valid total")
+        .index(1)
+        .expect("index 1");
+    let pieces: Vec<Result<Bytes, BodyError>> = vec![
+        Ok(random_bytes(3000)),
+        Err(BodyError::Broken("reset".into())),
+    ];
+    let failed = store
+        .stage_block(
+            &path,
+            &upload,
+            index,
+            ChunkBody::new(futures::stream::iter(pieces).boxed()),
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(BlobError::Body(BodyError::Broken(_)))),
+        "a failing body must be answered with its error, got {failed:?}"
+    );
+    let one = stage(store, &path, &upload, 2, 1, second.clone()).await;
+    ok(
+        store.commit(&path, &upload, vec![zero, one], 8192).await,
+        "commit after a retried block",
+    );
+    let (_, bytes) = read_all(store, &path, None).await;
+    assert!(
+        bytes == concat(&[first, second]),
+        "the retried block's bytes must be the ones committed"
+    );
+}
+
+/// Once the metadata store has recorded a commit, the staging is discarded: the blob stays,
+/// a repeated commit (the recovery path) still succeeds, and discarding again is no error.
+pub async fn discarding_the_staging_keeps_the_blob<B: BlobStore>(store: &B) {
+    let path = fresh_path("discarded.bin");
+    let blocks = [random_bytes(2048), random_bytes(100)];
+    let upload = ok(store.begin(&path).await, "begin");
+    let parts = vec![
+        stage(store, &path, &upload, 2, 0, blocks[0].clone()).await,
+        stage(store, &path, &upload, 2, 1, blocks[1].clone()).await,
+    ];
+    ok(
+        store
+            .commit(&path, &upload, parts.clone(), total(&blocks))
+            .await,
+        "commit",
+    );
+    ok(
+        store.discard_staging(&path, &upload).await,
+        "discard_staging",
+    );
+    ok(
+        store.commit(&path, &upload, parts, total(&blocks)).await,
+        "a repeated commit after the staging was discarded",
+    );
+    ok(
+        store.discard_staging(&path, &upload).await,
+        "a second discard_staging",
+    );
+    let (_, bytes) = read_all(store, &path, None).await;
+    assert!(
+        bytes == concat(&blocks),
+        "discarding the staging must leave the blob as committed"
+    );
+}
+
 /// A path no other case or run uses.
 pub fn fresh_path(name: &str) -> BlobPath {
     BlobPath::for_file(

@@ -2,9 +2,17 @@
 //!
 //! Layout under the root folder:
 //! - `{mode prefix}/{file id}/{name}`: the committed files, at their blob paths;
-//! - `.staging/{upload id}/{index:05}-{random hex}`: the staged blocks of an upload in
-//!   progress, one file each; the file name is the part id;
-//! - `.staging/{upload id}/.{part id}.tmp`: a block being written;
+//! - `.staging/{upload id}/blocks`: the upload's blocks written in place, block `i` at
+//!   `i × the size of block 0`, so that a file sent in even chunks is written once and its
+//!   commit is a flush and a rename; the part id of such a block is `r{offset}_{length}`;
+//! - `.staging/{upload id}/{index:05}.claim`: the claim of block `index` on its place (the
+//!   claim of block 0 holds the block size once block 0 is written). A place is written by
+//!   one request only, ever: a re-sent index goes to a file of its own, so the bytes of a
+//!   recorded block are never overwritten;
+//! - `.staging/{upload id}/{index:05}-{random hex}`: a block that has no place (a re-sent
+//!   index, a block longer than block 0, a block sent before block 0's size is known), one
+//!   file each; the file name is the part id;
+//! - `.staging/{upload id}/.{part id}.tmp`: such a block being written;
 //! - `{folder}/.filegate-commit-{random hex}.tmp`: a file being committed into `{folder}`.
 //!
 //! Hidden names (a leading `.`) are never reachable from a blob path, so neither the staging
@@ -13,7 +21,7 @@
 
 use std::fmt::Display;
 use std::fs::{self, File};
-use std::io::{self, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +42,8 @@ use crate::settings::LocalFsSettings;
 
 /// The folder under the root that holds the blocks of uploads in progress.
 const STAGING: &str = ".staging";
+/// The file of an upload's staging folder that holds its blocks in place.
+const ASSEMBLY: &str = "blocks";
 /// How a file being committed is named in its final folder, before the random part.
 const COMMIT_TEMP_PREFIX: &str = ".filegate-commit-";
 
@@ -64,8 +74,9 @@ pub enum LocalFsError {
     NotAFileUrl(PathBuf),
 }
 
-/// The local file system adapter: blocks are staged as files of their own and committed by
-/// concatenating them into a temporary file that is renamed into place. Cheap to clone.
+/// The local file system adapter: blocks are written in place into one file per upload (or,
+/// failing that, as files of their own) and committed by renaming that file into place (or a
+/// temporary file that concatenates them). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct LocalFsStore {
     inner: Arc<Inner>,
@@ -174,6 +185,78 @@ impl LocalFsStore {
                 BlobError::Unknown(anyhow::Error::new(e).context("a file system task failed"))
             })?
     }
+
+    /// Streams a block into its place; a block that outgrows its place continues as a part
+    /// of its own, starting with what it wrote in place.
+    async fn write_in_place(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
+        index: BlockIndex,
+        place: InPlace,
+        mut body: ChunkBody,
+    ) -> Result<StagedPart, BlobError> {
+        let cx = |e| self.inner.stage_error(e, path, upload_id, index);
+        let file = place.file.try_clone().map_err(cx)?;
+        let mut file = tokio::fs::File::from_std(file);
+        let mut written = 0u64;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(BlobError::Body)?;
+            let len = piece.len() as u64;
+            if place.limit.is_some_and(|limit| written + len > limit) {
+                file.flush().await.map_err(cx)?;
+                let head = place.offset..place.offset + written;
+                // The claim goes with `place`: the place was never given out.
+                drop(place);
+                let rest = body.prepend(piece);
+                return self
+                    .write_part(path, upload_id, index, Some(head), rest)
+                    .await;
+            }
+            file.write_all(&piece).await.map_err(cx)?;
+            written += len;
+        }
+        file.flush().await.map_err(cx)?;
+        let file = file.into_std().await;
+        let offset = place.offset;
+        let (p, u) = (path.clone(), upload_id.to_owned());
+        self.blocking(move |inner| inner.settle_in_place(file, place, written, (&p, &u, index)))
+            .await?;
+        Ok(StagedPart {
+            part_id: Piece::in_place_id(offset, written),
+            size: written,
+        })
+    }
+
+    /// Streams a block into a part of its own.
+    async fn write_part(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
+        index: BlockIndex,
+        head: Option<Range<u64>>,
+        mut body: ChunkBody,
+    ) -> Result<StagedPart, BlobError> {
+        let (p, u) = (path.clone(), upload_id.to_owned());
+        let (mut temp, dir, part_id) = self
+            .blocking(move |inner| inner.open_part(&p, &u, index, head))
+            .await?;
+        let cx = |e| self.inner.stage_error(e, path, upload_id, index);
+        let mut file = tokio::fs::File::from_std(temp.take_file()?);
+        let mut size = file.metadata().await.map_err(cx)?.len();
+        file.seek(SeekFrom::End(0)).await.map_err(cx)?;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(BlobError::Body)?;
+            file.write_all(&piece).await.map_err(cx)?;
+            size += piece.len() as u64;
+        }
+        file.flush().await.map_err(cx)?;
+        temp.put_file(file.into_std().await);
+        let (p, u, id) = (path.clone(), upload_id.to_owned(), part_id.clone());
+        self.blocking(move |inner| inner.persist_part(temp, &dir, &id, (&p, &u, index)))
+            .await?;
+        Ok(StagedPart { part_id, size })
+    }
 }
 
 impl Inner {
@@ -272,17 +355,114 @@ impl Inner {
         Ok(())
     }
 
-    /// Creates the hidden temporary file a block is written into before it gets its part id.
+    /// Claims block `index`'s place in the upload's assembly file, when it has one: block 0
+    /// always starts at 0; another block has a place once block 0's size is known, at
+    /// `index × that size`, at most that long. A place already claimed (the index is re-sent,
+    /// or sent twice at once) is never written again: the block then goes to a part of its own.
+    fn claim_place(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
+        index: BlockIndex,
+    ) -> Result<Option<InPlace>, BlobError> {
+        let dir = self.upload_dir(upload_id)?;
+        let cx = |e| self.stage_error(e, path, upload_id, index);
+        let (offset, limit) = if index.is_first() {
+            (0, None)
+        } else {
+            let Some(size) = block_size(&dir) else {
+                return Ok(None);
+            };
+            match u64::from(index.get()).checked_mul(size) {
+                Some(offset) => (offset, Some(size)),
+                None => return Ok(None),
+            }
+        };
+        let claim_path = dir.join(claim_name(index.get()));
+        let claim = match File::options()
+            .write(true)
+            .create_new(true)
+            .open(&claim_path)
+        {
+            Ok(file) => Claim {
+                path: claim_path,
+                file: Some(file),
+            },
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(cx(e)),
+        };
+        let mut file = File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(ASSEMBLY))
+            .map_err(cx)?;
+        file.seek(SeekFrom::Start(offset)).map_err(cx)?;
+        Ok(Some(InPlace {
+            file,
+            offset,
+            limit,
+            claim,
+            dir,
+        }))
+    }
+
+    /// Makes a block written in place durable (when blocks are synced) and keeps its claim;
+    /// block 0's claim records its size, which places every later block.
+    fn settle_in_place(
+        &self,
+        file: File,
+        place: InPlace,
+        written: u64,
+        (path, upload_id, index): (&BlobPath, &str, BlockIndex),
+    ) -> Result<(), BlobError> {
+        let cx = |e| self.stage_error(e, path, upload_id, index);
+        let InPlace { dir, mut claim, .. } = place;
+        if self.sync_blocks {
+            file.sync_data().map_err(cx)?;
+        }
+        if index.is_first() && written > 0 {
+            // Not flushed on its own: a size lost in a crash only sends later blocks to parts
+            // of their own, and a torn one does not parse.
+            claim
+                .file()?
+                .write_all(format!("{written}\n").as_bytes())
+                .map_err(cx)?;
+        }
+        if self.sync_blocks {
+            // The claim must outlive a crash as long as its block is recorded.
+            sync_dir(&dir).map_err(cx)?;
+        }
+        claim.keep();
+        Ok(())
+    }
+
+    /// Creates the hidden temporary file of a block that is written as a part of its own,
+    /// starting with `head`: the bytes a block already wrote in place before it outgrew it.
     fn open_part(
         &self,
         path: &BlobPath,
         upload_id: &str,
         index: BlockIndex,
+        head: Option<Range<u64>>,
     ) -> Result<(TempFile, PathBuf, String), BlobError> {
         let dir = self.upload_dir(upload_id)?;
+        let cx = |e| self.stage_error(e, path, upload_id, index);
         let part_id = format!("{:05}-{}", index.get(), Uuid::new_v4().simple());
-        let temp = TempFile::create(dir.join(format!(".{part_id}.tmp")))
-            .map_err(|e| self.stage_error(e, path, upload_id, index))?;
+        let mut temp = TempFile::create(dir.join(format!(".{part_id}.tmp"))).map_err(cx)?;
+        if let Some(head) = head {
+            let mut assembly = File::open(dir.join(ASSEMBLY)).map_err(cx)?;
+            assembly.seek(SeekFrom::Start(head.start)).map_err(cx)?;
+            let copied =
+                io::copy(&mut assembly.take(head.end - head.start), temp.file()?).map_err(cx)?;
+            if copied != head.end - head.start {
+                return Err(BlobError::Unknown(anyhow::anyhow!(
+                    "block {} of upload {upload_id}: {copied} of its {} bytes written in place could be read back",
+                    index.get(),
+                    head.end - head.start
+                )));
+            }
+        }
         Ok((temp, dir, part_id))
     }
 
@@ -330,24 +510,52 @@ impl Inner {
     ) -> Result<(), BlobError> {
         let target = self.resolve(path)?;
         let dir = self.upload_dir(upload_id)?;
-        for id in part_ids {
-            paths::check_id(id, "part id").map_err(|reason| {
+        let pieces = part_ids
+            .iter()
+            .map(|id| Piece::parse(id))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| {
                 BlobError::Unknown(anyhow::anyhow!("refusing the commit of {path}: {reason}"))
             })?;
-        }
         let cx = |e| self.io_error(e, "committing", path);
 
-        // Every part must be there and the sizes must add up before anything is written. The
+        // Every block must be there and the sizes must add up before anything is written. The
         // parts are only looked at here, not kept open: a file may have 50,000 of them.
+        let assembly = dir.join(ASSEMBLY);
+        let mut assembly_len = None;
         let mut staged = 0u64;
-        for id in part_ids {
-            match fs::metadata(dir.join(id)) {
-                Ok(meta) => staged += meta.len(),
-                Err(e) if errors::is_missing(&e) => {
-                    return self.committed_before(path, &target, upload_id, id, size);
+        let mut in_order = true;
+        for (piece, id) in pieces.iter().zip(part_ids) {
+            let len = match *piece {
+                Piece::InPlace { offset, len } => {
+                    let have = match assembly_len {
+                        Some(have) => have,
+                        None => match fs::metadata(&assembly) {
+                            Ok(meta) => *assembly_len.insert(meta.len()),
+                            Err(e) if errors::is_missing(&e) => {
+                                return self.committed_before(path, &target, upload_id, id, size);
+                            }
+                            Err(e) => return Err(cx(e)),
+                        },
+                    };
+                    if offset.checked_add(len).is_none_or(|end| end > have) {
+                        return self.committed_before(path, &target, upload_id, id, size);
+                    }
+                    in_order &= offset == staged;
+                    len
                 }
-                Err(e) => return Err(cx(e)),
-            }
+                Piece::Part(id) => {
+                    in_order = false;
+                    match fs::metadata(dir.join(id)) {
+                        Ok(meta) => meta.len(),
+                        Err(e) if errors::is_missing(&e) => {
+                            return self.committed_before(path, &target, upload_id, id, size);
+                        }
+                        Err(e) => return Err(cx(e)),
+                    }
+                }
+            };
+            staged = staged.saturating_add(len);
         }
         if staged != size {
             return Err(size_mismatch(path, part_ids.len(), staged, size));
@@ -358,31 +566,34 @@ impl Inner {
             "{COMMIT_TEMP_PREFIX}{}.tmp",
             Uuid::new_v4().simple()
         ));
-        // A file of one part (the common small file) is that part: a second name for it (a hard
-        // link) instead of a copy, so its bytes are written once. The part itself stays as it
-        // is until the staging folder goes, so a commit cut short can simply run again.
-        let linked = match part_ids {
-            [only] => TempFile::link(&dir.join(only), temp_path.clone()).ok(),
+        // When the blocks already lie in order in the assembly file, that file is the file
+        // (cut to its size: a block refused after it began may have written past the end); a
+        // file of one part is that part. Either gets a second name (a hard link) instead of a
+        // copy, so its bytes are written once, and stays as it is until the staging folder is
+        // discarded, so that a commit cut short can simply run again.
+        let whole = match pieces.as_slice() {
+            _ if in_order && !pieces.is_empty() => {
+                if assembly_len.is_some_and(|have| have > size) {
+                    File::options()
+                        .write(true)
+                        .open(&assembly)
+                        .and_then(|f| f.set_len(size))
+                        .map_err(cx)?;
+                }
+                Some(assembly)
+            }
+            [Piece::Part(only)] => Some(dir.join(only)),
             _ => None,
         };
+        let linked = whole.and_then(|whole| TempFile::link(&whole, temp_path.clone()).ok());
         let mut temp = match linked {
             Some(temp) => temp,
-            None => {
-                let mut temp = TempFile::create(temp_path).map_err(cx)?;
-                let mut written = 0u64;
-                for id in part_ids {
-                    let mut part = File::open(dir.join(id)).map_err(cx)?;
-                    // Between two files, `io::copy` copies inside the kernel
-                    // (`copy_file_range` on Linux, which may even share the blocks on a
-                    // copy-on-write file system).
-                    written += io::copy(&mut part, temp.file()?).map_err(cx)?;
-                }
-                if written != size {
-                    // A part changed between the check and the copy; the temporary file goes.
-                    return Err(size_mismatch(path, part_ids.len(), written, size));
-                }
-                temp
-            }
+            None => self
+                .assemble(&dir, &pieces, temp_path, size)
+                .map_err(|e| match e {
+                    Assembly::Io(e) => cx(e),
+                    Assembly::Short(written) => size_mismatch(path, part_ids.len(), written, size),
+                })?,
         };
         temp.file()?.sync_all().map_err(cx)?;
         temp.persist(&target).map_err(cx)?;
@@ -392,16 +603,52 @@ impl Inner {
         for parent in changed.iter().filter(|p| **p != folder) {
             sync_dir(parent).map_err(cx)?;
         }
-
-        if let Err(e) = fs::remove_dir_all(&dir) {
-            tracing::warn!(
-                path = %path,
-                upload_id,
-                error = %e,
-                "the file is committed but its staging folder could not be removed"
-            );
-        }
         Ok(())
+    }
+
+    /// Concatenates the blocks into a new temporary file: the fallback for blocks that are not
+    /// all in place and in order. Between two files, `io::copy` copies inside the kernel
+    /// (`copy_file_range` on Linux, which may even share the blocks on a copy-on-write file
+    /// system).
+    fn assemble(
+        &self,
+        dir: &Path,
+        pieces: &[Piece<'_>],
+        temp_path: PathBuf,
+        size: u64,
+    ) -> Result<TempFile, Assembly> {
+        let mut temp = TempFile::create(temp_path)?;
+        let mut assembly: Option<File> = None;
+        let mut written = 0u64;
+        for piece in pieces {
+            let out = temp.file().map_err(|_| Assembly::Short(written))?;
+            written += match *piece {
+                Piece::InPlace { offset, len } => {
+                    let source = match &mut assembly {
+                        Some(file) => file,
+                        None => assembly.insert(File::open(dir.join(ASSEMBLY))?),
+                    };
+                    source.seek(SeekFrom::Start(offset))?;
+                    io::copy(&mut Read::by_ref(source).take(len), out)?
+                }
+                Piece::Part(id) => io::copy(&mut File::open(dir.join(id))?, out)?,
+            };
+        }
+        if written != size {
+            // A block changed between the check and the copy; the temporary file goes.
+            return Err(Assembly::Short(written));
+        }
+        Ok(temp)
+    }
+
+    /// See [`BlobStore::discard_staging`] on [`LocalFsStore`].
+    fn discard(&self, upload_id: &str) -> Result<(), BlobError> {
+        let dir = self.upload_dir(upload_id)?;
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if errors::is_missing(&e) => Ok(()),
+            Err(e) => Err(self.io_error(e, "discarding the staging folder", &dir.display())),
+        }
     }
 
     /// A part is gone: either it was never staged, or this very commit already happened (the
@@ -506,47 +753,41 @@ impl BlobStore for LocalFsStore {
         Ok(upload_id)
     }
 
-    /// Writes the block to a temporary file in the upload's staging folder, flushes it when
-    /// `sync_blocks` is on, and renames it to `{index:05}-{random hex}`, which is the part id:
-    /// staging an index again gives a new part id, and the commit decides which one counts.
-    /// Writes the block's bytes as they arrive into a hidden temporary file (a request holds
-    /// one piece at a time, not the chunk), then makes it durable and renames it to its part
-    /// name. A body that fails midway leaves nothing: the temporary file is removed.
+    /// Writes the block's bytes as they arrive (a request holds one piece at a time, not the
+    /// chunk): in place in the upload's assembly file when the block has a place there (see the
+    /// module's doc), else into a hidden temporary file renamed to its part name once complete.
+    /// Either is flushed when `sync_blocks` is on before the block is answered. A body that
+    /// fails midway leaves nothing anyone was given a part id for: its claim or its temporary
+    /// file is removed.
     async fn stage_block(
         &self,
         path: &BlobPath,
         upload_id: &str,
         index: BlockIndex,
-        mut body: ChunkBody,
+        body: ChunkBody,
     ) -> Result<StagedPart, BlobError> {
         self.inner.resolve(path)?;
         let (p, u) = (path.clone(), upload_id.to_owned());
-        let (mut temp, dir, part_id) = self
-            .blocking(move |inner| inner.open_part(&p, &u, index))
+        let place = self
+            .blocking(move |inner| inner.claim_place(&p, &u, index))
             .await?;
-        let cx = |e| self.inner.stage_error(e, path, upload_id, index);
-        let mut file = tokio::fs::File::from_std(temp.take_file()?);
-        let mut size = 0u64;
-        while let Some(piece) = body.next().await {
-            let piece = piece.map_err(BlobError::Body)?;
-            file.write_all(&piece).await.map_err(cx)?;
-            size += piece.len() as u64;
+        match place {
+            Some(place) => {
+                self.write_in_place(path, upload_id, index, place, body)
+                    .await
+            }
+            None => self.write_part(path, upload_id, index, None, body).await,
         }
-        file.flush().await.map_err(cx)?;
-        temp.put_file(file.into_std().await);
-        let (p, u, id) = (path.clone(), upload_id.to_owned(), part_id.clone());
-        self.blocking(move |inner| inner.persist_part(temp, &dir, &id, (&p, &u, index)))
-            .await?;
-        Ok(StagedPart { part_id, size })
     }
 
-    /// Concatenates the parts, in the given order, into a hidden temporary file in the final
-    /// folder (created as needed), checks that they add up to `size`, flushes the file, renames
-    /// it into place and flushes the folder; then removes the staging folder (best effort). A
-    /// crash at any moment leaves either no file at the path or the whole file: only the
-    /// rename publishes it, and a leftover temporary file has a hidden name no blob path can
-    /// reach. When the parts are gone but the path already holds a file of exactly `size`
-    /// bytes, the commit happened before a crash and is reported done (as on Azure).
+    /// Links the assembly file into place when its blocks are in order (or the one part, for a
+    /// file of one part), else concatenates the blocks into a hidden temporary file in the final
+    /// folder (created as needed); checks that they add up to `size`, flushes the file, renames
+    /// it into place and flushes the folder. The staging folder stays until
+    /// [`BlobStore::discard_staging`]. A crash at any moment leaves either no file at the path or
+    /// the whole file: only the rename publishes it, and a leftover temporary file has a hidden
+    /// name no blob path can reach. When the blocks are gone but the path already holds a file
+    /// of exactly `size` bytes, the commit happened before and is reported done (as on Azure).
     async fn commit(
         &self,
         path: &BlobPath,
@@ -557,6 +798,12 @@ impl BlobStore for LocalFsStore {
         let (path, upload_id) = (path.clone(), upload_id.to_owned());
         self.blocking(move |inner| inner.commit(&path, &upload_id, &part_ids, size))
             .await
+    }
+
+    /// Removes the upload's staging folder, whatever it holds.
+    async fn discard_staging(&self, _path: &BlobPath, upload_id: &str) -> Result<(), BlobError> {
+        let upload_id = upload_id.to_owned();
+        self.blocking(move |inner| inner.discard(&upload_id)).await
     }
 
     /// Streams the file in pieces of 64 KiB. Ranges behave as on Azure: an end past the end of
@@ -671,6 +918,101 @@ where
         },
     )
     .boxed()
+}
+
+/// Where a staged block's bytes are, as its part id tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece<'a> {
+    /// `len` bytes at `offset` of the upload's assembly file: part id `r{offset}_{len}`.
+    InPlace { offset: u64, len: u64 },
+    /// A file of its own in the staging folder, named by the part id.
+    Part(&'a str),
+}
+
+impl<'a> Piece<'a> {
+    fn in_place_id(offset: u64, len: u64) -> String {
+        format!("r{offset}_{len}")
+    }
+
+    /// Reads a part id, refusing one that is neither a place nor a plain file name.
+    fn parse(id: &'a str) -> Result<Self, String> {
+        let place = id
+            .strip_prefix('r')
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(offset, len)| Some((offset.parse().ok()?, len.parse().ok()?)));
+        match place {
+            Some((offset, len)) => Ok(Self::InPlace { offset, len }),
+            None => paths::check_id(id, "part id").map(|()| Self::Part(id)),
+        }
+    }
+}
+
+/// A block's place in the assembly file, claimed while the block is written.
+#[derive(Debug)]
+struct InPlace {
+    file: File,
+    offset: u64,
+    /// The most the block may write there: the size of block 0 (none for block 0 itself).
+    limit: Option<u64>,
+    claim: Claim,
+    dir: PathBuf,
+}
+
+/// The claim file of a place, removed again unless kept: a block that fails leaves its place
+/// free for the client's retry (nothing recorded points at it).
+#[derive(Debug)]
+struct Claim {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl Claim {
+    fn file(&mut self) -> Result<&mut File, BlobError> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| BlobError::Unknown(anyhow::anyhow!("the claim file is closed")))
+    }
+
+    fn keep(mut self) {
+        drop(self.file.take());
+        self.path = PathBuf::new();
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn claim_name(index: u32) -> String {
+    format!("{index:05}.claim")
+}
+
+/// The upload's block size, which block 0's claim records once block 0 is written in place:
+/// `None` until then, or when block 0 went elsewhere. Only a well-formed, positive size counts.
+fn block_size(dir: &Path) -> Option<u64> {
+    let text = fs::read_to_string(dir.join(claim_name(0))).ok()?;
+    text.strip_suffix('\n')?
+        .parse::<u64>()
+        .ok()
+        .filter(|&size| size > 0)
+}
+
+/// Why concatenating the blocks failed.
+enum Assembly {
+    Io(io::Error),
+    /// The blocks held fewer or more bytes than expected.
+    Short(u64),
+}
+
+impl From<io::Error> for Assembly {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 fn size_mismatch(path: &BlobPath, parts: usize, staged: u64, size: u64) -> BlobError {

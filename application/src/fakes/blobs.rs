@@ -15,7 +15,8 @@ use crate::ports::{BlobError, BlobRead, BlobStore, ChunkBody, Clock, IdSource, S
 
 #[derive(Debug, Default)]
 struct BlobState {
-    staged: HashMap<String, Bytes>,
+    /// Staged parts by upload id, then part id.
+    staged: HashMap<String, HashMap<String, Bytes>>,
     blobs: HashMap<String, Bytes>,
     commits: u32,
     next: u64,
@@ -40,6 +41,16 @@ impl InMemoryBlobs {
     pub fn commits(&self) -> u32 {
         self.lock().commits
     }
+
+    /// Bytes staged and not yet discarded, across all uploads.
+    pub fn staged_bytes(&self) -> u64 {
+        self.lock()
+            .staged
+            .values()
+            .flat_map(|parts| parts.values())
+            .map(|part| part.len() as u64)
+            .sum()
+    }
 }
 
 impl BlobStore for InMemoryBlobs {
@@ -48,13 +59,17 @@ impl BlobStore for InMemoryBlobs {
     }
 
     async fn begin(&self, _path: &BlobPath) -> Result<String, BlobError> {
-        Ok(String::new())
+        let mut state = self.lock();
+        state.next += 1;
+        let upload_id = format!("upload-{}", state.next);
+        state.staged.insert(upload_id.clone(), HashMap::new());
+        Ok(upload_id)
     }
 
     async fn stage_block(
         &self,
         _path: &BlobPath,
-        _upload_id: &str,
+        upload_id: &str,
         _index: BlockIndex,
         body: ChunkBody,
     ) -> Result<StagedPart, BlobError> {
@@ -65,16 +80,20 @@ impl BlobStore for InMemoryBlobs {
         state.next += 1;
         let part_id = format!("{:032x}", state.next);
         let size = data.len() as u64;
-        state.staged.insert(part_id.clone(), data);
+        state
+            .staged
+            .get_mut(upload_id)
+            .ok_or_else(|| BlobError::NotFound(format!("upload {upload_id}")))?
+            .insert(part_id.clone(), data);
         Ok(StagedPart { part_id, size })
     }
 
     async fn commit(
         &self,
         path: &BlobPath,
-        _upload_id: &str,
+        upload_id: &str,
         part_ids: Vec<String>,
-        _size: u64,
+        size: u64,
     ) -> Result<(), BlobError> {
         tokio::task::yield_now().await;
         if self.fail_commits.load(Ordering::SeqCst) {
@@ -83,16 +102,25 @@ impl BlobStore for InMemoryBlobs {
         let mut state = self.lock();
         let mut whole = Vec::new();
         for id in &part_ids {
-            let part = state
-                .staged
-                .get(id)
-                .ok_or_else(|| BlobError::Unknown(anyhow::anyhow!("unknown part {id}")))?;
+            let Some(part) = state.staged.get(upload_id).and_then(|parts| parts.get(id)) else {
+                // As on the real stores: parts gone, and the blob there with exactly `size`
+                // bytes, is a commit that already happened.
+                return match state.blobs.get(path.as_str()) {
+                    Some(blob) if blob.len() as u64 == size => Ok(()),
+                    _ => Err(BlobError::Unknown(anyhow::anyhow!("unknown part {id}"))),
+                };
+            };
             whole.extend_from_slice(part);
         }
         state
             .blobs
             .insert(path.as_str().to_owned(), Bytes::from(whole));
         state.commits += 1;
+        Ok(())
+    }
+
+    async fn discard_staging(&self, _path: &BlobPath, upload_id: &str) -> Result<(), BlobError> {
+        self.lock().staged.remove(upload_id);
         Ok(())
     }
 

@@ -145,6 +145,16 @@ impl ChunkBody {
         self.stream.next().await
     }
 
+    /// The body with `first` put back in front of what is left of it, keeping the budget: for a
+    /// store that read a piece before deciding where the block goes.
+    pub fn prepend(self, first: Bytes) -> Self {
+        self.map_stream(|rest| {
+            futures::stream::once(async move { Ok(first) })
+                .chain(rest)
+                .boxed()
+        })
+    }
+
     /// Wraps the pieces (to count or cut them), keeping the budget.
     pub fn map_stream(
         self,
@@ -257,6 +267,17 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
         upload_id: &str,
         part_ids: Vec<String>,
         size: u64,
+    ) -> impl Future<Output = Result<(), BlobError>> + Send;
+
+    /// Drops what was staged for an upload that is over: committed (once the metadata store
+    /// has recorded the commit, so that a commit cut short can run again), abandoned or
+    /// deleted. Nothing staged is no error. A store that cannot delete staged blocks does
+    /// nothing (Azure drops uncommitted blocks by itself after 7 days, and a commit never
+    /// includes them).
+    fn discard_staging(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
     ) -> impl Future<Output = Result<(), BlobError>> + Send;
 
     /// Streams a committed blob, whole or a byte range of it.
