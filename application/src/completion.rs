@@ -12,7 +12,7 @@ use std::future::Future;
 use filegate_domain::{FileId, FileRecord, SessionState, UploadSession};
 
 use crate::events;
-use crate::ports::{LockedSession, SessionTx, StagedBlock, StoreError, UploadStore};
+use crate::ports::{BlockUpsert, LockedSession, SessionTx, StagedBlock, StoreError, UploadStore};
 
 /// What the store hands to the commit step once every block is present: the part ids in index
 /// order and the file's size.
@@ -26,7 +26,12 @@ pub struct CommitPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockOutcome {
     /// Recorded; the file still misses blocks.
-    Staged { received: u32 },
+    Staged {
+        received: u32,
+        /// The part of an earlier block of the same index, which this one replaced: its bytes
+        /// may go.
+        replaced: Option<String>,
+    },
     /// This request recorded the last missing block and committed the file.
     Committed(FileRecord),
     /// Another request committed the file while this one was staging its block.
@@ -114,10 +119,10 @@ where
         return Ok(BlockOutcome::CommittedMeanwhile(record));
     }
 
-    let received = tx.upsert_block(&block).await?;
+    let BlockUpsert { received, replaced } = tx.upsert_block(&block).await?;
     if received < locked.total_blocks {
         tx.commit().await?;
-        return Ok(BlockOutcome::Staged { received });
+        return Ok(BlockOutcome::Staged { received, replaced });
     }
 
     let parts = tx.staged_parts().await?;

@@ -269,7 +269,19 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             total_blocks: total.get(),
         };
         match outcome {
-            Ok(BlockOutcome::Staged { received }) => Ok(receipt(false, None, received)),
+            Ok(BlockOutcome::Staged { received, replaced }) => {
+                // A re-sent index: the bytes it replaced are no longer referred to.
+                if let Some(old) = replaced {
+                    if let Err(e) = self
+                        .blobs
+                        .discard_part(&session.blob_path, &session.upload_id, &old)
+                        .await
+                    {
+                        tracing::warn!(error = %e, part = old, "a replaced block could not be discarded");
+                    }
+                }
+                Ok(receipt(false, None, received))
+            }
             Ok(BlockOutcome::Committed(file)) => {
                 tracing::info!(size = file.size, path = %file.blob_path, "file committed");
                 // Only now that the commit is recorded: had the staging gone with the blob
@@ -586,9 +598,14 @@ mod tests {
                 .unwrap()
                 .file_id,
         );
-        svc.upload_chunk(who(1), chunk(id, 0, 2, b"aa"))
+        svc.upload_chunk(who(1), chunk(id, 0, 2, b"aaa"))
             .await
             .unwrap();
+        assert_eq!(
+            blobs.staged_bytes(),
+            3,
+            "the replaced block's bytes are freed once the new one is recorded"
+        );
         let last = svc
             .upload_chunk(who(1), chunk(id, 1, 2, b"bb"))
             .await
@@ -599,7 +616,12 @@ mod tests {
             .strip_prefix("memory://")
             .unwrap()
             .to_owned();
-        assert_eq!(blobs.blob(&path).as_deref(), Some(&b"aabb"[..]));
+        assert_eq!(blobs.blob(&path).as_deref(), Some(&b"aaabb"[..]));
+        assert_eq!(
+            blobs.staged_bytes(),
+            0,
+            "the staging is discarded once the commit is recorded"
+        );
     }
 
     #[tokio::test]

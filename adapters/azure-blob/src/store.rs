@@ -425,6 +425,16 @@ impl BlobStore for AzureBlobStore {
         Ok(())
     }
 
+    /// An uncommitted block cannot be deleted either (see `discard_staging`).
+    async fn discard_part(
+        &self,
+        _path: &BlobPath,
+        _upload_id: &str,
+        _part_id: &str,
+    ) -> Result<(), BlobError> {
+        Ok(())
+    }
+
     async fn read(
         &self,
         path: &BlobPath,

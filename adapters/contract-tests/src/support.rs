@@ -106,6 +106,19 @@ pub(crate) async fn staged<M: UploadStore>(
     part_id: &str,
     size: u64,
 ) -> u32 {
+    staged_replacing(store, session, index, part_id, size)
+        .await
+        .0
+}
+
+/// [`staged`], answering also the part the block replaced.
+pub(crate) async fn staged_replacing<M: UploadStore>(
+    store: &M,
+    session: &UploadSession,
+    index: u32,
+    part_id: &str,
+    size: u64,
+) -> (u32, Option<String>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let outcome = record_block(
         store,
@@ -115,7 +128,7 @@ pub(crate) async fn staged<M: UploadStore>(
     )
     .await;
     match outcome {
-        Ok(BlockOutcome::Staged { received }) => received,
+        Ok(BlockOutcome::Staged { received, replaced }) => (received, replaced),
         other => panic!(
             "block {index} of {} must be staged, got {other:?}",
             session.total_blocks

@@ -89,12 +89,15 @@ pub async fn blocks_arrive_in_any_order_and_a_resent_index_replaces<M: UploadSto
     ok(store.open_session(&session).await, "open_session");
     let file = session.file_id;
 
-    assert_eq!(staged(&store, &session, 2, "p2", 30).await, 1);
+    assert_eq!(
+        staged_replacing(&store, &session, 2, "p2", 30).await,
+        (1, None)
+    );
     assert_eq!(staged(&store, &session, 0, "p0", 10).await, 2);
     assert_eq!(
-        staged(&store, &session, 2, "p2-again", 31).await,
-        2,
-        "a re-sent index must not count twice"
+        staged_replacing(&store, &session, 2, "p2-again", 31).await,
+        (2, Some("p2".to_owned())),
+        "a re-sent index must not count twice, and must name the part it replaced"
     );
 
     let snapshot = ok(store.find_session(session.firm, file).await, "find_session")
@@ -376,7 +379,7 @@ pub async fn racing_distinct_blocks_commit_once<M: UploadStore>(store: M) {
     let mut committed = Vec::new();
     for outcome in &outcomes {
         match outcome {
-            BlockOutcome::Staged { received } => {
+            BlockOutcome::Staged { received, .. } => {
                 assert!(counts.insert(*received), "two racers saw count {received}")
             }
             BlockOutcome::Committed(r) => committed.push(r.clone()),
@@ -491,7 +494,10 @@ pub async fn a_first_block_opens_its_session_in_the_same_transaction<M: UploadSt
     })
     .await
     {
-        Ok(BlockOutcome::Staged { received: 1 }) => {}
+        Ok(BlockOutcome::Staged {
+            received: 1,
+            replaced: None,
+        }) => {}
         other => panic!("the first of two blocks must be staged, got {other:?}"),
     }
     assert!(

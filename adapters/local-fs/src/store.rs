@@ -641,6 +641,25 @@ impl Inner {
         Ok(temp)
     }
 
+    /// See [`BlobStore::discard_part`] on [`LocalFsStore`].
+    fn discard_part(&self, upload_id: &str, part_id: &str) -> Result<(), BlobError> {
+        let dir = self.upload_dir(upload_id)?;
+        let part = match Piece::parse(part_id) {
+            Ok(Piece::Part(id)) => dir.join(id),
+            Ok(Piece::InPlace { .. }) => return Ok(()),
+            Err(reason) => {
+                return Err(BlobError::Unknown(anyhow::anyhow!(
+                    "refusing to discard a part of upload {upload_id}: {reason}"
+                )));
+            }
+        };
+        match fs::remove_file(&part) {
+            Ok(()) => Ok(()),
+            Err(e) if errors::is_missing(&e) => Ok(()),
+            Err(e) => Err(self.io_error(e, "discarding the part", &part.display())),
+        }
+    }
+
     /// See [`BlobStore::discard_staging`] on [`LocalFsStore`].
     fn discard(&self, upload_id: &str) -> Result<(), BlobError> {
         let dir = self.upload_dir(upload_id)?;
@@ -797,6 +816,19 @@ impl BlobStore for LocalFsStore {
     ) -> Result<(), BlobError> {
         let (path, upload_id) = (path.clone(), upload_id.to_owned());
         self.blocking(move |inner| inner.commit(&path, &upload_id, &part_ids, size))
+            .await
+    }
+
+    /// Removes a part of its own; a block written in place keeps its bytes until the staging
+    /// goes (its place is never written again).
+    async fn discard_part(
+        &self,
+        _path: &BlobPath,
+        upload_id: &str,
+        part_id: &str,
+    ) -> Result<(), BlobError> {
+        let (upload_id, part_id) = (upload_id.to_owned(), part_id.to_owned());
+        self.blocking(move |inner| inner.discard_part(&upload_id, &part_id))
             .await
     }
 

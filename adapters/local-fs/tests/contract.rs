@@ -243,6 +243,33 @@ async fn a_resent_index_never_overwrites_the_first_one() {
     assert_eq!(read_all(&store, &path).await, b"zeroONE?");
 }
 
+/// A replaced part of its own is freed on demand; a block in place keeps its bytes (its place
+/// is never written again), and discarding either twice is no error.
+#[tokio::test]
+async fn a_replaced_part_is_freed() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("freed.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let staging = store.root().join(".staging").join(&upload);
+    stage(&store, &path, &upload, 2, 0, b"zero").await;
+    let in_place = stage(&store, &path, &upload, 2, 1, b"one!").await;
+    let part = stage(&store, &path, &upload, 2, 1, b"ONE?").await;
+    assert!(staging.join(&part).exists());
+    for _ in 0..2 {
+        store.discard_part(&path, &upload, &part).await.unwrap();
+        store.discard_part(&path, &upload, &in_place).await.unwrap();
+    }
+    assert!(!staging.join(&part).exists(), "the replaced part is gone");
+    assert_eq!(
+        fs::metadata(staging.join("blocks")).unwrap().len(),
+        8,
+        "blocks in place stay"
+    );
+    let err = store.discard_part(&path, &upload, "../escape").await;
+    assert!(matches!(err, Err(BlobError::Unknown(_))), "{err:?}");
+}
+
 /// A block longer than block 0 (and so than its place) is kept whole as a part of its own.
 #[tokio::test]
 async fn a_block_longer_than_its_place_becomes_a_part() {

@@ -291,7 +291,13 @@ async fn open_session_with_one_block(store: &PgStore) -> filegate_domain::Upload
     })
     .await
     .expect("record_block");
-    assert_eq!(outcome, BlockOutcome::Staged { received: 1 });
+    assert_eq!(
+        outcome,
+        BlockOutcome::Staged {
+            received: 1,
+            replaced: None
+        }
+    );
     session
 }
 

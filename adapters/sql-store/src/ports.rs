@@ -39,7 +39,7 @@ macro_rules! metadata_ports {
             use ::filegate_application::media_ports::OutgoingEvent;
             use ::filegate_application::ports::{
                 ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx,
-                StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
+                BlockUpsert, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
                 TaskClaim, TaskRecord, TaskStore, UploadStore,
             };
             use ::filegate_domain::{
@@ -333,18 +333,17 @@ macro_rules! metadata_ports {
                     <$store>::committed_file_in(&mut *self.tx, self.file).await
                 }
 
-                async fn upsert_block(&mut self, block: &StagedBlock) -> Result<u32, StoreError> {
+                async fn upsert_block(&mut self, block: &StagedBlock) -> Result<BlockUpsert, StoreError> {
                     let file = id(self.file.as_uuid());
                     let index = to_i32(block.index.get(), "block index")?;
                     // This transaction holds the session's lock, so "was this index staged
-                    // before?" stays true until the count is updated.
-                    let previous: bool = ::sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM staged_blocks
-                                        WHERE file_id = $1 AND block_index = $2)",
+                    // before, and as which part?" stays true until the count is updated.
+                    let previous: Option<String> = ::sqlx::query_scalar(
+                        "SELECT part_id FROM staged_blocks WHERE file_id = $1 AND block_index = $2",
                     )
                     .bind(&file)
                     .bind(index)
-                    .fetch_one(&mut *self.tx)
+                    .fetch_optional(&mut *self.tx)
                     .await
                     .map_err(err)?;
                     ::sqlx::query(
@@ -368,12 +367,16 @@ macro_rules! metadata_ports {
                          RETURNING received_blocks",
                     )
                     .bind(&file)
-                    .bind(if previous { 0_i32 } else { 1 })
+                    .bind(if previous.is_some() { 0_i32 } else { 1 })
                     .fetch_one(&mut *self.tx)
                     .await
                     .map_err(err)?;
-                    u32::try_from(received).map_err(|_| {
+                    let received = u32::try_from(received).map_err(|_| {
                         corrupt(format_args!("file {}: block count {received}", self.file))
+                    })?;
+                    Ok(BlockUpsert {
+                        received,
+                        replaced: previous,
                     })
                 }
 

@@ -124,6 +124,18 @@ impl BlobStore for InMemoryBlobs {
         Ok(())
     }
 
+    async fn discard_part(
+        &self,
+        _path: &BlobPath,
+        upload_id: &str,
+        part_id: &str,
+    ) -> Result<(), BlobError> {
+        if let Some(parts) = self.lock().staged.get_mut(upload_id) {
+            parts.remove(part_id);
+        }
+        Ok(())
+    }
+
     async fn read(
         &self,
         path: &BlobPath,

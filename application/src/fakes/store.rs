@@ -14,9 +14,9 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::media_ports::OutgoingEvent;
 use crate::ports::{
-    ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx, StagedBlock,
-    StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim, TaskRecord,
-    TaskStatus, TaskStore, UploadStore,
+    BlockUpsert, ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx,
+    StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim,
+    TaskRecord, TaskStatus, TaskStore, UploadStore,
 };
 
 /// A staged block as kept: part id and size, by index.
@@ -207,10 +207,15 @@ impl SessionTx for InMemoryTx {
         Ok(self.record.clone().filter(|_| self.committed))
     }
 
-    async fn upsert_block(&mut self, block: &StagedBlock) -> Result<u32, StoreError> {
-        self.blocks
-            .insert(block.index.get(), (block.part_id.clone(), block.size));
-        Ok(self.blocks.len() as u32)
+    async fn upsert_block(&mut self, block: &StagedBlock) -> Result<BlockUpsert, StoreError> {
+        let replaced = self
+            .blocks
+            .insert(block.index.get(), (block.part_id.clone(), block.size))
+            .map(|(part_id, _)| part_id);
+        Ok(BlockUpsert {
+            received: self.blocks.len() as u32,
+            replaced,
+        })
     }
 
     async fn staged_parts(&mut self) -> Result<Vec<StagedPart>, StoreError> {

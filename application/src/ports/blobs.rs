@@ -280,6 +280,16 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
         upload_id: &str,
     ) -> impl Future<Output = Result<(), BlobError>> + Send;
 
+    /// Frees the bytes of a staged part that nothing refers to any more (an index was sent
+    /// again and the new part recorded in its place). A part already gone is no error; a store
+    /// that cannot free a part on its own does nothing, and its bytes go with the staging.
+    fn discard_part(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
+        part_id: &str,
+    ) -> impl Future<Output = Result<(), BlobError>> + Send;
+
     /// Streams a committed blob, whole or a byte range of it.
     fn read(
         &self,

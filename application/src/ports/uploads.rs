@@ -19,6 +19,15 @@ pub struct StagedBlock {
     pub size: u64,
 }
 
+/// What recording a block changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockUpsert {
+    /// Distinct indices now staged.
+    pub received: u32,
+    /// The part an earlier block of the same index had, which nothing refers to any more.
+    pub replaced: Option<String>,
+}
+
 /// A session as read back, with what it has received and, once committed, its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSnapshot {
@@ -98,11 +107,11 @@ pub trait SessionTx: Send + Sized {
     ) -> impl Future<Output = Result<Option<FileRecord>, StoreError>> + Send;
 
     /// Records a staged block, replacing an earlier one with the same index, and answers how
-    /// many distinct indices are now staged.
+    /// many distinct indices are now staged and the part it replaced, if any.
     fn upsert_block(
         &mut self,
         block: &StagedBlock,
-    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    ) -> impl Future<Output = Result<BlockUpsert, StoreError>> + Send;
 
     /// Every staged part, in block order.
     fn staged_parts(&mut self) -> impl Future<Output = Result<Vec<StagedPart>, StoreError>> + Send;
