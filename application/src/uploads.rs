@@ -271,14 +271,13 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         match outcome {
             Ok(BlockOutcome::Staged { received, replaced }) => {
                 // A re-sent index: the bytes it replaced are no longer referred to.
-                if let Some(old) = replaced {
-                    if let Err(e) = self
+                if let Some(old) = replaced
+                    && let Err(e) = self
                         .blobs
                         .discard_part(&session.blob_path, &session.upload_id, &old)
                         .await
-                    {
-                        tracing::warn!(error = %e, part = old, "a replaced block could not be discarded");
-                    }
+                {
+                    tracing::warn!(error = %e, part = old, "a replaced block could not be discarded");
                 }
                 Ok(receipt(false, None, received))
             }
