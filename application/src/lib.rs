@@ -8,6 +8,7 @@ pub mod app;
 pub mod backend;
 pub mod completion;
 pub mod events;
+mod inflight;
 pub mod keys;
 pub mod media;
 pub mod media_ports;

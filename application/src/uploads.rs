@@ -16,6 +16,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use crate::completion::{self, BlockOutcome, CommitPlan, RecordError};
+use crate::inflight::{Hold, InFlight};
 use crate::keys::Principal;
 use crate::ports::{
     BlobError, BlobStore, BodyError, ChunkBody, Clock, IdSource, SessionSnapshot, StagedBlock,
@@ -146,6 +147,7 @@ pub struct Uploads<M, B, C, I> {
     clock: C,
     ids: I,
     caps: SizeCaps,
+    in_flight: InFlight,
 }
 
 impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
@@ -156,6 +158,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             clock,
             ids,
             caps: SizeCaps::default(),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -219,7 +222,9 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         };
         tracing::Span::current().record("file_id", tracing::field::display(session.file_id));
 
-        let body = within_cap(data, mode, cap, already);
+        // Counted with the upload's other chunks in flight until this block is recorded.
+        let hold = self.in_flight.hold(session.file_id);
+        let body = within_cap(data, mode, cap, already, hold.clone());
         let staged = self
             .blobs
             .stage_block(&session.blob_path, &session.upload_id, index, body)
@@ -261,6 +266,8 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         } else {
             completion::record_block(&self.store, session.file_id, block, commit).await
         };
+        // Recorded (or refused): its bytes now count in the recorded total, or nowhere.
+        drop(hold);
         let receipt = |complete: bool, url: Option<String>, received: u32| ChunkReceipt {
             file_id: session.file_id,
             is_complete: complete,
@@ -430,17 +437,20 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
 }
 
 /// The chunk's bytes, cut off with [`BodyError::TooLarge`] as soon as the file would pass its
-/// mode's cap (`already` bytes of it are staged), and refused when empty: both are found while
-/// the bytes arrive, so a store never keeps them.
-fn within_cap(body: ChunkBody, mode: Mode, cap: u64, already: u64) -> ChunkBody {
+/// mode's cap (`already` bytes of it are recorded, and the upload's other chunks in flight hold
+/// theirs in `hold`), and refused when empty: both are found while the bytes arrive, so a
+/// store never keeps them.
+fn within_cap(body: ChunkBody, mode: Mode, cap: u64, already: u64, hold: Hold) -> ChunkBody {
     struct State {
         stream: BoxStream<'static, Result<Bytes, BodyError>>,
+        hold: Hold,
         received: u64,
         done: bool,
     }
     body.map_stream(move |stream| {
         let state = State {
             stream,
+            hold,
             received: 0,
             done: false,
         };
@@ -451,13 +461,11 @@ fn within_cap(body: ChunkBody, mode: Mode, cap: u64, already: u64) -> ChunkBody 
             let item = match state.stream.next().await {
                 Some(Ok(piece)) => {
                     state.received += piece.len() as u64;
-                    let size = already.saturating_add(state.received);
-                    if size > cap {
-                        Err(BodyError::TooLarge(
+                    match state.hold.grow(piece.len() as u64, already, cap) {
+                        Ok(()) => Ok(piece),
+                        Err(size) => Err(BodyError::TooLarge(
                             FileTooLarge { mode, size, cap }.to_string(),
-                        ))
-                    } else {
-                        Ok(piece)
+                        )),
                     }
                 }
                 Some(Err(e)) => Err(e),
@@ -851,6 +859,52 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(blobs.commits(), 0);
+    }
+
+    /// Blocks sent in parallel see each other's bytes: together they cannot pass the cap, and
+    /// once the first is refused or recorded its bytes count where they belong.
+    #[tokio::test]
+    async fn parallel_chunks_cannot_pass_the_cap_together() {
+        let (svc, _blobs) = service();
+        let caps = filegate_domain::SizeCaps {
+            message: 20,
+            ..filegate_domain::SizeCaps::default()
+        };
+        let svc = svc.with_caps(caps);
+        let id = Some(
+            svc.upload_chunk(who(1), chunk(None, 0, 3, b"0123456789"))
+                .await
+                .unwrap()
+                .file_id,
+        );
+        // Block 1 is arriving: 6 of its bytes are in, more are coming.
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, BodyError>>();
+        tx.unbounded_send(Ok(Bytes::from_static(b"abcdef"))).unwrap();
+        let slow = ChunkCommand {
+            data: ChunkBody::new(rx.boxed()),
+            ..chunk(id, 1, 3, b"")
+        };
+        let svc2 = svc.clone();
+        let slow = tokio::spawn(async move { svc2.upload_chunk(who(1), slow).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // 10 recorded + 6 in flight + 5 > 20: block 2 is refused while block 1 is arriving.
+        let err = svc
+            .upload_chunk(who(1), chunk(id, 2, 3, b"ABCDE"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, UploadChunkError::Body(BodyError::TooLarge(ref m)) if m.contains("21")),
+            "{err:?}"
+        );
+        // Block 1 ends at 8 bytes and is recorded; block 2 of 2 bytes then fits exactly.
+        tx.unbounded_send(Ok(Bytes::from_static(b"gh"))).unwrap();
+        drop(tx);
+        assert!(!slow.await.unwrap().unwrap().is_complete);
+        let last = svc
+            .upload_chunk(who(1), chunk(id, 2, 3, b"AB"))
+            .await
+            .unwrap();
+        assert!(last.is_complete);
     }
 
     #[tokio::test]
