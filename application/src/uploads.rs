@@ -194,6 +194,8 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         // replaces bytes already counted (the commit checks the total again).
         let mut already = 0;
         let mut is_new = false;
+        // Whether this block may be the last missing one, as far as the store told.
+        let may_complete;
         let session = match file_id {
             Some(id) => {
                 let snapshot = self
@@ -202,6 +204,8 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                     .await?
                     .ok_or(UploadChunkError::NotFound(id))?;
                 snapshot.session.admit(mode, total)?;
+                let adds = u32::from(!snapshot.received.contains(index));
+                may_complete = snapshot.received.len() + adds == total.get();
                 if !snapshot.received.contains(index) {
                     already = snapshot.staged_bytes;
                     self.caps.check(mode, already)?;
@@ -210,6 +214,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             }
             None if index.is_first() => {
                 is_new = true;
+                may_complete = total.get() == 1;
                 self.prepare(who, mode, file_name, content_type, total)
                     .await?
             }
@@ -225,6 +230,9 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         // Counted with the upload's other chunks in flight until this block is recorded.
         let hold = self.in_flight.hold(session.file_id);
         let body = within_cap(data, mode, cap, already, hold.clone());
+        if is_new && total.get() == 1 {
+            return self.upload_whole(session, body).await;
+        }
         let staged = self
             .blobs
             .stage_block(&session.blob_path, &session.upload_id, index, body)
@@ -253,6 +261,15 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             Err(e) => return Err(e.into()),
         };
         tracing::Span::current().record("size", size);
+        if may_complete
+            && let Err(e) = self
+                .blobs
+                .prepare_commit(&session.blob_path, &session.upload_id)
+                .await
+        {
+            // Only a head start: the commit does what is left.
+            tracing::debug!(error = %e, "could not prepare the commit ahead");
+        }
         let block = StagedBlock {
             index,
             part_id,
@@ -377,7 +394,63 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         })
     }
 
-    /// A new session, its blob staging begun; stored by the caller once its block is staged.
+    /// A new file sent as one chunk: the blob store writes it whole in one request, and one
+    /// transaction stores its session, block, file record and event. When that transaction
+    /// fails, the blob goes again: no session ever pointed at its path.
+    async fn upload_whole(
+        &self,
+        session: UploadSession,
+        body: ChunkBody,
+    ) -> Result<ChunkReceipt, UploadChunkError> {
+        let size = match self.blobs.put(&session.blob_path, body).await {
+            Ok(size) => size,
+            Err(BlobError::Body(e)) => return Err(UploadChunkError::Body(e)),
+            Err(e) => return Err(e.into()),
+        };
+        tracing::Span::current().record("size", size);
+        let block = StagedBlock {
+            index: filegate_domain::BlockIndex::FIRST,
+            part_id: WHOLE_PART.to_owned(),
+            size,
+        };
+        let outcome =
+            completion::record_first_block(&self.store, &session, block, |plan: CommitPlan| {
+                let size = plan.size;
+                let session = &session;
+                async move {
+                    self.caps.check(session.mode, size)?;
+                    Ok::<_, UploadChunkError>(self.record_of(session, size))
+                }
+            })
+            .await;
+        let file = match outcome {
+            Ok(BlockOutcome::Committed(file)) => file,
+            other => {
+                if let Err(e) = self.blobs.delete(&session.blob_path).await {
+                    tracing::warn!(error = %e, path = %session.blob_path, "a file whose record failed could not be deleted");
+                }
+                return Err(match other {
+                    Err(RecordError::Store(e)) => e.into(),
+                    Err(RecordError::Commit(e)) => e,
+                    Err(RecordError::SessionMissing) => UploadChunkError::NotFound(session.file_id),
+                    Ok(outcome) => UploadChunkError::Unknown(anyhow::anyhow!(
+                        "a new file of one block was recorded as {outcome:?}"
+                    )),
+                });
+            }
+        };
+        tracing::info!(size = file.size, path = %file.blob_path, "file committed");
+        Ok(ChunkReceipt {
+            file_id: session.file_id,
+            is_complete: true,
+            url: self.blobs.share_url(&file.blob_path).await?,
+            received_blocks: 1,
+            total_blocks: 1,
+        })
+    }
+
+    /// A new session, its blob staging begun (unless it is a file of one block); stored by the
+    /// caller once its block is staged.
     async fn prepare(
         &self,
         who: Principal,
@@ -389,7 +462,12 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         let file_id = self.ids.file_id();
         let file_name = FileName::sanitize(file_name.as_deref().unwrap_or_default());
         let blob_path = BlobPath::for_file(mode, who.firm, who.user, file_id, &file_name);
-        let upload_id = self.blobs.begin(&blob_path).await?;
+        // A file of one block is written whole (`BlobStore::put`): nothing to stage.
+        let upload_id = if total.get() == 1 {
+            String::new()
+        } else {
+            self.blobs.begin(&blob_path).await?
+        };
         let session = UploadSession {
             file_id,
             firm: who.firm,
@@ -421,7 +499,12 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 plan.size,
             )
             .await?;
-        Ok(FileRecord {
+        Ok(self.record_of(session, plan.size))
+    }
+
+    /// The file record of a session committed with `size` bytes.
+    fn record_of(&self, session: &UploadSession, size: u64) -> FileRecord {
+        FileRecord {
             id: session.file_id,
             firm: session.firm,
             user: session.user,
@@ -430,11 +513,14 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             blob_path: session.blob_path.clone(),
             file_name: session.file_name.clone(),
             content_type: session.content_type.clone(),
-            size: plan.size,
+            size,
             created_at: self.clock.now(),
-        })
+        }
     }
 }
+
+/// The part id recorded for a file written whole: there is no staged part to name.
+const WHOLE_PART: &str = "whole";
 
 /// The chunk's bytes, cut off with [`BodyError::TooLarge`] as soon as the file would pass its
 /// mode's cap (`already` bytes of it are recorded, and the upload's other chunks in flight hold
@@ -767,6 +853,39 @@ mod tests {
         );
     }
 
+    /// A file of one chunk is written whole; when its record then fails, the blob goes too, and
+    /// the client's retry makes a new file.
+    #[tokio::test]
+    async fn a_single_chunk_whose_record_fails_leaves_no_blob() {
+        let store = InMemoryStore::default();
+        let blobs = InMemoryBlobs::default();
+        let svc = Uploads::new(store.clone(), blobs.clone(), FixedClock, SeqIds::default());
+        store
+            .fail_new_sessions
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = svc
+            .upload_chunk(who(1), chunk(None, 0, 1, b"tiny"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UploadChunkError::Unavailable(_)), "{err:?}");
+        assert_eq!(blobs.commits(), 1, "the blob was written once");
+        assert_eq!(blobs.blob_count(), 0, "and deleted when its record failed");
+        store
+            .fail_new_sessions
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let receipt = svc
+            .upload_chunk(who(1), chunk(None, 0, 1, b"tiny"))
+            .await
+            .unwrap();
+        assert!(receipt.is_complete);
+        assert_eq!(blobs.blob_count(), 1);
+        assert_eq!(
+            blobs.staged_bytes(),
+            0,
+            "a file of one chunk stages nothing"
+        );
+    }
+
     #[tokio::test]
     async fn content_is_served_whole_or_by_range_once_complete() {
         use futures::TryStreamExt;
@@ -879,7 +998,8 @@ mod tests {
         );
         // Block 1 is arriving: 6 of its bytes are in, more are coming.
         let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, BodyError>>();
-        tx.unbounded_send(Ok(Bytes::from_static(b"abcdef"))).unwrap();
+        tx.unbounded_send(Ok(Bytes::from_static(b"abcdef")))
+            .unwrap();
         let slow = ChunkCommand {
             data: ChunkBody::new(rx.boxed()),
             ..chunk(id, 1, 3, b"")

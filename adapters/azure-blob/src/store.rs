@@ -377,6 +377,19 @@ impl BlobStore for AzureBlobStore {
         })
     }
 
+    /// Put Blob: one request. It takes the blob as one payload, so the chunk is collected
+    /// first, held against the server's budget as Put Block's is.
+    async fn put(&self, path: &BlobPath, body: ChunkBody) -> Result<u64, BlobError> {
+        let location = self.path(path)?;
+        let (data, _held) = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
+        let size = data.len() as u64;
+        self.inner
+            .put(&location, PutPayload::from(data))
+            .await
+            .map_err(|e| errors::map(e, &self.cx("writing", path.as_str())))?;
+        Ok(size)
+    }
+
     /// When Put Block List fails, the blob may already be committed: Azure committed an
     /// earlier attempt but the metadata store never recorded it (a crash, or a lost answer that
     /// `object_store` retried), and those blocks are no longer "uncommitted", so the same list

@@ -438,6 +438,45 @@ pub async fn discarding_the_staging_keeps_the_blob<B: BlobStore>(store: &B) {
     );
 }
 
+/// A blob written whole (one request, no staging) reads back whole, however its bytes
+/// arrived; a body that fails midway is answered with its error and leaves no blob.
+pub async fn a_blob_put_whole_reads_back_and_a_failed_put_leaves_none<B: BlobStore>(store: &B) {
+    let path = fresh_path("whole.png");
+    let whole = random_bytes(200 * 1024 + 3);
+    let pieces: Vec<Result<Bytes, BodyError>> = whole
+        .chunks(16 * 1024)
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
+    let size = ok(
+        store
+            .put(&path, ChunkBody::new(futures::stream::iter(pieces).boxed()))
+            .await,
+        "put",
+    );
+    assert_eq!(size, whole.len() as u64, "put must answer the blob's size");
+    let (_, bytes) = read_all(store, &path, None).await;
+    assert!(bytes == whole, "a blob put whole must read back whole");
+
+    let failed_path = fresh_path("failed.png");
+    let pieces: Vec<Result<Bytes, BodyError>> =
+        vec![Ok(random_bytes(4096)), Err(BodyError::Stalled(30))];
+    match store
+        .put(
+            &failed_path,
+            ChunkBody::new(futures::stream::iter(pieces).boxed()),
+        )
+        .await
+    {
+        Err(BlobError::Body(BodyError::Stalled(30))) => {}
+        other => panic!("a failing body must be answered with its error, got {other:?}"),
+    }
+    let err = store.read(&failed_path, None).await.err();
+    assert!(
+        matches!(err, Some(BlobError::NotFound(_))),
+        "a failed put must leave no blob, got {err:?}"
+    );
+}
+
 /// A path no other case or run uses.
 pub fn fresh_path(name: &str) -> BlobPath {
     BlobPath::for_file(

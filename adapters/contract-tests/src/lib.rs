@@ -144,6 +144,7 @@ macro_rules! blob_store_suite {
                     blocks_of_uneven_sizes_are_committed_whole,
                     a_block_that_failed_midway_can_be_sent_again,
                     discarding_the_staging_keeps_the_blob,
+                    a_blob_put_whole_reads_back_and_a_failed_put_leaves_none,
                     a_range_reads_just_those_bytes,
                     a_large_block_comes_back_whole,
                     unusual_file_names_round_trip,

@@ -586,7 +586,7 @@ impl Inner {
             _ => None,
         };
         let linked = whole.and_then(|whole| TempFile::link(&whole, temp_path.clone()).ok());
-        let mut temp = match linked {
+        let temp = match linked {
             Some(temp) => temp,
             None => self
                 .assemble(&dir, &pieces, temp_path, size)
@@ -595,12 +595,42 @@ impl Inner {
                     Assembly::Short(written) => size_mismatch(path, part_ids.len(), written, size),
                 })?,
         };
-        temp.file()?.sync_all().map_err(cx)?;
-        temp.persist(&target).map_err(cx)?;
         // The rename, and the entries of any folder created for it, must reach the disk too
         // before the commit is reported done.
-        sync_dir(&folder).map_err(cx)?;
-        for parent in changed.iter().filter(|p| **p != folder) {
+        self.publish(temp, path, &folder, &changed)
+    }
+
+    /// The temporary file a whole blob is written into, in its final folder.
+    fn open_put(
+        &self,
+        path: &BlobPath,
+        target: &Path,
+    ) -> Result<(TempFile, PathBuf, Vec<PathBuf>), BlobError> {
+        let cx = |e| self.io_error(e, "writing", path);
+        let (folder, changed) = self.create_folders(target).map_err(cx)?;
+        let temp = TempFile::create(folder.join(format!(
+            "{COMMIT_TEMP_PREFIX}{}.tmp",
+            Uuid::new_v4().simple()
+        )))
+        .map_err(cx)?;
+        Ok((temp, folder, changed))
+    }
+
+    /// Flushes a complete temporary file, renames it to the blob's path and flushes the folders
+    /// that changed, so that the file is there after a power loss once this answers.
+    fn publish(
+        &self,
+        mut temp: TempFile,
+        path: &BlobPath,
+        folder: &Path,
+        changed: &[PathBuf],
+    ) -> Result<(), BlobError> {
+        let target = self.resolve(path)?;
+        let cx = |e| self.io_error(e, "committing", path);
+        temp.file()?.sync_all().map_err(cx)?;
+        temp.persist(&target).map_err(cx)?;
+        sync_dir(folder).map_err(cx)?;
+        for parent in changed.iter().filter(|p| p.as_path() != folder) {
             sync_dir(parent).map_err(cx)?;
         }
         Ok(())
@@ -639,6 +669,19 @@ impl Inner {
             return Err(Assembly::Short(written));
         }
         Ok(temp)
+    }
+
+    /// See [`BlobStore::prepare_commit`] on [`LocalFsStore`].
+    fn flush_assembly(&self, upload_id: &str) -> Result<(), BlobError> {
+        let assembly = self.upload_dir(upload_id)?.join(ASSEMBLY);
+        match File::open(&assembly) {
+            Ok(file) => file
+                .sync_data()
+                .map_err(|e| self.io_error(e, "flushing", &assembly.display())),
+            // No block in place: nothing to flush ahead.
+            Err(e) if errors::is_missing(&e) => Ok(()),
+            Err(e) => Err(self.io_error(e, "flushing", &assembly.display())),
+        }
     }
 
     /// See [`BlobStore::discard_part`] on [`LocalFsStore`].
@@ -799,6 +842,31 @@ impl BlobStore for LocalFsStore {
         }
     }
 
+    /// Writes the bytes as they arrive into a hidden temporary file in the final folder
+    /// (created as needed), flushes it, renames it into place and flushes the folder: a file of
+    /// one chunk costs one new file (and its folder) and no staging at all.
+    async fn put(&self, path: &BlobPath, mut body: ChunkBody) -> Result<u64, BlobError> {
+        let target = self.inner.resolve(path)?;
+        let p = path.clone();
+        let (mut temp, folder, changed) = self
+            .blocking(move |inner| inner.open_put(&p, &target))
+            .await?;
+        let cx = |e| self.inner.io_error(e, "writing", path);
+        let mut file = tokio::fs::File::from_std(temp.take_file()?);
+        let mut size = 0u64;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(BlobError::Body)?;
+            file.write_all(&piece).await.map_err(cx)?;
+            size += piece.len() as u64;
+        }
+        file.flush().await.map_err(cx)?;
+        temp.put_file(file.into_std().await);
+        let p = path.clone();
+        self.blocking(move |inner| inner.publish(temp, &p, &folder, &changed))
+            .await?;
+        Ok(size)
+    }
+
     /// Links the assembly file into place when its blocks are in order (or the one part, for a
     /// file of one part), else concatenates the blocks into a hidden temporary file in the final
     /// folder (created as needed); checks that they add up to `size`, flushes the file, renames
@@ -816,6 +884,17 @@ impl BlobStore for LocalFsStore {
     ) -> Result<(), BlobError> {
         let (path, upload_id) = (path.clone(), upload_id.to_owned());
         self.blocking(move |inner| inner.commit(&path, &upload_id, &part_ids, size))
+            .await
+    }
+
+    /// With `sync_blocks` off, flushes the assembly file, which the commit would otherwise
+    /// flush under the session's lock (with it on, every block is flushed already).
+    async fn prepare_commit(&self, _path: &BlobPath, upload_id: &str) -> Result<(), BlobError> {
+        if self.inner.sync_blocks {
+            return Ok(());
+        }
+        let upload_id = upload_id.to_owned();
+        self.blocking(move |inner| inner.flush_assembly(&upload_id))
             .await
     }
 

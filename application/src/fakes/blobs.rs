@@ -42,6 +42,11 @@ impl InMemoryBlobs {
         self.lock().commits
     }
 
+    /// Blobs there now.
+    pub fn blob_count(&self) -> usize {
+        self.lock().blobs.len()
+    }
+
     /// Bytes staged and not yet discarded, across all uploads.
     pub fn staged_bytes(&self) -> u64 {
         self.lock()
@@ -86,6 +91,19 @@ impl BlobStore for InMemoryBlobs {
             .ok_or_else(|| BlobError::NotFound(format!("upload {upload_id}")))?
             .insert(part_id.clone(), data);
         Ok(StagedPart { part_id, size })
+    }
+
+    async fn put(&self, path: &BlobPath, body: ChunkBody) -> Result<u64, BlobError> {
+        let (data, _held) = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
+        tokio::task::yield_now().await;
+        if self.fail_commits.load(Ordering::SeqCst) {
+            return Err(BlobError::Unavailable(anyhow::anyhow!("injected failure")));
+        }
+        let size = data.len() as u64;
+        let mut state = self.lock();
+        state.blobs.insert(path.as_str().to_owned(), data);
+        state.commits += 1;
+        Ok(size)
     }
 
     async fn commit(

@@ -38,6 +38,8 @@ pub struct InMemoryStore {
     state: Arc<Mutex<StoreState>>,
     /// One lock per session, as a row lock would be.
     session_locks: Arc<Mutex<HashMap<FileId, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Set to make opening a new session fail, as a store that went away would.
+    pub fail_new_sessions: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl InMemoryStore {
@@ -146,6 +148,12 @@ impl UploadStore for InMemoryStore {
         session: &UploadSession,
     ) -> Result<(InMemoryTx, LockedSession), StoreError> {
         let file = session.file_id;
+        if self
+            .fail_new_sessions
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Unavailable(anyhow::anyhow!("injected failure")));
+        }
         let guard = self.session_guard(file).await;
         if self.lock().sessions.contains_key(&file) {
             return Err(StoreError::Conflict("duplicate file id".into()));

@@ -258,6 +258,29 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
         body: ChunkBody,
     ) -> impl Future<Output = Result<StagedPart, BlobError>> + Send;
 
+    /// Writes the blob at `path` whole, from its bytes as they arrive, and answers its size:
+    /// one request for a file sent as one chunk (Put Blob on Azure; one write, flush and
+    /// rename locally), with nothing staged to commit or discard. The blob appears whole or not
+    /// at all; when the body fails ([`BlobError::Body`]) or the store does, there is none.
+    fn put(
+        &self,
+        path: &BlobPath,
+        body: ChunkBody,
+    ) -> impl Future<Output = Result<u64, BlobError>> + Send;
+
+    /// Gets the staged blocks ready for a commit that is likely to come (the block just staged
+    /// may be the last one), before the commit runs under the session's lock: a store that
+    /// would flush the blocks at the commit flushes them now, so that the commit itself is
+    /// short and other uploads do not wait behind it. Only a hint: the commit still does
+    /// whatever is left to do.
+    fn prepare_commit(
+        &self,
+        _path: &BlobPath,
+        _upload_id: &str,
+    ) -> impl Future<Output = Result<(), BlobError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Commits the staged parts in the given order as the blob at `path`, atomically: the blob
     /// either appears whole or not at all. `size` is the expected total, used to recognise a
     /// commit that already happened before a crash.
