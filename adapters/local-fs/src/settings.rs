@@ -15,9 +15,13 @@ pub struct LocalFsSettings {
     pub root: PathBuf,
     /// Flush each staged block to the disk (`fsync`) before answering, so that a block the
     /// metadata store has recorded survives a power loss. `false` is faster but a power loss
-    /// may then lose recorded blocks, and the upload cannot be completed. Committed files are
-    /// always flushed. Default: `true`.
+    /// may then lose recorded blocks, and the upload cannot be completed. Default: `true`.
     pub sync_blocks: bool,
+    /// Flush a committed file and its folders to the disk before the commit is recorded, so
+    /// that a file reported complete survives a power loss. `false` leaves the writing to the
+    /// operating system, as tus servers do: a power loss may then lose or cut files reported
+    /// complete. Default: `true`.
+    pub sync_commits: bool,
 }
 
 impl Default for LocalFsSettings {
@@ -25,6 +29,7 @@ impl Default for LocalFsSettings {
         Self {
             root: PathBuf::from("./filegate-data/blobs"),
             sync_blocks: true,
+            sync_commits: true,
         }
     }
 }
@@ -40,11 +45,13 @@ mod tests {
         let settings: LocalFsSettings = serde_json::from_str("{}").unwrap();
         assert_eq!(settings, LocalFsSettings::default());
         assert_eq!(settings.root, PathBuf::from("./filegate-data/blobs"));
-        assert!(settings.sync_blocks);
+        assert!(settings.sync_blocks && settings.sync_commits);
 
-        let settings: LocalFsSettings =
-            serde_json::from_str(r#"{"root": "/srv/files", "sync_blocks": false}"#).unwrap();
+        let settings: LocalFsSettings = serde_json::from_str(
+            r#"{"root": "/srv/files", "sync_blocks": false, "sync_commits": false}"#,
+        )
+        .unwrap();
         assert_eq!(settings.root, PathBuf::from("/srv/files"));
-        assert!(!settings.sync_blocks);
+        assert!(!settings.sync_blocks && !settings.sync_commits);
     }
 }

@@ -91,6 +91,7 @@ struct Inner {
     /// `file://` URL of the root, ending with `/`.
     root_url: Url,
     sync_blocks: bool,
+    sync_commits: bool,
     /// The text of `BlobError::ContainerMissing`, naming the folder and what to do.
     root_missing: String,
 }
@@ -136,6 +137,7 @@ impl LocalFsStore {
                 staging,
                 root_url,
                 sync_blocks: settings.sync_blocks,
+                sync_commits: settings.sync_commits,
                 root_missing,
             }),
         })
@@ -617,7 +619,8 @@ impl Inner {
     }
 
     /// Flushes a complete temporary file, renames it to the blob's path and flushes the folders
-    /// that changed, so that the file is there after a power loss once this answers.
+    /// that changed, so that the file is there after a power loss once this answers (unless
+    /// `sync_commits` is off: then it only renames).
     fn publish(
         &self,
         mut temp: TempFile,
@@ -627,6 +630,9 @@ impl Inner {
     ) -> Result<(), BlobError> {
         let target = self.resolve(path)?;
         let cx = |e| self.io_error(e, "committing", path);
+        if !self.sync_commits {
+            return temp.persist(&target).map_err(cx);
+        }
         temp.file()?.sync_all().map_err(cx)?;
         temp.persist(&target).map_err(cx)?;
         sync_dir(folder).map_err(cx)?;
@@ -888,9 +894,10 @@ impl BlobStore for LocalFsStore {
     }
 
     /// With `sync_blocks` off, flushes the assembly file, which the commit would otherwise
-    /// flush under the session's lock (with it on, every block is flushed already).
+    /// flush under the session's lock (with it on, every block is flushed already; with
+    /// `sync_commits` off, the commit flushes nothing).
     async fn prepare_commit(&self, _path: &BlobPath, upload_id: &str) -> Result<(), BlobError> {
-        if self.inner.sync_blocks {
+        if self.inner.sync_blocks || !self.inner.sync_commits {
             return Ok(());
         }
         let upload_id = upload_id.to_owned();

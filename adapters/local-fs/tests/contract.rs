@@ -106,7 +106,7 @@ where
     case(dir.store()).await;
 }
 
-/// The same, with blocks written without `fsync`.
+/// The same, with nothing flushed (`sync_blocks` and `sync_commits` off).
 async fn run_unsynced<F, Fut>(case: F)
 where
     F: FnOnce(LocalFsStore) -> Fut + Send + 'static,
@@ -115,6 +115,7 @@ where
     let dir = TestDir::new();
     let settings = LocalFsSettings {
         sync_blocks: false,
+        sync_commits: false,
         ..dir.settings()
     };
     case(LocalFsStore::new(&settings).unwrap()).await;
