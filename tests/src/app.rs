@@ -114,6 +114,25 @@ pub enum Db {
 }
 
 impl Db {
+    /// Runs statements (a script) on whichever database this is, to put it in a state a test
+    /// needs, e.g. a trigger that makes a write fail.
+    pub async fn execute(&mut self, sql_postgres: &'static str, sql_sqlite: &'static str) {
+        match self {
+            Db::Postgres(c) => {
+                sqlx::raw_sql(sql_postgres)
+                    .execute(c)
+                    .await
+                    .expect("a script on postgres");
+            }
+            Db::Sqlite(c) => {
+                sqlx::raw_sql(sql_sqlite)
+                    .execute(c)
+                    .await
+                    .expect("a script on sqlite");
+            }
+        }
+    }
+
     /// Runs a `SELECT count(*) ...` with at most one text parameter on either database.
     pub async fn count(
         &mut self,

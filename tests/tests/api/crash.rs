@@ -90,3 +90,77 @@ pub async fn a_server_killed_mid_commit_leaves_the_file_whole_or_resumable(profi
         }
     }
 }
+
+/// The window between the blob commit and its record, made deterministic: the database refuses
+/// the file record (a trigger) after the blob store has committed the file. The upload stays
+/// open and resumable, and the client's retry of its last chunk completes it with the right
+/// bytes, leaving no staging behind.
+pub async fn a_file_committed_but_not_recorded_completes_on_the_retry(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
+    let data = random_bytes(3 * 100_000);
+    let chunks = split(&data, 3);
+    let first = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 3, "Message")).await,
+        200,
+    )
+    .await;
+    let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    envelope(
+        app.post_chunk(Chunk::new(chunks[1], 1, 3, "Message").file_id(&id))
+            .await,
+        200,
+    )
+    .await;
+
+    let mut db = app.db().await;
+    db.execute(
+        "CREATE FUNCTION refuse_files() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'injected: the record fails'; END $$;
+         CREATE TRIGGER refuse_files BEFORE INSERT ON files
+           FOR EACH ROW EXECUTE FUNCTION refuse_files();",
+        "CREATE TRIGGER refuse_files BEFORE INSERT ON files
+           BEGIN SELECT RAISE(ABORT, 'injected: the record fails'); END;",
+    )
+    .await;
+    let last = || Chunk::new(chunks[2], 2, 3, "Message").file_id(&id);
+    let failed = app.post_chunk(last()).await;
+    assert!(
+        failed.status().is_server_error(),
+        "the refused record must fail the request, got {}",
+        failed.status()
+    );
+    if profile == Profile::Embedded {
+        let path = app
+            .blob_root()
+            .join(format!("messages/{}/{id}/report.pdf", app.firm));
+        assert!(
+            std::fs::read(&path).expect("the blob commit happened") == data,
+            "the blob store committed the whole file before the record failed"
+        );
+    }
+    db.execute(
+        "DROP TRIGGER refuse_files ON files; DROP FUNCTION refuse_files();",
+        "DROP TRIGGER refuse_files;",
+    )
+    .await;
+
+    let status = envelope(app.status(&id).await, 200).await;
+    assert_eq!(status["data"]["isComplete"], false, "{status}");
+    assert_eq!(status["data"]["missingBlocks"], serde_json::json!([2]));
+    let done = envelope(app.post_chunk(last()).await, 200).await;
+    assert_eq!(done["data"]["isComplete"], true, "{done}");
+    let url = done["data"]["url"].as_str().unwrap();
+    assert!(
+        app.fetch(url).await == data,
+        "the retried commit has exactly the bytes sent"
+    );
+    if profile == Profile::Embedded {
+        let staging: Vec<_> = std::fs::read_dir(app.blob_root().join(".staging"))
+            .unwrap()
+            .collect();
+        assert!(
+            staging.is_empty(),
+            "the staging is discarded once the commit is recorded"
+        );
+    }
+}
