@@ -8,6 +8,7 @@ pub mod app;
 pub mod backend;
 pub mod completion;
 pub mod events;
+pub mod housekeeping;
 mod inflight;
 pub mod keys;
 pub mod media;

@@ -311,11 +311,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 // commit, a crash before the record would leave nothing for the retry to
                 // commit again. A staging folder left by a failure here is a leftover for the
                 // sweeper, never a wrong answer.
-                if let Err(e) = self
-                    .blobs
-                    .discard_staging(&session.blob_path, &session.upload_id)
-                    .await
-                {
+                if let Err(e) = self.blobs.discard_staging(&session.upload_id).await {
                     tracing::warn!(error = %e, "the file is committed but its staged blocks could not be discarded");
                 }
                 Ok(receipt(

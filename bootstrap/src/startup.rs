@@ -188,11 +188,28 @@ async fn serve_with_store<M: MetadataStore>(store: M, settings: Settings) -> any
     with_blobs!(settings, |blobs| serve_app(store, blobs, settings).await)
 }
 
+/// Removes, in the background, the staging that no open upload uses (left by a crash after a
+/// commit was recorded, or by a first block whose session was never stored), once it has been
+/// left alone for an hour.
+fn spawn_staging_sweep<M: MetadataStore, B: BlobStore>(store: M, blobs: B) {
+    tokio::spawn(async move {
+        use filegate_application::housekeeping::{STALE_STAGING_AFTER, sweep_staging};
+        match sweep_staging(&store, &blobs, STALE_STAGING_AFTER).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed the staging of uploads that are over"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not sweep the staging of uploads that are over")
+            }
+        }
+    });
+}
+
 async fn serve_app<M: MetadataStore, B: BlobStore>(
     store: M,
     blobs: B,
     settings: Settings,
 ) -> anyhow::Result<()> {
+    spawn_staging_sweep(store.clone(), blobs.clone());
     let app = Filegate::new(store, blobs, SystemClock, RandomIds).with_caps(settings.limits.caps());
     if settings.database.create_first_key {
         create_first_key(&app.keys).await?;

@@ -434,7 +434,7 @@ impl BlobStore for AzureBlobStore {
     /// Uncommitted blocks cannot be deleted on Azure: they are dropped by Azure itself, 7 days
     /// after they were staged (or when another list is committed to the same blob), and a
     /// commit never includes a block it does not name. So there is nothing to do.
-    async fn discard_staging(&self, _path: &BlobPath, _upload_id: &str) -> Result<(), BlobError> {
+    async fn discard_staging(&self, _upload_id: &str) -> Result<(), BlobError> {
         Ok(())
     }
 

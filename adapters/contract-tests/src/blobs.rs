@@ -419,16 +419,13 @@ pub async fn discarding_the_staging_keeps_the_blob<B: BlobStore>(store: &B) {
             .await,
         "commit",
     );
-    ok(
-        store.discard_staging(&path, &upload).await,
-        "discard_staging",
-    );
+    ok(store.discard_staging(&upload).await, "discard_staging");
     ok(
         store.commit(&path, &upload, parts, total(&blocks)).await,
         "a repeated commit after the staging was discarded",
     );
     ok(
-        store.discard_staging(&path, &upload).await,
+        store.discard_staging(&upload).await,
         "a second discard_staging",
     );
     let (_, bytes) = read_all(store, &path, None).await;

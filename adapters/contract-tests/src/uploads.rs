@@ -517,3 +517,22 @@ pub async fn a_first_block_opens_its_session_in_the_same_transaction<M: UploadSt
         other => panic!("opening the same file id twice must be a conflict, got {other:?}"),
     }
 }
+
+/// The sweep of leftover staging asks whether an upload id is still in use: yes while its
+/// session is open; no once it is committed, nor for an id no session has.
+pub async fn an_upload_id_is_open_only_while_its_session_is<M: UploadStore>(store: M) {
+    let session = session(Mode::Message, 1, "swept.pdf");
+    let open = |store: &M| {
+        let store = store.clone();
+        let upload_id = session.upload_id.clone();
+        async move { ok(store.upload_is_open(&upload_id).await, "upload_is_open") }
+    };
+    assert!(!open(&store).await, "no session has this upload id yet");
+    ok(store.open_session(&session).await, "open_session");
+    assert!(open(&store).await, "an open session's upload id is in use");
+    commit_last(&store, &session, 0).await;
+    assert!(
+        !open(&store).await,
+        "a committed session's staging is a leftover"
+    );
+}

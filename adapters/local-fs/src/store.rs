@@ -709,6 +709,41 @@ impl Inner {
         }
     }
 
+    /// See [`BlobStore::stale_staging`] on [`LocalFsStore`].
+    fn stale_staging(&self, older_than: Duration) -> Result<Vec<String>, BlobError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let cx = |e| self.io_error(e, "looking for stale uploads in", &self.staging.display());
+        let entries = match fs::read_dir(&self.staging) {
+            Ok(entries) => entries,
+            Err(e) if errors::is_missing(&e) && self.root_is_there() => return Ok(Vec::new()),
+            Err(e) => return Err(cx(e)),
+        };
+        let changed = |path: &Path| fs::metadata(path).and_then(|m| m.modified()).ok();
+        let mut stale = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(cx)?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if paths::check_id(&name, "upload id").is_err()
+                || !entry.file_type().map_err(cx)?.is_dir()
+            {
+                continue;
+            }
+            let dir = entry.path();
+            let newest = [changed(&dir), changed(&dir.join(ASSEMBLY))]
+                .into_iter()
+                .flatten()
+                .max();
+            if newest.is_some_and(|time| time < cutoff) {
+                stale.push(name);
+            }
+        }
+        Ok(stale)
+    }
+
     /// See [`BlobStore::discard_staging`] on [`LocalFsStore`].
     fn discard(&self, upload_id: &str) -> Result<(), BlobError> {
         let dir = self.upload_dir(upload_id)?;
@@ -918,8 +953,15 @@ impl BlobStore for LocalFsStore {
             .await
     }
 
+    /// The upload folders in `.staging` whose folder and assembly file have both been left
+    /// alone for `older_than` (a block being written in place keeps its file's time fresh).
+    async fn stale_staging(&self, older_than: Duration) -> Result<Vec<String>, BlobError> {
+        self.blocking(move |inner| inner.stale_staging(older_than))
+            .await
+    }
+
     /// Removes the upload's staging folder, whatever it holds.
-    async fn discard_staging(&self, _path: &BlobPath, upload_id: &str) -> Result<(), BlobError> {
+    async fn discard_staging(&self, upload_id: &str) -> Result<(), BlobError> {
         let upload_id = upload_id.to_owned();
         self.blocking(move |inner| inner.discard(&upload_id)).await
     }

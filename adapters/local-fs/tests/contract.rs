@@ -205,7 +205,7 @@ async fn an_evenly_chunked_file_is_written_once() {
         "the file is the assembly file, not a copy"
     );
     assert!(staging.is_dir(), "the staging stays until it is discarded");
-    store.discard_staging(&path, &upload).await.unwrap();
+    store.discard_staging(&upload).await.unwrap();
     assert!(!staging.exists(), "discarding removes the staging folder");
     assert_eq!(
         fs::metadata(store.root().join(path.as_str()))
@@ -314,7 +314,7 @@ async fn after_a_discard_the_staging_folder_is_gone() {
         stage(&store, &path, &upload, 2, 1, b"cd").await,
     ];
     store.commit(&path, &upload, parts, 4).await.unwrap();
-    store.discard_staging(&path, &upload).await.unwrap();
+    store.discard_staging(&upload).await.unwrap();
     assert_eq!(
         names_in(&store.root().join(".staging")),
         Vec::<String>::new()
@@ -708,4 +708,41 @@ async fn leftovers_of_a_crash_are_removed_once_they_are_old() {
     assert!(fresh_commit.exists(), "a write in progress is left alone");
     assert!(staging.join("blocks").exists(), "staged blocks stay");
     assert_eq!(read_all(&store, &path).await, b"kept");
+}
+
+/// The sweep's candidates: upload folders whose folder and assembly file are both older than
+/// the threshold; a fresh upload, or one whose assembly file is still being written, is not.
+#[tokio::test]
+async fn stale_staging_lists_only_uploads_left_alone_long_enough() {
+    use std::time::{Duration, SystemTime};
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("stale.bin");
+    let staging = store.root().join(".staging");
+    let old = SystemTime::now() - Duration::from_secs(7200);
+    let age = |p: &Path| {
+        fs::File::open(p).unwrap().set_modified(old).unwrap();
+    };
+    let stale = store.begin(&path).await.unwrap();
+    stage(&store, &path, &stale, 2, 0, b"old").await;
+    age(&staging.join(&stale).join("blocks"));
+    age(&staging.join(&stale));
+    let written = store.begin(&path).await.unwrap();
+    stage(&store, &path, &written, 2, 0, b"new").await;
+    age(&staging.join(&written));
+    let fresh = store.begin(&path).await.unwrap();
+    let listed = store
+        .stale_staging(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![stale.clone()], "only the upload left alone");
+    assert!(!listed.contains(&fresh), "a fresh upload is not stale");
+    store.discard_staging(&stale).await.unwrap();
+    assert!(
+        store
+            .stale_staging(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

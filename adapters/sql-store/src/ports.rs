@@ -243,6 +243,17 @@ macro_rules! metadata_ports {
                     insert_session(&self.pool, session).await
                 }
 
+                async fn upload_is_open(&self, upload_id: &str) -> Result<bool, StoreError> {
+                    ::sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM upload_sessions
+                                        WHERE upload_id = $1 AND state = 'open')",
+                    )
+                    .bind(upload_id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(err)
+                }
+
                 async fn find_session(
                     &self,
                     firm: FirmId,

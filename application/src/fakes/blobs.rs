@@ -137,9 +137,17 @@ impl BlobStore for InMemoryBlobs {
         Ok(())
     }
 
-    async fn discard_staging(&self, _path: &BlobPath, upload_id: &str) -> Result<(), BlobError> {
+    async fn discard_staging(&self, upload_id: &str) -> Result<(), BlobError> {
         self.lock().staged.remove(upload_id);
         Ok(())
+    }
+
+    /// Every upload with a staging, whatever its age: the fake keeps no times.
+    async fn stale_staging(
+        &self,
+        _older_than: std::time::Duration,
+    ) -> Result<Vec<String>, BlobError> {
+        Ok(self.lock().staged.keys().cloned().collect())
     }
 
     async fn discard_part(

@@ -119,6 +119,14 @@ impl UploadStore for InMemoryStore {
         Ok(())
     }
 
+    async fn upload_is_open(&self, upload_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .sessions
+            .values()
+            .any(|s| s.upload_id == upload_id && s.state == SessionState::Open))
+    }
+
     async fn find_session(
         &self,
         firm: FirmId,

@@ -299,9 +299,18 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
     /// includes them).
     fn discard_staging(
         &self,
-        path: &BlobPath,
         upload_id: &str,
     ) -> impl Future<Output = Result<(), BlobError>> + Send;
+
+    /// The uploads whose staging has not changed for `older_than`, for the sweep of leftovers
+    /// (the staging of uploads that were committed, abandoned, or never got a session). A
+    /// store without a staging area of its own answers none.
+    fn stale_staging(
+        &self,
+        _older_than: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<String>, BlobError>> + Send {
+        async { Ok(Vec::new()) }
+    }
 
     /// Frees the bytes of a staged part that nothing refers to any more (an index was sent
     /// again and the new part recorded in its place). A part already gone is no error; a store

@@ -81,6 +81,13 @@ pub trait UploadStore: Clone + Send + Sync + 'static {
         file: FileId,
     ) -> impl Future<Output = Result<Option<SessionSnapshot>, StoreError>> + Send;
 
+    /// Whether an open session stages its blocks under this blob store upload id: the staging
+    /// of any other upload (committed, or never given a session) is a leftover.
+    fn upload_is_open(
+        &self,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Begins a transaction that stores a new session and holds its lock, so that a new
     /// upload's first block is recorded (and, for a file of one block, committed) in the same
     /// transaction that creates the session: one transaction instead of two, and a first block

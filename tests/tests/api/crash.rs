@@ -164,3 +164,61 @@ pub async fn a_file_committed_but_not_recorded_completes_on_the_retry(profile: P
         );
     }
 }
+
+/// A restart sweeps the staging that no open upload uses once it has been left alone for an
+/// hour (here: aged by hand), and keeps an open upload's, however old, which then completes.
+#[tokio::test]
+async fn a_restart_sweeps_staging_that_no_open_upload_uses() {
+    use std::time::{Duration, SystemTime};
+    let mut app = TestApp::spawn(Profile::Embedded).await;
+    let data = random_bytes(2 * 50_000);
+    let chunks = split(&data, 2);
+    let first = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 2, "Message")).await,
+        200,
+    )
+    .await;
+    let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    let staging = app.blob_root().join(".staging");
+    let open: Vec<_> = std::fs::read_dir(&staging)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(open.len(), 1, "one open upload stages: {open:?}");
+    let orphan = staging.join("0123456789abcdef0123456789abcdef");
+    std::fs::create_dir(&orphan).unwrap();
+    std::fs::write(
+        orphan.join("blocks"),
+        b"a block whose session was never stored",
+    )
+    .unwrap();
+    let old = SystemTime::now() - Duration::from_secs(2 * 3600);
+    for path in [
+        orphan.join("blocks"),
+        orphan.clone(),
+        open[0].join("blocks"),
+        open[0].clone(),
+    ] {
+        std::fs::File::open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+
+    app.restart().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while orphan.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!orphan.exists(), "the orphan staging is swept at start");
+    assert!(open[0].exists(), "an open upload's staging stays");
+    let done = envelope(
+        app.post_chunk(Chunk::new(chunks[1], 1, 2, "Message").file_id(&id))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(done["data"]["isComplete"], true);
+    let url = done["data"]["url"].as_str().unwrap();
+    assert!(app.fetch(url).await == data);
+}
