@@ -46,6 +46,12 @@ where
         self
     }
 
+    /// Replaces the default expiry times of open uploads.
+    pub fn with_expiry(mut self, expiry: filegate_domain::ExpiryPolicy) -> Self {
+        self.uploads = self.uploads.with_expiry(expiry);
+        self
+    }
+
     /// The metadata store, for the background jobs that share it (the outbox relay).
     pub fn store(&self) -> &M {
         &self.store

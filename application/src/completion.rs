@@ -46,6 +46,9 @@ pub enum RecordError<E> {
     Store(#[from] StoreError),
     #[error("the session does not exist")]
     SessionMissing,
+    /// The sweeper expired the session before this block could be recorded.
+    #[error("the upload expired")]
+    Expired,
     #[error("commit failed")]
     Commit(E),
 }
@@ -119,6 +122,10 @@ where
         return Ok(BlockOutcome::CommittedMeanwhile(record));
     }
 
+    if locked.state == SessionState::Expired {
+        tx.rollback().await?;
+        return Err(RecordError::Expired);
+    }
     let BlockUpsert { received, replaced } = tx.upsert_block(&block).await?;
     if received < locked.total_blocks {
         tx.commit().await?;
@@ -184,7 +191,7 @@ pub async fn committed_file<S: UploadStore>(
     };
     let record = match locked.state {
         SessionState::Committed => tx.committed_file().await?,
-        SessionState::Open => None,
+        SessionState::Open | SessionState::Expired => None,
     };
     // Nothing was written; letting go of the lock is all that is left.
     tx.rollback().await?;

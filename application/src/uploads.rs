@@ -9,13 +9,15 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use filegate_domain::{
-    BlobPath, BlockRuleError, ChunkMismatch, FileId, FileName, FileRecord, FileTooLarge, Mode,
-    RangeSpec, SessionState, SizeCaps, TotalBlocks, Unsatisfiable, UploadSession,
+    BlobPath, BlockRuleError, ChunkMismatch, ExpiryPolicy, FileId, FileName, FileRecord,
+    FileTooLarge, Mode, RangeSpec, SessionState, SizeCaps, TotalBlocks, Unsatisfiable,
+    UploadSession,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use crate::completion::{self, BlockOutcome, CommitPlan, RecordError};
+use crate::housekeeping::SweepError;
 use crate::inflight::{Hold, InFlight};
 use crate::keys::Principal;
 use crate::ports::{
@@ -77,6 +79,8 @@ pub enum UploadChunkError {
     },
     #[error("no upload with FileId {0} exists for this firm")]
     NotFound(FileId),
+    #[error("{}", gone(.0))]
+    Gone(FileId),
     #[error("{0}")]
     Conflict(#[from] ChunkMismatch),
     /// The file is larger than its mode allows.
@@ -117,6 +121,8 @@ impl std::fmt::Debug for FileContent {
 pub enum ContentError {
     #[error("no file with id {0} exists for this firm")]
     NotFound(FileId),
+    #[error("{}", gone(.0))]
+    Gone(FileId),
     #[error("the upload of file {0} is not complete yet; its status lists the missing blocks")]
     NotComplete(FileId),
     #[error(transparent)]
@@ -131,6 +137,8 @@ pub enum ContentError {
 pub enum FileStatusError {
     #[error("no file with id {0} exists for this firm")]
     NotFound(FileId),
+    #[error("{}", gone(.0))]
+    Gone(FileId),
     #[error("a backend is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -138,6 +146,14 @@ pub enum FileStatusError {
 }
 
 crate::backend::classified_backend_errors!(UploadChunkError, FileStatusError, ContentError);
+
+/// What a client is told about an upload the sweeper expired.
+fn gone(id: &FileId) -> String {
+    format!(
+        "the upload of file {id} expired: no chunk arrived for longer than its mode allows, and \
+         its blocks are gone; start a new upload"
+    )
+}
 
 /// The upload use cases, generic over their ports.
 #[derive(Debug, Clone)]
@@ -147,6 +163,7 @@ pub struct Uploads<M, B, C, I> {
     clock: C,
     ids: I,
     caps: SizeCaps,
+    expiry: ExpiryPolicy,
     in_flight: InFlight,
 }
 
@@ -158,8 +175,42 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             clock,
             ids,
             caps: SizeCaps::default(),
+            expiry: ExpiryPolicy::default(),
             in_flight: InFlight::default(),
         }
+    }
+
+    /// Replaces the default expiry times.
+    pub fn with_expiry(mut self, expiry: ExpiryPolicy) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Expires every open upload that no chunk reached for its mode's time, and discards
+    /// what it staged; answers how many. Safe to run on several servers at once: the store
+    /// hands each upload to one sweeper.
+    pub async fn sweep_expired(&self) -> Result<usize, SweepError> {
+        let now = self.clock.now();
+        let mut expired = 0;
+        for mode in Mode::ALL {
+            let after = chrono::Duration::from_std(self.expiry.after(mode))
+                .unwrap_or(chrono::Duration::MAX);
+            let idle_since = now
+                .checked_sub_signed(after)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+            for upload in self.store.expire_idle(mode, idle_since).await? {
+                expired += 1;
+                tracing::info!(file_id = %upload.file_id, %mode, "upload expired");
+                if upload.upload_id.is_empty() {
+                    continue;
+                }
+                if let Err(e) = self.blobs.discard_staging(&upload.upload_id).await {
+                    // The staging sweep at start takes it later.
+                    tracing::warn!(error = %e, file_id = %upload.file_id, "an expired upload's blocks could not be discarded");
+                }
+            }
+        }
+        Ok(expired)
     }
 
     /// Replaces the default per-mode size caps.
@@ -203,6 +254,9 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                     .find_session(who.firm, id)
                     .await?
                     .ok_or(UploadChunkError::NotFound(id))?;
+                if snapshot.session.state == SessionState::Expired {
+                    return Err(UploadChunkError::Gone(id));
+                }
                 snapshot.session.admit(mode, total)?;
                 let adds = u32::from(!snapshot.received.contains(index));
                 may_complete = snapshot.received.len() + adds == total.get();
@@ -255,7 +309,18 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                             total_blocks: total.get(),
                         });
                     }
-                    None => return Err(BlobError::NotFound(what).into()),
+                    // Or the sweeper expired it and discarded its staging.
+                    None => {
+                        let expired = self
+                            .store
+                            .find_session(who.firm, session.file_id)
+                            .await?
+                            .is_some_and(|s| s.session.state == SessionState::Expired);
+                        if expired {
+                            return Err(UploadChunkError::Gone(session.file_id));
+                        }
+                        return Err(BlobError::NotFound(what).into());
+                    }
                 }
             }
             Err(e) => return Err(e.into()),
@@ -326,6 +391,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 total.get(),
             )),
             Err(RecordError::SessionMissing) => Err(UploadChunkError::NotFound(session.file_id)),
+            Err(RecordError::Expired) => Err(UploadChunkError::Gone(session.file_id)),
             Err(RecordError::Store(e)) => Err(e.into()),
             Err(RecordError::Commit(e)) => Err(e),
         }
@@ -347,6 +413,9 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             .find_session(who.firm, id)
             .await?
             .ok_or(FileStatusError::NotFound(id))?;
+        if session.state == SessionState::Expired {
+            return Err(FileStatusError::Gone(id));
+        }
         let url = match (&file, session.state) {
             (Some(f), SessionState::Committed) => self.blobs.share_url(&f.blob_path).await?,
             _ => None,
@@ -377,6 +446,9 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             .find_session(who.firm, id)
             .await?
             .ok_or(ContentError::NotFound(id))?;
+        if snapshot.session.state == SessionState::Expired {
+            return Err(ContentError::Gone(id));
+        }
         let file = snapshot.file.ok_or(ContentError::NotComplete(id))?;
         let wanted = range.map(|r| r.resolve(file.size)).transpose()?;
         let partial = wanted.is_some();
@@ -429,6 +501,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                     Err(RecordError::Store(e)) => e.into(),
                     Err(RecordError::Commit(e)) => e,
                     Err(RecordError::SessionMissing) => UploadChunkError::NotFound(session.file_id),
+                    Err(RecordError::Expired) => UploadChunkError::Gone(session.file_id),
                     Ok(outcome) => UploadChunkError::Unknown(anyhow::anyhow!(
                         "a new file of one block was recorded as {outcome:?}"
                     )),
@@ -879,6 +952,74 @@ mod tests {
             blobs.staged_bytes(),
             0,
             "a file of one chunk stages nothing"
+        );
+    }
+
+    /// An upload idle past its mode's time is expired by the sweep: its blocks go, and a
+    /// chunk, its status and its content answer Gone; a complete file stays as it was.
+    #[tokio::test]
+    async fn an_idle_upload_expires_and_answers_gone() {
+        let blobs = InMemoryBlobs::default();
+        let svc = Uploads::new(
+            InMemoryStore::default(),
+            blobs.clone(),
+            crate::system::SystemClock,
+            SeqIds::default(),
+        )
+        .with_expiry(
+            filegate_domain::ExpiryPolicy::new(std::time::Duration::from_secs(3600))
+                .with_mode(Mode::Message, std::time::Duration::ZERO),
+        );
+        let done = svc
+            .upload_chunk(who(1), chunk(None, 0, 1, b"whole"))
+            .await
+            .unwrap();
+        let open = svc
+            .upload_chunk(who(1), chunk(None, 0, 2, b"half"))
+            .await
+            .unwrap()
+            .file_id;
+        let import = svc
+            .upload_chunk(
+                who(1),
+                ChunkCommand {
+                    mode: Mode::Import,
+                    ..chunk(None, 0, 2, b"kept")
+                },
+            )
+            .await
+            .unwrap()
+            .file_id;
+        assert_eq!(blobs.staged_bytes(), 8);
+        assert_eq!(
+            svc.sweep_expired().await.unwrap(),
+            1,
+            "only the idle Message upload"
+        );
+        assert_eq!(blobs.staged_bytes(), 4, "its blocks are discarded");
+        assert!(matches!(
+            svc.upload_chunk(who(1), chunk(Some(open), 1, 2, b"late")).await,
+            Err(UploadChunkError::Gone(id)) if id == open
+        ));
+        assert!(matches!(
+            svc.file_status(who(1), open).await,
+            Err(FileStatusError::Gone(_))
+        ));
+        assert!(matches!(
+            svc.open_content(who(1), open, None).await,
+            Err(ContentError::Gone(_))
+        ));
+        assert!(
+            svc.file_status(who(1), done.file_id)
+                .await
+                .unwrap()
+                .is_complete
+        );
+        assert!(!svc.file_status(who(1), import).await.unwrap().is_complete);
+        assert_eq!(
+            svc.sweep_expired().await.unwrap(),
+            0,
+            "each upload expires once"
         );
     }
 

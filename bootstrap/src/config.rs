@@ -5,7 +5,9 @@
 //! declared, with its default; `docs/configuration.md` lists them for operators.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::Path;
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -16,7 +18,7 @@ use filegate_adapter_azure_blob::AzureBlobSettings;
 use filegate_adapter_local_fs::LocalFsSettings;
 use filegate_adapter_meta::MetaSettings;
 use filegate_adapter_rabbitmq::RabbitSettings;
-use filegate_domain::SizeCaps;
+use filegate_domain::{ExpiryPolicy, Mode, SizeCaps};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +44,57 @@ pub struct Settings {
     pub worker: WorkerSettings,
     #[serde(default)]
     pub events: EventSettings,
+    #[serde(default)]
+    pub uploads: UploadSettings,
+}
+
+/// How long an open upload may go without a chunk, and how often `serve` looks for those that
+/// did.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadSettings {
+    /// Seconds without a chunk after which an open upload expires: its blocks are discarded
+    /// and its chunks and status answer 410. Default 86400 (a day).
+    pub expire_after_secs: NonZeroU64,
+    /// The same per mode, overriding the default: `Import = 3600`. Keys are mode names (any
+    /// case; unknown ones are refused).
+    #[serde(deserialize_with = "per_mode")]
+    pub expire_after_secs_by_mode: Vec<(Mode, NonZeroU64)>,
+    /// How often the sweeper looks for expired uploads, in seconds. Default 60.
+    pub sweep_interval_secs: NonZeroU64,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        Self {
+            expire_after_secs: NonZeroU64::new(86_400).unwrap_or(NonZeroU64::MIN),
+            expire_after_secs_by_mode: Vec::new(),
+            sweep_interval_secs: NonZeroU64::new(60).unwrap_or(NonZeroU64::MIN),
+        }
+    }
+}
+
+impl UploadSettings {
+    pub fn expiry(&self) -> ExpiryPolicy {
+        let secs = |n: NonZeroU64| Duration::from_secs(n.get());
+        self.expire_after_secs_by_mode.iter().fold(
+            ExpiryPolicy::new(secs(self.expire_after_secs)),
+            |policy, (mode, after)| policy.with_mode(*mode, secs(*after)),
+        )
+    }
+}
+
+/// A table keyed by mode name, read into modes: a misspelt mode is an error, not a silent
+/// default.
+fn per_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(Mode, NonZeroU64)>, D::Error> {
+    let raw = std::collections::BTreeMap::<String, NonZeroU64>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(name, secs)| {
+            name.parse::<Mode>()
+                .map(|mode| (mode, secs))
+                .map_err(serde::de::Error::custom)
+        })
+        .collect()
 }
 
 /// The largest file of each mode, in bytes (contract section 6); a larger one gets 413.
@@ -335,6 +388,35 @@ impl Settings {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+
+    #[test]
+    fn expiry_comes_from_a_default_and_a_table_by_mode() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "filegate.toml",
+                "[uploads]\nexpire_after_secs = 600\n[uploads.expire_after_secs_by_mode]\nImport = 60\n",
+            )?;
+            jail.set_env("FILEGATE_UPLOADS__EXPIRE_AFTER_SECS_BY_MODE__PROFILE", "30");
+            let s = Settings::load(Some(Path::new("filegate.toml"))).unwrap();
+            let expiry = s.uploads.expiry();
+            assert_eq!(expiry.after(Mode::Import), Duration::from_secs(60));
+            assert_eq!(expiry.after(Mode::Profile), Duration::from_secs(30));
+            assert_eq!(expiry.after(Mode::Message), Duration::from_secs(600));
+            assert_eq!(s.uploads.sweep_interval_secs.get(), 60);
+
+            jail.set_env("FILEGATE_UPLOADS__EXPIRE_AFTER_SECS_BY_MODE__IMPROT", "30");
+            let err = Settings::load(Some(Path::new("filegate.toml"))).unwrap_err();
+            assert!(err.to_string().contains("improt"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FILEGATE_UPLOADS__EXPIRE_AFTER_SECS", "0");
+            assert!(Settings::load(None).is_err(), "0 seconds is refused");
+            let defaults = UploadSettings::default();
+            assert_eq!(defaults.expire_after_secs.get(), 86_400);
+            Ok(())
+        });
+    }
 
     #[test]
     fn environment_overrides_file_which_overrides_defaults() {

@@ -24,6 +24,7 @@ use filegate_application::media::SendMedia;
 use filegate_application::media_ports::TaskHandler;
 use filegate_application::ports::{BlobStore, MetadataStore};
 use filegate_application::system::{RandomIds, SystemClock};
+use filegate_application::uploads::Uploads;
 use filegate_application::{ApiKeys, CreatedKey, Filegate};
 use filegate_domain::{ApiKeyId, FirmId, UserId};
 
@@ -204,13 +205,39 @@ fn spawn_staging_sweep<M: MetadataStore, B: BlobStore>(store: M, blobs: B) {
     });
 }
 
+/// Expires, every `every`, the open uploads that no chunk reached for their mode's time, and
+/// discards their blocks. Each round logs what it did; a failed round is retried at the next.
+fn spawn_expiry_sweeper<M: MetadataStore, B: BlobStore>(
+    uploads: Uploads<M, B, SystemClock, RandomIds>,
+    every: Duration,
+) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match uploads.sweep_expired().await {
+                Ok(0) => {}
+                Ok(expired) => tracing::info!(expired, "expired idle uploads"),
+                Err(e) => tracing::warn!(error = %e, "could not sweep expired uploads"),
+            }
+        }
+    });
+}
+
 async fn serve_app<M: MetadataStore, B: BlobStore>(
     store: M,
     blobs: B,
     settings: Settings,
 ) -> anyhow::Result<()> {
     spawn_staging_sweep(store.clone(), blobs.clone());
-    let app = Filegate::new(store, blobs, SystemClock, RandomIds).with_caps(settings.limits.caps());
+    let app = Filegate::new(store, blobs, SystemClock, RandomIds)
+        .with_caps(settings.limits.caps())
+        .with_expiry(settings.uploads.expiry());
+    spawn_expiry_sweeper(
+        app.uploads.clone(),
+        Duration::from_secs(settings.uploads.sweep_interval_secs.get()),
+    );
     if settings.database.create_first_key {
         create_first_key(&app.keys).await?;
     }

@@ -20,7 +20,7 @@ pub use file_name::FileName;
 pub use ids::{ApiKeyId, FileId, FirmId, TaskId, UserId};
 pub use media::{HeaderFormat, MediaRejection, MediaType, UnknownMediaType};
 pub use mode::{Mode, UnknownMode};
-pub use policy::{FileTooLarge, SizeCaps};
+pub use policy::{ExpiryPolicy, FileTooLarge, SizeCaps};
 pub use range::{RangeSpec, Unsatisfiable};
 pub use record::{BlobPath, FileRecord};
 pub use session::{ChunkMismatch, SessionState, UploadSession};

@@ -84,3 +84,62 @@ mod tests {
         assert!(caps.check(Mode::Message, 100 * MB).is_ok());
     }
 }
+
+/// How long an open upload may go without a chunk before the sweeper expires it: one time for
+/// every mode, unless a mode has its own (imports are typically retried within the hour,
+/// profile pictures never come back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    default: std::time::Duration,
+    by_mode: Vec<(Mode, std::time::Duration)>,
+}
+
+impl ExpiryPolicy {
+    pub fn new(default: std::time::Duration) -> Self {
+        Self {
+            default,
+            by_mode: Vec::new(),
+        }
+    }
+
+    /// The same policy with `mode`'s own time.
+    pub fn with_mode(mut self, mode: Mode, after: std::time::Duration) -> Self {
+        self.by_mode.retain(|(m, _)| *m != mode);
+        self.by_mode.push((mode, after));
+        self
+    }
+
+    /// How long an upload of `mode` may stay idle.
+    pub fn after(&self, mode: Mode) -> std::time::Duration {
+        self.by_mode
+            .iter()
+            .find(|(m, _)| *m == mode)
+            .map_or(self.default, |(_, after)| *after)
+    }
+}
+
+impl Default for ExpiryPolicy {
+    /// A day, for every mode.
+    fn default() -> Self {
+        Self::new(std::time::Duration::from_secs(86_400))
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_mode_of_its_own_overrides_the_default() {
+        let policy = ExpiryPolicy::new(Duration::from_secs(100))
+            .with_mode(Mode::Import, Duration::from_secs(10))
+            .with_mode(Mode::Import, Duration::from_secs(20));
+        assert_eq!(policy.after(Mode::Import), Duration::from_secs(20));
+        assert_eq!(policy.after(Mode::Message), Duration::from_secs(100));
+        assert_eq!(
+            ExpiryPolicy::default().after(Mode::Firm),
+            Duration::from_secs(86_400)
+        );
+    }
+}

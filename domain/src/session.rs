@@ -13,6 +13,9 @@ use crate::record::BlobPath;
 pub enum SessionState {
     Open,
     Committed,
+    /// No chunk arrived for the mode's expiry time; the sweeper expired it and its staged
+    /// bytes are gone. A chunk or a status request for it is answered 410 Gone.
+    Expired,
 }
 
 impl SessionState {
@@ -20,6 +23,7 @@ impl SessionState {
         match self {
             SessionState::Open => "open",
             SessionState::Committed => "committed",
+            SessionState::Expired => "expired",
         }
     }
 
@@ -27,6 +31,7 @@ impl SessionState {
         match s {
             "open" => Some(SessionState::Open),
             "committed" => Some(SessionState::Committed),
+            "expired" => Some(SessionState::Expired),
             _ => None,
         }
     }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use filegate_application::completion::{
     BlockOutcome, CommitPlan, RecordError, record_block, record_first_block,
 };
-use filegate_application::ports::{StoreError, UploadStore};
-use filegate_domain::{FileId, FileRecord, FirmId, Mode, SessionState};
+use filegate_application::ports::{ExpiredUpload, StoreError, UploadStore};
+use filegate_domain::{FileId, FileRecord, FirmId, Mode, SessionState, UploadSession};
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
@@ -535,4 +535,78 @@ pub async fn an_upload_id_is_open_only_while_its_session_is<M: UploadStore>(stor
         !open(&store).await,
         "a committed session's staging is a leftover"
     );
+}
+
+/// The sweeper's statement: an open session of the mode that nothing reached since the cutoff
+/// (neither its creation nor a block) expires, once; an active one, another mode's and a
+/// committed one stay. An expired session reads as such, its lock says so, a block can no
+/// longer be recorded to it, and its upload id is no longer in use.
+pub async fn idle_open_sessions_expire_once<M: UploadStore>(store: M) {
+    let long_ago = now() - chrono::Duration::hours(2);
+    let cutoff = now() - chrono::Duration::hours(1);
+    let aged = |mode, total, name| UploadSession {
+        created_at: long_ago,
+        ..session(mode, total, name)
+    };
+    let idle = aged(Mode::Import, 2, "idle.csv");
+    let active = aged(Mode::Import, 2, "active.csv");
+    let other_mode = aged(Mode::Message, 2, "other.pdf");
+    let done = aged(Mode::Import, 1, "done.csv");
+    for s in [&idle, &active, &other_mode, &done] {
+        ok(store.open_session(s).await, "open_session");
+    }
+    staged(&store, &active, 0, "a0", 10).await;
+    commit_last(&store, &done, 0).await;
+
+    let expired = ok(store.expire_idle(Mode::Import, cutoff).await, "expire_idle");
+    assert_eq!(
+        expired,
+        vec![ExpiredUpload {
+            file_id: idle.file_id,
+            upload_id: idle.upload_id.clone(),
+        }],
+        "only the idle open session of the mode expires"
+    );
+    assert!(
+        ok(store.expire_idle(Mode::Import, cutoff).await, "expire_idle").is_empty(),
+        "a session expires once"
+    );
+    let snapshot = ok(
+        store.find_session(idle.firm, idle.file_id).await,
+        "find_session",
+    )
+    .expect("an expired session is still found");
+    assert_eq!(snapshot.session.state, SessionState::Expired);
+    let (_, locked) =
+        ok(store.lock_session(idle.file_id).await, "lock_session").expect("the session exists");
+    assert_eq!(
+        locked.state,
+        SessionState::Expired,
+        "the lock sees it expired"
+    );
+    let outcome = record_block(
+        &store,
+        idle.file_id,
+        block(&idle, 0, "late", 5),
+        |_plan| async { Err::<FileRecord, _>(Injected) },
+    )
+    .await;
+    assert!(
+        matches!(outcome, Err(RecordError::Expired)),
+        "a block for an expired session is refused, got {outcome:?}"
+    );
+    assert!(!ok(
+        store.upload_is_open(&idle.upload_id).await,
+        "upload_is_open"
+    ));
+    for s in [&active, &other_mode] {
+        let snapshot = ok(store.find_session(s.firm, s.file_id).await, "find_session")
+            .expect("the session exists");
+        assert_eq!(
+            snapshot.session.state,
+            SessionState::Open,
+            "{}",
+            s.file_name
+        );
+    }
 }

@@ -96,6 +96,9 @@ error_variants!(
         RequestTimeout = 408,
         /// The file is already complete, or `TotalBlocks` or `Mode` differ from the first chunk's.
         Conflict = 409,
+        /// The upload expired (no chunk arrived for `uploads.expire_after_secs`) and its blocks
+        /// are gone; start a new upload.
+        Gone = 410,
         /// The chunk is larger than the configured maximum, or the file larger than its mode's cap.
         PayloadTooLarge = 413,
         /// The request is not `multipart/form-data`.
@@ -114,6 +117,8 @@ error_variants!(
         Unauthorized = 401,
         /// No such file for this firm.
         NotFound = 404,
+        /// The upload expired before it was complete, and its blocks are gone.
+        Gone = 410,
         /// An unexpected error; it has been logged.
         InternalError = 500,
     } ok = FileStatusEnvelope
@@ -173,6 +178,9 @@ pub(crate) enum ContentResponse {
     /// The upload is not complete yet.
     #[oai(status = 409)]
     Conflict(Json<ErrorEnvelope>),
+    /// The upload expired before it was complete.
+    #[oai(status = 410)]
+    Gone(Json<ErrorEnvelope>),
     /// The range starts past the end of the file; `Content-Range` gives its size.
     #[oai(status = 416)]
     RangeNotSatisfiable(Json<ErrorEnvelope>, #[oai(header = "Content-Range")] String),
@@ -192,6 +200,7 @@ impl ContentResponse {
             401 => Self::Unauthorized(body),
             404 => Self::NotFound(body),
             409 => Self::Conflict(body),
+            410 => Self::Gone(body),
             416 => Self::RangeNotSatisfiable(body, format!("bytes */{}", size.unwrap_or(0))),
             503 => Self::Unavailable(body, e.retry_after()),
             _ => Self::InternalError(body),

@@ -356,6 +356,7 @@ impl From<UploadChunkError> for ApiError {
         match e {
             UploadChunkError::InvalidField { .. } => Self::bad_request(e.to_string()),
             UploadChunkError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            UploadChunkError::Gone(_) => Self::new(StatusCode::GONE, e.to_string()),
             UploadChunkError::Conflict(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             UploadChunkError::TooLarge(_) => Self::too_large(e.to_string()),
             UploadChunkError::Body(body) => match body {
@@ -383,6 +384,7 @@ impl From<FileStatusError> for ApiError {
     fn from(e: FileStatusError) -> Self {
         match e {
             FileStatusError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            FileStatusError::Gone(_) => Self::new(StatusCode::GONE, e.to_string()),
             FileStatusError::Unavailable(cause) => {
                 tracing::warn!(error = ?cause, "a backend is unavailable");
                 Self::unavailable("a storage backend is unavailable; retry later")
@@ -399,6 +401,7 @@ impl From<ContentError> for ApiError {
     fn from(e: ContentError) -> Self {
         match e {
             ContentError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            ContentError::Gone(_) => Self::new(StatusCode::GONE, e.to_string()),
             ContentError::NotComplete(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             ContentError::RangeNotSatisfiable(_) => {
                 Self::new(StatusCode::RANGE_NOT_SATISFIABLE, e.to_string())

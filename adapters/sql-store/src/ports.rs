@@ -39,11 +39,11 @@ macro_rules! metadata_ports {
             use ::filegate_application::media_ports::OutgoingEvent;
             use ::filegate_application::ports::{
                 ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx,
-                BlockUpsert, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
+                BlockUpsert, ExpiredUpload, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
                 TaskClaim, TaskRecord, TaskStore, UploadStore,
             };
             use ::filegate_domain::{
-                ApiKeyId, FileId, FileRecord, FirmId, SessionState, TaskId, UploadSession,
+                ApiKeyId, FileId, FileRecord, FirmId, Mode, SessionState, TaskId, UploadSession,
             };
             use $crate::{
                 ApiKeyRow, Dialect, EventRow, FileRow, PartRow, SnapshotRow, TaskRow, corrupt,
@@ -77,6 +77,13 @@ macro_rules! metadata_ports {
                 let completed_at = match session.state {
                     SessionState::Committed => Some(now()?),
                     SessionState::Open => None,
+                    // A new session is never expired; the column is the sweeper's.
+                    SessionState::Expired => {
+                        return Err(unstorable(format_args!(
+                            "session {}: a new session cannot be stored expired",
+                            session.file_id
+                        )));
+                    }
                 };
                 ::sqlx::query(
                     "INSERT INTO upload_sessions
@@ -243,10 +250,47 @@ macro_rules! metadata_ports {
                     insert_session(&self.pool, session).await
                 }
 
+                async fn expire_idle(
+                    &self,
+                    mode: Mode,
+                    idle_since: DateTime<Utc>,
+                ) -> Result<Vec<ExpiredUpload>, StoreError> {
+                    // One conditional statement: of several sweepers (servers) on one
+                    // database, exactly one expires each row, and a chunk being recorded
+                    // (which holds the row's lock) is either before it or sees it expired.
+                    let since = at(idle_since, "the expiry cutoff")?;
+                    let rows: Vec<(U, String)> = ::sqlx::query_as(
+                        "UPDATE upload_sessions SET expired_at = $1
+                         WHERE state = 'open' AND expired_at IS NULL AND mode = $2
+                           AND created_at < $3
+                           AND NOT EXISTS (SELECT 1 FROM staged_blocks b
+                                           WHERE b.file_id = upload_sessions.file_id
+                                             AND b.staged_at >= $3)
+                         RETURNING file_id, upload_id",
+                    )
+                    .bind(now()?)
+                    .bind(mode.as_str())
+                    .bind(since)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    rows.into_iter()
+                        .map(|(file, upload_id)| {
+                            Ok(ExpiredUpload {
+                                file_id: FileId::from_uuid(<D as $crate::Encoding>::uuid(
+                                    file, "file_id",
+                                )?),
+                                upload_id,
+                            })
+                        })
+                        .collect()
+                }
+
                 async fn upload_is_open(&self, upload_id: &str) -> Result<bool, StoreError> {
                     ::sqlx::query_scalar(
                         "SELECT EXISTS (SELECT 1 FROM upload_sessions
-                                        WHERE upload_id = $1 AND state = 'open')",
+                                        WHERE upload_id = $1 AND state = 'open'
+                                          AND expired_at IS NULL)",
                     )
                     .bind(upload_id)
                     .fetch_one(&self.pool)
@@ -291,7 +335,7 @@ macro_rules! metadata_ports {
                                 ))
                             })?,
                         ),
-                        SessionState::Open => None,
+                        SessionState::Open | SessionState::Expired => None,
                     };
                     Ok(Some(SessionSnapshot {
                         session,
@@ -319,7 +363,9 @@ macro_rules! metadata_ports {
                     let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
                     // The lock every request for this file queues on.
                     let locked: Option<(i32, String)> = ::sqlx::query_as(concat!(
-                        "SELECT total_blocks, state FROM upload_sessions WHERE file_id = $1",
+                        "SELECT total_blocks,
+                                CASE WHEN expired_at IS NULL THEN state ELSE 'expired' END
+                         FROM upload_sessions WHERE file_id = $1",
                         $lock_row
                     ))
                     .bind(id(file.as_uuid()))

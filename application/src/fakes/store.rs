@@ -8,15 +8,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use filegate_domain::{
-    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, SessionState, TaskId, UploadSession,
+    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, Mode, SessionState, TaskId, UploadSession,
 };
 use tokio::sync::OwnedMutexGuard;
 
 use crate::media_ports::OutgoingEvent;
 use crate::ports::{
-    BlockUpsert, ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx,
-    StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim,
-    TaskRecord, TaskStatus, TaskStore, UploadStore,
+    BlockUpsert, ClaimDecision, ExpiredUpload, KeyStore, LockedSession, OutboxStore,
+    SessionSnapshot, SessionTx, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey,
+    TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore, UploadStore,
 };
 
 /// A staged block as kept: part id and size, by index.
@@ -31,6 +31,8 @@ struct StoreState {
     tasks: HashMap<TaskId, TaskRecord>,
     /// Events in insertion order, with whether they were published.
     outbox: Vec<(OutgoingEvent, bool)>,
+    /// When a transaction last recorded something for a session.
+    touched: HashMap<FileId, DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -117,6 +119,31 @@ impl UploadStore for InMemoryStore {
         }
         state.sessions.insert(session.file_id, session.clone());
         Ok(())
+    }
+
+    async fn expire_idle(
+        &self,
+        mode: Mode,
+        idle_since: DateTime<Utc>,
+    ) -> Result<Vec<ExpiredUpload>, StoreError> {
+        let mut state = self.lock();
+        let StoreState {
+            sessions, touched, ..
+        } = &mut *state;
+        let mut expired = Vec::new();
+        for session in sessions.values_mut() {
+            let last = touched
+                .get(&session.file_id)
+                .map_or(session.created_at, |t| (*t).max(session.created_at));
+            if session.state == SessionState::Open && session.mode == mode && last < idle_since {
+                session.state = SessionState::Expired;
+                expired.push(ExpiredUpload {
+                    file_id: session.file_id,
+                    upload_id: session.upload_id.clone(),
+                });
+            }
+        }
+        Ok(expired)
     }
 
     async fn upload_is_open(&self, upload_id: &str) -> Result<bool, StoreError> {
@@ -272,6 +299,7 @@ impl SessionTx for InMemoryTx {
             state.sessions.insert(session.file_id, session);
         }
         state.blocks.insert(self.file, self.blocks);
+        state.touched.insert(self.file, Utc::now());
         if let Some(record) = self.record {
             state.files.insert(self.file, record);
         }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 
-use filegate_domain::{FileRecord, HeaderFormat, MediaTarget, Mode};
+use filegate_domain::{FileRecord, HeaderFormat, MediaTarget, Mode, SessionState};
 
 use crate::media_ports::{
     ByteStream, CreateTemplate, MediaUpload, MetaClient, MetaError, SendMessage, TaskHandler,
@@ -195,6 +195,9 @@ impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> SendMedi
             .find_session(firm, file)
             .await?
             .ok_or(DeadReason::FileMissing { file, firm })?;
+        if snapshot.session.state == SessionState::Expired {
+            return Err(DeadReason::Expired(file).into());
+        }
         let mode = snapshot.session.mode;
         if !matches!(mode, Mode::Message | Mode::Template) {
             return Err(DeadReason::NotMedia { file, mode }.into());

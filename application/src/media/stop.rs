@@ -43,6 +43,9 @@ pub enum DeadReason {
     FailedEarlier(Option<String>),
     #[error("file {file} does not exist for firm {firm}")]
     FileMissing { file: FileId, firm: FirmId },
+    /// The upload expired before it was complete: it never will be.
+    #[error("upload expired: file {0} was never completed, and its blocks are gone")]
+    Expired(FileId),
     #[error("file {file} is a {mode} file; only Message and Template files can be sent to Meta")]
     NotMedia { file: FileId, mode: Mode },
     /// The file record exists but its bytes do not; what the blob store says is missing.

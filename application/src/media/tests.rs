@@ -302,6 +302,43 @@ async fn a_file_still_uploading_is_retried() {
     );
 }
 
+/// An upload that expired will never complete: its task goes to the dead letters at once,
+/// saying so, instead of being retried.
+#[tokio::test]
+async fn a_file_whose_upload_expired_is_dead() {
+    let w = world();
+    let cmd = ChunkCommand {
+        file_id: None,
+        block_index: 0,
+        total_blocks: 2,
+        mode: Mode::Message,
+        file_name: Some("a.png".into()),
+        content_type: Some("image/png".into()),
+        data: Bytes::from_static(b"half").into(),
+    };
+    let id = w.uploads.upload_chunk(who(), cmd).await.unwrap().file_id;
+    let expired = w
+        .store
+        .expire_idle(
+            Mode::Message,
+            chrono::Utc::now() + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    match w.worker.handle_task(&message_task(21, id), 1).await {
+        TaskOutcome::Dead(reason) => {
+            assert!(
+                matches!(reason, DeadReason::Expired(f) if f == id),
+                "{reason:?}"
+            );
+            assert!(reason.to_string().starts_with("upload expired"), "{reason}");
+        }
+        other => panic!("expected dead, got {other:?}"),
+    }
+    assert!(w.meta.state().media.is_empty());
+}
+
 #[tokio::test]
 async fn a_delivery_while_another_holds_the_task_waits() {
     let w = world();

@@ -20,7 +20,8 @@ pub use keys::{KeyStore, StoredApiKey};
 pub use outbox::OutboxStore;
 pub use tasks::{ClaimDecision, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore};
 pub use uploads::{
-    BlockUpsert, LockedSession, SessionSnapshot, SessionTx, StagedBlock, StagedPart, UploadStore,
+    BlockUpsert, ExpiredUpload, LockedSession, SessionSnapshot, SessionTx, StagedBlock, StagedPart,
+    UploadStore,
 };
 
 use std::future::Future;

@@ -4,8 +4,9 @@
 
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
 use filegate_domain::{
-    BlockIndex, BlockSet, FileId, FileRecord, FirmId, SessionState, UploadSession,
+    BlockIndex, BlockSet, FileId, FileRecord, FirmId, Mode, SessionState, UploadSession,
 };
 
 use super::StoreError;
@@ -26,6 +27,13 @@ pub struct BlockUpsert {
     pub received: u32,
     /// The part an earlier block of the same index had, which nothing refers to any more.
     pub replaced: Option<String>,
+}
+
+/// An upload the sweeper expired: its session, and the blob store's id for its staging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredUpload {
+    pub file_id: FileId,
+    pub upload_id: String,
 }
 
 /// A session as read back, with what it has received and, once committed, its file.
@@ -80,6 +88,16 @@ pub trait UploadStore: Clone + Send + Sync + 'static {
         firm: FirmId,
         file: FileId,
     ) -> impl Future<Output = Result<Option<SessionSnapshot>, StoreError>> + Send;
+
+    /// Expires every open session of `mode` that nothing reached since `idle_since` (neither
+    /// its creation nor a recorded block), and answers them. Each session is expired once: of
+    /// sweepers racing on one store exactly one answers it. A session being recorded to (its
+    /// lock held) is either expired before, and the record then sees it expired, or after.
+    fn expire_idle(
+        &self,
+        mode: Mode,
+        idle_since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<ExpiredUpload>, StoreError>> + Send;
 
     /// Whether an open session stages its blocks under this blob store upload id: the staging
     /// of any other upload (committed, or never given a session) is a leftover.

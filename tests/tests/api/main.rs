@@ -9,6 +9,7 @@ mod content;
 mod crash;
 mod errors;
 mod health;
+mod lifecycle;
 mod support;
 mod uploads;
 
@@ -63,6 +64,7 @@ on_both_profiles!(
     content::the_first_start_prints_a_working_key,
     crash::a_server_killed_mid_commit_leaves_the_file_whole_or_resumable,
     crash::a_file_committed_but_not_recorded_completes_on_the_retry,
+    lifecycle::an_idle_upload_expires_answers_410_and_frees_its_blocks,
     bounds::idle_connections_are_closed_after_the_header_timeout,
     bounds::a_head_that_trickles_in_is_closed_after_the_header_timeout,
     bounds::a_chunk_body_that_stalls_gets_408_after_the_idle_timeout,

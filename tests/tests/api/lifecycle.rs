@@ -1,0 +1,87 @@
+//! The lifecycle of uploads (issue 10): an open upload that no chunk reaches expires.
+
+use std::time::Duration;
+
+use filegate_tests::{Chunk, Profile, TestApp, TestAppOptions};
+
+use crate::support::{envelope, random_bytes, split};
+
+/// With a one-second expiry and sweep, an upload left half-sent expires: its status and its
+/// next chunk answer 410 in the envelope, and (on disk) its staged blocks are gone; a complete
+/// file and an upload of a mode with a longer time are untouched.
+pub async fn an_idle_upload_expires_answers_410_and_frees_its_blocks(profile: Profile) {
+    let mut options = TestAppOptions::new(profile);
+    options.env.extend([
+        ("FILEGATE_UPLOADS__EXPIRE_AFTER_SECS".into(), "1".into()),
+        (
+            "FILEGATE_UPLOADS__EXPIRE_AFTER_SECS_BY_MODE__IMPORT".into(),
+            "3600".into(),
+        ),
+        ("FILEGATE_UPLOADS__SWEEP_INTERVAL_SECS".into(), "1".into()),
+    ]);
+    let app = TestApp::spawn_with(options).await;
+    let whole = random_bytes(1000);
+    let done = envelope(
+        app.post_chunk(Chunk::new(&whole, 0, 1, "Message")).await,
+        200,
+    )
+    .await;
+    let done = done["data"]["fileId"].as_str().unwrap().to_owned();
+    let data = random_bytes(2 * 10_000);
+    let chunks = split(&data, 2);
+    let first = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 2, "Message")).await,
+        200,
+    )
+    .await;
+    let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    let kept = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 2, "Import")).await,
+        200,
+    )
+    .await;
+    let kept = kept["data"]["fileId"].as_str().unwrap().to_owned();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let gone = loop {
+        let resp = app.status(&id).await;
+        if resp.status().as_u16() == 410 || tokio::time::Instant::now() > deadline {
+            break envelope(resp, 410).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        gone["message"].as_str().unwrap().contains("expired"),
+        "{gone}"
+    );
+    let late = envelope(
+        app.post_chunk(Chunk::new(chunks[1], 1, 2, "Message").file_id(&id))
+            .await,
+        410,
+    )
+    .await;
+    assert!(
+        late["message"]
+            .as_str()
+            .unwrap()
+            .contains("start a new upload"),
+        "{late}"
+    );
+    let status = envelope(app.status(&done).await, 200).await;
+    assert_eq!(status["data"]["isComplete"], true, "a complete file stays");
+    let status = envelope(app.status(&kept).await, 200).await;
+    assert_eq!(
+        status["data"]["isComplete"], false,
+        "an Import upload has an hour"
+    );
+    if profile == Profile::Embedded {
+        let staging: Vec<_> = std::fs::read_dir(app.blob_root().join(".staging"))
+            .unwrap()
+            .collect();
+        assert_eq!(
+            staging.len(),
+            1,
+            "only the Import upload still stages: {staging:?}"
+        );
+    }
+}
