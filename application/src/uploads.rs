@@ -8,6 +8,7 @@
 use std::ops::Range;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use filegate_domain::{
     BlobPath, BlockRuleError, ChunkMismatch, ExpiryPolicy, FileId, FileName, FileRecord,
     FileTooLarge, Mode, RangeSpec, SessionState, SizeCaps, TotalBlocks, Unsatisfiable,
@@ -51,6 +52,8 @@ pub struct ChunkReceipt {
     pub url: Option<String>,
     pub received_blocks: u32,
     pub total_blocks: u32,
+    /// When the upload expires unless another chunk arrives; `None` once complete.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Where an upload stands, for a client that wants to resume it.
@@ -67,6 +70,8 @@ pub struct FileStatus {
     pub missing: Vec<u32>,
     /// Bytes staged so far, or the file's size once complete.
     pub size: u64,
+    /// When the upload expires unless a chunk arrives; `None` once complete.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,6 +312,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                             url,
                             received_blocks: total.get(),
                             total_blocks: total.get(),
+                            expires_at: None,
                         });
                     }
                     // Or the sweeper expired it and discarded its staging.
@@ -350,12 +356,14 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         };
         // Recorded (or refused): its bytes now count in the recorded total, or nowhere.
         drop(hold);
+        let expires_at = self.expires_at(session.mode, self.clock.now());
         let receipt = |complete: bool, url: Option<String>, received: u32| ChunkReceipt {
             file_id: session.file_id,
             is_complete: complete,
             url,
             received_blocks: received,
             total_blocks: total.get(),
+            expires_at: (!complete).then_some(expires_at),
         };
         match outcome {
             Ok(BlockOutcome::Staged { received, replaced }) => {
@@ -407,6 +415,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             session,
             received,
             staged_bytes,
+            last_activity,
             file,
         } = self
             .store
@@ -431,7 +440,18 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             received: received.received().collect(),
             missing: received.missing().collect(),
             size: file.as_ref().map_or(staged_bytes, |f| f.size),
+            expires_at: file
+                .is_none()
+                .then(|| self.expires_at(session.mode, last_activity)),
         })
+    }
+
+    /// When an upload of `mode` last active at `since` expires.
+    fn expires_at(&self, mode: Mode, since: DateTime<Utc>) -> DateTime<Utc> {
+        chrono::Duration::from_std(self.expiry.after(mode))
+            .ok()
+            .and_then(|after| since.checked_add_signed(after))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Streams a committed file of this firm, whole or the requested range.
@@ -515,6 +535,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             url: self.blobs.share_url(&file.blob_path).await?,
             received_blocks: 1,
             total_blocks: 1,
+            expires_at: None,
         })
     }
 
@@ -953,6 +974,40 @@ mod tests {
             0,
             "a file of one chunk stages nothing"
         );
+    }
+
+    /// An open upload's answers say when it expires unless a chunk arrives; a complete one's
+    /// say nothing.
+    #[tokio::test]
+    async fn answers_of_an_open_upload_carry_its_expiry() {
+        let (svc, _blobs) = service();
+        let svc = svc.with_expiry(
+            filegate_domain::ExpiryPolicy::new(std::time::Duration::from_secs(86_400))
+                .with_mode(Mode::Message, std::time::Duration::from_secs(600)),
+        );
+        let first = svc
+            .upload_chunk(who(1), chunk(None, 0, 2, b"aa"))
+            .await
+            .unwrap();
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        assert_eq!(
+            first.expires_at,
+            Some(epoch + chrono::Duration::seconds(600)),
+            "the clock's now plus the mode's time"
+        );
+        let status = svc.file_status(who(1), first.file_id).await.unwrap();
+        let expires = status.expires_at.expect("an open upload expires");
+        assert!(
+            expires >= epoch + chrono::Duration::seconds(600),
+            "{expires}"
+        );
+        let last = svc
+            .upload_chunk(who(1), chunk(Some(first.file_id), 1, 2, b"bb"))
+            .await
+            .unwrap();
+        assert_eq!(last.expires_at, None);
+        let done = svc.file_status(who(1), first.file_id).await.unwrap();
+        assert_eq!(done.expires_at, None, "a complete file does not expire");
     }
 
     /// An upload idle past its mode's time is expired by the sweep: its blocks go, and a

@@ -422,6 +422,11 @@ fn content_url(req: &Request, id: FileId) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct PublicUrl(pub Option<String>);
 
+/// A time as the API writes it: RFC 3339 in UTC, to the second.
+fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 fn chunk_envelope(r: ChunkReceipt) -> ChunkEnvelope {
     let message = if r.is_complete {
         "File uploaded successfully".to_owned()
@@ -437,6 +442,7 @@ fn chunk_envelope(r: ChunkReceipt) -> ChunkEnvelope {
         is_complete: r.is_complete,
         received_blocks: r.received_blocks,
         total_blocks: r.total_blocks,
+        expires_at: r.expires_at.map(rfc3339),
     };
     ChunkEnvelope::ok(data, message)
 }
@@ -458,6 +464,7 @@ fn status_envelope(s: FileStatus) -> FileStatusEnvelope {
         received_blocks: s.received,
         missing_blocks: s.missing,
         size: s.size,
+        expires_at: s.expires_at.map(rfc3339),
     };
     FileStatusEnvelope::ok(data, message)
 }

@@ -29,6 +29,10 @@ pub struct ChunkData {
     pub received_blocks: u32,
     /// The number of blocks of the whole file, as fixed by block 0.
     pub total_blocks: u32,
+    /// When the upload expires (RFC 3339, UTC) unless another chunk arrives:
+    /// `uploads.expire_after_secs` after this one. `null` once complete.
+    #[oai(skip_serializing_if_is_none = false, nullable)]
+    pub expires_at: Option<String>,
 }
 
 /// The data of a status answer: what a client needs to resume an upload.
@@ -51,6 +55,9 @@ pub struct FileStatusData {
     pub missing_blocks: Vec<u32>,
     /// Bytes staged so far, or the file's size once complete.
     pub size: u64,
+    /// When the upload expires (RFC 3339, UTC) unless a chunk arrives; `null` once complete.
+    #[oai(skip_serializing_if_is_none = false, nullable)]
+    pub expires_at: Option<String>,
 }
 
 /// The data of a readiness answer.
@@ -114,6 +121,7 @@ impl Example for ChunkEnvelope {
                 is_complete: true,
                 received_blocks: 5,
                 total_blocks: 5,
+                expires_at: None,
             },
             "File uploaded successfully",
         )
@@ -134,6 +142,7 @@ impl Example for FileStatusEnvelope {
                 received_blocks: vec![0, 1, 3],
                 missing_blocks: vec![2, 4],
                 size: 25_165_824,
+                expires_at: Some("2026-11-28T09:30:00Z".into()),
             },
             "Upload in progress",
         )

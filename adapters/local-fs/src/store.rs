@@ -243,17 +243,10 @@ impl LocalFsStore {
         let (mut temp, dir, part_id) = self
             .blocking(move |inner| inner.open_part(&p, &u, index, head))
             .await?;
-        let cx = |e| self.inner.stage_error(e, path, upload_id, index);
-        let mut file = tokio::fs::File::from_std(temp.take_file()?);
-        let mut size = file.metadata().await.map_err(cx)?.len();
-        file.seek(SeekFrom::End(0)).await.map_err(cx)?;
-        while let Some(piece) = body.next().await {
-            let piece = piece.map_err(BlobError::Body)?;
-            file.write_all(&piece).await.map_err(cx)?;
-            size += piece.len() as u64;
-        }
-        file.flush().await.map_err(cx)?;
-        temp.put_file(file.into_std().await);
+        let size = append_body(&mut temp, &mut body, |e| {
+            self.inner.stage_error(e, path, upload_id, index)
+        })
+        .await?;
         let (p, u, id) = (path.clone(), upload_id.to_owned(), part_id.clone());
         self.blocking(move |inner| inner.persist_part(temp, &dir, &id, (&p, &u, index)))
             .await?;
@@ -892,16 +885,10 @@ impl BlobStore for LocalFsStore {
         let (mut temp, folder, changed) = self
             .blocking(move |inner| inner.open_put(&p, &target))
             .await?;
-        let cx = |e| self.inner.io_error(e, "writing", path);
-        let mut file = tokio::fs::File::from_std(temp.take_file()?);
-        let mut size = 0u64;
-        while let Some(piece) = body.next().await {
-            let piece = piece.map_err(BlobError::Body)?;
-            file.write_all(&piece).await.map_err(cx)?;
-            size += piece.len() as u64;
-        }
-        file.flush().await.map_err(cx)?;
-        temp.put_file(file.into_std().await);
+        let size = append_body(&mut temp, &mut body, |e| {
+            self.inner.io_error(e, "writing", path)
+        })
+        .await?;
         let p = path.clone();
         self.blocking(move |inner| inner.publish(temp, &p, &folder, &changed))
             .await?;
@@ -1041,6 +1028,25 @@ impl BlobStore for LocalFsStore {
     async fn share_url(&self, _path: &BlobPath) -> Result<Option<String>, BlobError> {
         Ok(None)
     }
+}
+
+/// Appends a body's bytes, as they arrive, to a temporary file (lent out meanwhile and given
+/// back flushed), and answers the file's size: what it held before plus the body.
+async fn append_body(
+    temp: &mut TempFile,
+    body: &mut ChunkBody,
+    cx: impl Fn(io::Error) -> BlobError,
+) -> Result<u64, BlobError> {
+    let mut file = tokio::fs::File::from_std(temp.take_file()?);
+    let mut size = file.seek(SeekFrom::End(0)).await.map_err(&cx)?;
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(BlobError::Body)?;
+        file.write_all(&piece).await.map_err(&cx)?;
+        size += piece.len() as u64;
+    }
+    file.flush().await.map_err(&cx)?;
+    temp.put_file(file.into_std().await);
+    Ok(size)
 }
 
 /// The first `len` bytes of `reader` as a stream; a reader that ends early (the file was cut

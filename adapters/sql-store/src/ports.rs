@@ -311,7 +311,9 @@ macro_rules! metadata_ports {
                         $index_list,
                         " FROM staged_blocks b WHERE b.file_id = s.file_id) AS received,
                            (SELECT CAST(COALESCE(sum(size), 0) AS BIGINT) FROM staged_blocks b
-                            WHERE b.file_id = s.file_id) AS staged_bytes
+                            WHERE b.file_id = s.file_id) AS staged_bytes,
+                           (SELECT max(staged_at) FROM staged_blocks b
+                            WHERE b.file_id = s.file_id) AS last_staged
                          FROM upload_sessions s
                          WHERE s.file_id = $1 AND s.firm_id = $2"
                     ))
@@ -323,7 +325,8 @@ macro_rules! metadata_ports {
                     let Some(row) = row else {
                         return Ok(None);
                     };
-                    let (session, received, staged_bytes) = row.into_domain::<D>()?;
+                    let (session, received, staged_bytes, last_activity) =
+                        row.into_domain::<D>()?;
                     // The session row was read first, and a file row is written in the
                     // transaction that commits its session and never removed, so a commit
                     // landing in between shows as "open, no file yet".
@@ -341,6 +344,7 @@ macro_rules! metadata_ports {
                         session,
                         received,
                         staged_bytes,
+                        last_activity,
                         file: file_record,
                     }))
                 }

@@ -2,6 +2,7 @@
 //! timestamps (`T`), and their checked conversion into domain values through the store's
 //! [`Encoding`].
 
+use chrono::{DateTime, Utc};
 use filegate_application::media_ports::OutgoingEvent;
 use filegate_application::ports::{
     StagedPart, StoreError, StoredApiKey, TASK_KINDS, TaskRecord, TaskStatus,
@@ -88,13 +89,16 @@ pub struct SnapshotRow<U, T> {
     session: SessionRow<U, T>,
     received: Option<String>,
     staged_bytes: i64,
+    /// When the newest block was staged; `NULL` when there is none.
+    last_staged: Option<T>,
 }
 
 impl<U, T> SnapshotRow<U, T> {
-    /// The session, its received set and the bytes staged so far.
+    /// The session, its received set, the bytes staged so far and its last activity (its
+    /// creation or its newest block).
     pub fn into_domain<E: Encoding<Uuid = U, Time = T>>(
         self,
-    ) -> Result<(UploadSession, BlockSet, u64), StoreError> {
+    ) -> Result<(UploadSession, BlockSet, u64, DateTime<Utc>), StoreError> {
         let session = self.session.into_domain::<E>()?;
         let file = session.file_id;
         let received = BlockSet::from_indices(
@@ -103,7 +107,12 @@ impl<U, T> SnapshotRow<U, T> {
         )
         .map_err(|e| corrupt(format_args!("file {file}: {e}")))?;
         let staged_bytes = unsigned(self.staged_bytes, "staged blocks of file", file)?;
-        Ok((session, received, staged_bytes))
+        let last_staged = self
+            .last_staged
+            .map(|t| E::time(t, "staged_blocks.staged_at"))
+            .transpose()?;
+        let last_activity = last_staged.map_or(session.created_at, |t| t.max(session.created_at));
+        Ok((session, received, staged_bytes, last_activity))
     }
 }
 

@@ -166,10 +166,15 @@ impl UploadStore for InMemoryStore {
         let blocks = state.blocks.get(&file).cloned().unwrap_or_default();
         let received = BlockSet::from_indices(session.total_blocks, blocks.keys().copied())
             .map_err(|e| StoreError::Unknown(e.into()))?;
+        let last_activity = state
+            .touched
+            .get(&file)
+            .map_or(session.created_at, |t| (*t).max(session.created_at));
         Ok(Some(SessionSnapshot {
             session: session.clone(),
             received,
             staged_bytes: blocks.values().map(|(_, s)| s).sum(),
+            last_activity,
             file: state
                 .files
                 .get(&file)
@@ -202,6 +207,7 @@ impl UploadStore for InMemoryStore {
             blocks: Blocks::new(),
             record: None,
             events: Vec::new(),
+            recorded: false,
             committed: session.state == SessionState::Committed,
         };
         Ok((tx, locked))
@@ -225,6 +231,7 @@ impl UploadStore for InMemoryStore {
             blocks: state.blocks.get(&file).cloned().unwrap_or_default(),
             record: state.files.get(&file).cloned(),
             events: Vec::new(),
+            recorded: false,
             committed: session.state == SessionState::Committed,
         };
         Ok(Some((tx, locked)))
@@ -243,6 +250,8 @@ pub struct InMemoryTx {
     record: Option<FileRecord>,
     events: Vec<OutgoingEvent>,
     committed: bool,
+    /// Whether a block was recorded: what counts as activity for expiry.
+    recorded: bool,
 }
 
 impl SessionTx for InMemoryTx {
@@ -251,6 +260,7 @@ impl SessionTx for InMemoryTx {
     }
 
     async fn upsert_block(&mut self, block: &StagedBlock) -> Result<BlockUpsert, StoreError> {
+        self.recorded = true;
         let replaced = self
             .blocks
             .insert(block.index.get(), (block.part_id.clone(), block.size))
@@ -299,7 +309,9 @@ impl SessionTx for InMemoryTx {
             state.sessions.insert(session.file_id, session);
         }
         state.blocks.insert(self.file, self.blocks);
-        state.touched.insert(self.file, Utc::now());
+        if self.recorded {
+            state.touched.insert(self.file, Utc::now());
+        }
         if let Some(record) = self.record {
             state.files.insert(self.file, record);
         }

@@ -42,6 +42,9 @@ pub struct SessionSnapshot {
     pub session: UploadSession,
     pub received: BlockSet,
     pub staged_bytes: u64,
+    /// The session's creation or its newest recorded block, whichever is later: what its
+    /// expiry counts from.
+    pub last_activity: DateTime<Utc>,
     pub file: Option<FileRecord>,
 }
 

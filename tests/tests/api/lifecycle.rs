@@ -35,6 +35,16 @@ pub async fn an_idle_upload_expires_answers_410_and_frees_its_blocks(profile: Pr
     )
     .await;
     let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    let expires = first["data"]["expiresAt"]
+        .as_str()
+        .expect("an open upload's expiresAt");
+    let expires = chrono::DateTime::parse_from_rfc3339(expires).expect("RFC 3339");
+    let now = chrono::Utc::now();
+    assert!(
+        expires > now - chrono::Duration::seconds(5)
+            && expires <= now + chrono::Duration::seconds(5),
+        "a second after the chunk: {expires} (now {now})"
+    );
     let kept = envelope(
         app.post_chunk(Chunk::new(chunks[0], 0, 2, "Import")).await,
         200,
@@ -69,19 +79,35 @@ pub async fn an_idle_upload_expires_answers_410_and_frees_its_blocks(profile: Pr
     );
     let status = envelope(app.status(&done).await, 200).await;
     assert_eq!(status["data"]["isComplete"], true, "a complete file stays");
+    assert!(status["data"]["expiresAt"].is_null(), "{status}");
     let status = envelope(app.status(&kept).await, 200).await;
     assert_eq!(
         status["data"]["isComplete"], false,
         "an Import upload has an hour"
     );
+    let expires = status["data"]["expiresAt"].as_str().expect("expiresAt");
+    let expires = chrono::DateTime::parse_from_rfc3339(expires).expect("RFC 3339");
+    assert!(
+        expires > chrono::Utc::now() + chrono::Duration::minutes(55),
+        "an hour after its last chunk: {expires}"
+    );
     if profile == Profile::Embedded {
-        let staging: Vec<_> = std::fs::read_dir(app.blob_root().join(".staging"))
-            .unwrap()
-            .collect();
+        // The blocks go right after the expiry is recorded, which the status may beat.
+        let staged = || -> Vec<_> {
+            std::fs::read_dir(app.blob_root().join(".staging"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while staged().len() > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = staged();
         assert_eq!(
-            staging.len(),
+            left.len(),
             1,
-            "only the Import upload still stages: {staging:?}"
+            "only the Import upload still stages: {left:?}"
         );
     }
 }
