@@ -122,9 +122,17 @@ where
         return Ok(BlockOutcome::CommittedMeanwhile(record));
     }
 
-    if locked.state == SessionState::Expired {
-        tx.rollback().await?;
-        return Err(RecordError::Expired);
+    match locked.state {
+        SessionState::Expired => {
+            tx.rollback().await?;
+            return Err(RecordError::Expired);
+        }
+        // A deleted upload is gone for its firm too.
+        SessionState::Deleted => {
+            tx.rollback().await?;
+            return Err(RecordError::SessionMissing);
+        }
+        SessionState::Open | SessionState::Committed => {}
     }
     let BlockUpsert { received, replaced } = tx.upsert_block(&block).await?;
     if received < locked.total_blocks {
@@ -191,7 +199,7 @@ pub async fn committed_file<S: UploadStore>(
     };
     let record = match locked.state {
         SessionState::Committed => tx.committed_file().await?,
-        SessionState::Open | SessionState::Expired => None,
+        SessionState::Open | SessionState::Expired | SessionState::Deleted => None,
     };
     // Nothing was written; letting go of the lock is all that is left.
     tx.rollback().await?;

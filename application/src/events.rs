@@ -3,7 +3,7 @@
 //! the file and published from there, so it is never lost and never announces a file that is
 //! not there.
 
-use filegate_domain::FileRecord;
+use filegate_domain::{FileRecord, UploadSession};
 
 use crate::media_ports::OutgoingEvent;
 
@@ -29,6 +29,29 @@ pub fn file_completed(file: &FileRecord) -> OutgoingEvent {
     OutgoingEvent {
         id: file.id.to_string(),
         routing_key: format!("file.completed.{}", file.mode.as_str().to_ascii_lowercase()),
+        payload: payload.to_string().into_bytes(),
+    }
+}
+
+/// The `file.deleted` event of a deleted file (or upload): routing key `file.deleted.<mode>`,
+/// id `{file id}.deleted`, so that it never collides with the file's `file.completed`.
+pub fn file_deleted(session: &UploadSession) -> OutgoingEvent {
+    let payload = serde_json::json!({
+        "version": FILE_COMPLETED_VERSION,
+        "type": "file.deleted",
+        "fileId": session.file_id.to_string(),
+        "firmId": session.firm.to_string(),
+        "userId": session.user.to_string(),
+        "mode": session.mode.as_str(),
+        "fileName": session.file_name.as_str(),
+        "blobPath": session.blob_path.as_str(),
+    });
+    OutgoingEvent {
+        id: format!("{}.deleted", session.file_id),
+        routing_key: format!(
+            "file.deleted.{}",
+            session.mode.as_str().to_ascii_lowercase()
+        ),
         payload: payload.to_string().into_bytes(),
     }
 }

@@ -23,6 +23,6 @@ pub mod fakes;
 pub use app::{Filegate, Readiness};
 pub use keys::{ApiKeys, AuthError, CreatedKey, KeyAdminError, Principal};
 pub use uploads::{
-    ChunkCommand, ChunkReceipt, ContentError, FileContent, FileStatus, FileStatusError,
-    UploadChunkError, Uploads,
+    ChunkCommand, ChunkReceipt, ContentError, DeleteFileError, FileContent, FileStatus,
+    FileStatusError, UploadChunkError, Uploads,
 };

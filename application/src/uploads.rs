@@ -22,8 +22,8 @@ use crate::housekeeping::SweepError;
 use crate::inflight::{Hold, InFlight};
 use crate::keys::Principal;
 use crate::ports::{
-    BlobError, BlobStore, BodyError, ChunkBody, Clock, IdSource, SessionSnapshot, StagedBlock,
-    StagedPart, UploadStore,
+    BlobError, BlobStore, BodyError, ChunkBody, Clock, DeletionStore, IdSource, SessionSnapshot,
+    StagedBlock, StagedPart, UploadStore,
 };
 
 /// One chunk as received, before any rule is checked. Numbers are kept wide so that an
@@ -150,7 +150,53 @@ pub enum FileStatusError {
     Unknown(anyhow::Error),
 }
 
-crate::backend::classified_backend_errors!(UploadChunkError, FileStatusError, ContentError);
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteFileError {
+    #[error("no file with id {0} exists for this firm")]
+    NotFound(FileId),
+    #[error("a backend is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
+
+crate::backend::classified_backend_errors!(
+    UploadChunkError,
+    FileStatusError,
+    ContentError,
+    DeleteFileError
+);
+
+impl<M: UploadStore + DeletionStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
+    /// Deletes a file of this firm, complete or still open: its record becomes a tombstone
+    /// (everything about it answers 404 from then on) and a `file.deleted` event goes to the
+    /// outbox in the same transaction; then its bytes go, the blob and anything staged. A
+    /// crash before the bytes are gone leaves them without a record, for `filegate check`.
+    pub async fn delete_file(&self, who: Principal, id: FileId) -> Result<(), DeleteFileError> {
+        let snapshot = self
+            .store
+            .find_session(who.firm, id)
+            .await?
+            .filter(|s| s.session.state != SessionState::Deleted)
+            .ok_or(DeleteFileError::NotFound(id))?;
+        let session = snapshot.session;
+        let event = crate::events::file_deleted(&session);
+        if !self.store.mark_deleted(who.firm, id, &event).await? {
+            // Another request deleted it first.
+            return Err(DeleteFileError::NotFound(id));
+        }
+        tracing::info!(file_id = %id, "file deleted");
+        if let Err(e) = self.blobs.delete(&session.blob_path).await {
+            tracing::warn!(error = %e, file_id = %id, "a deleted file's blob could not be removed");
+        }
+        if !session.upload_id.is_empty()
+            && let Err(e) = self.blobs.discard_staging(&session.upload_id).await
+        {
+            tracing::warn!(error = %e, file_id = %id, "a deleted upload's blocks could not be discarded");
+        }
+        Ok(())
+    }
+}
 
 /// What a client is told about an upload the sweeper expired.
 fn gone(id: &FileId) -> String {
@@ -258,6 +304,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                     .store
                     .find_session(who.firm, id)
                     .await?
+                    .filter(|s| s.session.state != SessionState::Deleted)
                     .ok_or(UploadChunkError::NotFound(id))?;
                 if snapshot.session.state == SessionState::Expired {
                     return Err(UploadChunkError::Gone(id));
@@ -422,8 +469,10 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             .find_session(who.firm, id)
             .await?
             .ok_or(FileStatusError::NotFound(id))?;
-        if session.state == SessionState::Expired {
-            return Err(FileStatusError::Gone(id));
+        match session.state {
+            SessionState::Expired => return Err(FileStatusError::Gone(id)),
+            SessionState::Deleted => return Err(FileStatusError::NotFound(id)),
+            SessionState::Open | SessionState::Committed => {}
         }
         let url = match (&file, session.state) {
             (Some(f), SessionState::Committed) => self.blobs.share_url(&f.blob_path).await?,
@@ -466,8 +515,10 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             .find_session(who.firm, id)
             .await?
             .ok_or(ContentError::NotFound(id))?;
-        if snapshot.session.state == SessionState::Expired {
-            return Err(ContentError::Gone(id));
+        match snapshot.session.state {
+            SessionState::Expired => return Err(ContentError::Gone(id)),
+            SessionState::Deleted => return Err(ContentError::NotFound(id)),
+            SessionState::Open | SessionState::Committed => {}
         }
         let file = snapshot.file.ok_or(ContentError::NotComplete(id))?;
         let wanted = range.map(|r| r.resolve(file.size)).transpose()?;
@@ -682,6 +733,7 @@ fn content_type_or_default(declared: Option<&str>) -> String {
 mod tests {
     use super::*;
     use crate::fakes::{FixedClock, InMemoryBlobs, InMemoryStore, SeqIds};
+    use crate::ports::OutboxStore;
     use filegate_domain::{FirmId, UserId};
     use uuid::Uuid;
 
@@ -973,6 +1025,64 @@ mod tests {
             blobs.staged_bytes(),
             0,
             "a file of one chunk stages nothing"
+        );
+    }
+
+    /// A firm deletes its file, complete or open: the bytes go, a `file.deleted` event of its
+    /// own id is stored, and everything about the file answers "not found" from then on.
+    #[tokio::test]
+    async fn a_deleted_file_is_gone_with_its_bytes() {
+        let (svc, blobs) = service();
+        let done = svc
+            .upload_chunk(who(1), chunk(None, 0, 1, b"whole"))
+            .await
+            .unwrap()
+            .file_id;
+        let open = svc
+            .upload_chunk(who(1), chunk(None, 0, 2, b"half"))
+            .await
+            .unwrap()
+            .file_id;
+        assert!(matches!(
+            svc.delete_file(who(2), done).await,
+            Err(DeleteFileError::NotFound(_))
+        ));
+        svc.delete_file(who(1), done).await.unwrap();
+        svc.delete_file(who(1), open).await.unwrap();
+        assert_eq!(blobs.blob_count(), 0, "the committed blob is gone");
+        assert_eq!(blobs.staged_bytes(), 0, "the open upload's blocks are gone");
+        for id in [done, open] {
+            assert!(matches!(
+                svc.delete_file(who(1), id).await,
+                Err(DeleteFileError::NotFound(_))
+            ));
+            assert!(matches!(
+                svc.file_status(who(1), id).await,
+                Err(FileStatusError::NotFound(_))
+            ));
+            assert!(matches!(
+                svc.open_content(who(1), id, None).await,
+                Err(ContentError::NotFound(_))
+            ));
+        }
+        assert!(matches!(
+            svc.upload_chunk(who(1), chunk(Some(open), 1, 2, b"late"))
+                .await,
+            Err(UploadChunkError::NotFound(_))
+        ));
+        let events = svc.store.unpublished_events(10).await.unwrap();
+        let deleted: Vec<_> = events
+            .iter()
+            .filter(|e| e.routing_key == "file.deleted.message")
+            .map(|e| e.id.clone())
+            .collect();
+        assert_eq!(
+            deleted,
+            vec![format!("{done}.deleted"), format!("{open}.deleted")]
+        );
+        assert!(
+            events.iter().any(|e| e.id == done.to_string()),
+            "the file.completed event stays beside it"
         );
     }
 

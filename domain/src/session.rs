@@ -16,6 +16,8 @@ pub enum SessionState {
     /// No chunk arrived for the mode's expiry time; the sweeper expired it and its staged
     /// bytes are gone. A chunk or a status request for it is answered 410 Gone.
     Expired,
+    /// Deleted by its firm: a tombstone. Everything about it answers 404.
+    Deleted,
 }
 
 impl SessionState {
@@ -24,6 +26,7 @@ impl SessionState {
             SessionState::Open => "open",
             SessionState::Committed => "committed",
             SessionState::Expired => "expired",
+            SessionState::Deleted => "deleted",
         }
     }
 
@@ -32,6 +35,7 @@ impl SessionState {
             "open" => Some(SessionState::Open),
             "committed" => Some(SessionState::Committed),
             "expired" => Some(SessionState::Expired),
+            "deleted" => Some(SessionState::Deleted),
             _ => None,
         }
     }

@@ -68,6 +68,7 @@ macro_rules! upload_store_suite {
                 a_first_block_opens_its_session_in_the_same_transaction,
                 an_upload_id_is_open_only_while_its_session_is,
                 idle_open_sessions_expire_once,
+                a_deleted_session_is_a_tombstone,
             ]
         );
     };

@@ -610,3 +610,76 @@ pub async fn idle_open_sessions_expire_once<M: UploadStore>(store: M) {
         );
     }
 }
+
+/// A deletion makes the session a tombstone once, for its own firm only, with its event in the
+/// outbox; an expired or committed session can be deleted too, and a deleted one is never
+/// expired, open for the staging sweep, or recorded to.
+pub async fn a_deleted_session_is_a_tombstone<M>(store: M)
+where
+    M: UploadStore + filegate_application::ports::DeletionStore,
+{
+    let open = session(Mode::Message, 2, "open.pdf");
+    let done = session(Mode::Template, 1, "done.png");
+    ok(store.open_session(&open).await, "open_session");
+    ok(store.open_session(&done).await, "open_session");
+    commit_last(&store, &done, 0).await;
+    let event = filegate_application::events::file_deleted(&open);
+    assert!(
+        !ok(
+            store.mark_deleted(done.firm, open.file_id, &event).await,
+            "mark_deleted"
+        ),
+        "another firm cannot delete it"
+    );
+    assert!(ok(
+        store.mark_deleted(open.firm, open.file_id, &event).await,
+        "mark_deleted"
+    ));
+    assert!(
+        !ok(
+            store.mark_deleted(open.firm, open.file_id, &event).await,
+            "mark_deleted"
+        ),
+        "a tombstone is deleted once"
+    );
+    let snapshot = ok(
+        store.find_session(open.firm, open.file_id).await,
+        "find_session",
+    )
+    .expect("a tombstone is still there");
+    assert_eq!(snapshot.session.state, SessionState::Deleted);
+    assert!(!ok(
+        store.upload_is_open(&open.upload_id).await,
+        "upload_is_open"
+    ));
+    let outcome = record_block(
+        &store,
+        open.file_id,
+        block(&open, 0, "late", 5),
+        |_plan| async { Err::<FileRecord, _>(Injected) },
+    )
+    .await;
+    assert!(
+        matches!(outcome, Err(RecordError::SessionMissing)),
+        "a block for a deleted session finds no session, got {outcome:?}"
+    );
+    let later = now() + chrono::Duration::hours(1);
+    assert!(
+        ok(store.expire_idle(Mode::Message, later).await, "expire_idle").is_empty(),
+        "a tombstone never expires"
+    );
+    let gone = filegate_application::events::file_deleted(&done);
+    assert!(ok(
+        store.mark_deleted(done.firm, done.file_id, &gone).await,
+        "mark_deleted of a committed file"
+    ));
+    let snapshot = ok(
+        store.find_session(done.firm, done.file_id).await,
+        "find_session",
+    )
+    .expect("a tombstone is still there");
+    assert_eq!(
+        (snapshot.session.state, snapshot.file),
+        (SessionState::Deleted, None)
+    );
+}

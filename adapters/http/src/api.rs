@@ -17,8 +17,8 @@ use filegate_domain::{FileId, RangeSpec};
 
 use crate::chunk::ChunkUpload;
 use crate::envelope::{
-    ApiError, ChunkData, ChunkEnvelope, ErrorEnvelope, FileStatusData, FileStatusEnvelope,
-    ReadinessData, ReadinessEnvelope,
+    ApiError, ChunkData, ChunkEnvelope, DeletedData, DeletedEnvelope, ErrorEnvelope,
+    FileStatusData, FileStatusEnvelope, ReadinessData, ReadinessEnvelope,
 };
 use crate::service::FilesService;
 
@@ -122,6 +122,20 @@ error_variants!(
         /// An unexpected error; it has been logged.
         InternalError = 500,
     } ok = FileStatusEnvelope
+);
+
+error_variants!(
+    /// Answers of a delete.
+    DeleteResponse {
+        /// The file id is not a uuid.
+        BadRequest = 400,
+        /// The `X-API-Key` header is missing, unknown or revoked.
+        Unauthorized = 401,
+        /// No such file for this firm, or it is deleted already.
+        NotFound = 404,
+        /// An unexpected error; it has been logged.
+        InternalError = 500,
+    } ok = DeletedEnvelope
 );
 
 #[derive(ApiResponse)]
@@ -273,6 +287,35 @@ impl FilesApi {
                 }
                 FileStatusResponse::Ok(Json(status_envelope(status)))
             }
+            Err(e) => ApiError::from(e).into(),
+        }
+    }
+
+    /// Delete a file
+    ///
+    /// Deletes one of the firm's files, complete or still uploading: its bytes go, a
+    /// `file.deleted.<mode>` event is published, and from then on the file answers 404.
+    #[oai(
+        path = "/api/v1/Files/:fileId",
+        method = "delete",
+        tag = "ApiTags::Files",
+        operation_id = "deleteFile"
+    )]
+    async fn delete_file(
+        &self,
+        service: Service<'_>,
+        auth: ApiKeyAuth,
+        #[oai(name = "fileId")] file_id: Path<String>,
+    ) -> DeleteResponse {
+        let Ok(id) = Uuid::parse_str(file_id.0.trim()) else {
+            return ApiError::bad_request(format!("fileId: `{}` is not a valid uuid", file_id.0))
+                .into();
+        };
+        match service.delete_file(auth.0, FileId::from_uuid(id)).await {
+            Ok(()) => DeleteResponse::Ok(Json(DeletedEnvelope::ok(
+                DeletedData { file_id: id },
+                "File deleted",
+            ))),
             Err(e) => ApiError::from(e).into(),
         }
     }

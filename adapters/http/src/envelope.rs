@@ -8,7 +8,9 @@ use poem_openapi::types::{Example, ToJSON};
 use uuid::Uuid;
 
 use filegate_application::ports::BodyError;
-use filegate_application::{AuthError, ContentError, FileStatusError, UploadChunkError};
+use filegate_application::{
+    AuthError, ContentError, DeleteFileError, FileStatusError, UploadChunkError,
+};
 
 /// How long a client is told to wait before retrying a 503.
 pub(crate) const RETRY_AFTER_SECS: u32 = 5;
@@ -60,6 +62,14 @@ pub struct FileStatusData {
     pub expires_at: Option<String>,
 }
 
+/// The data of a delete answer.
+#[derive(Debug, Clone, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct DeletedData {
+    /// The deleted file; from now on it answers 404.
+    pub file_id: Uuid,
+}
+
 /// The data of a readiness answer.
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
@@ -101,6 +111,11 @@ envelope!(
     /// The envelope of a status answer.
     FileStatusEnvelope,
     FileStatusData
+);
+envelope!(
+    /// The envelope of a delete answer.
+    DeletedEnvelope,
+    DeletedData
 );
 envelope!(
     /// The envelope of a readiness answer (`data` is set on 503 too).
@@ -403,6 +418,33 @@ impl From<FileStatusError> for ApiError {
                 Self::internal()
             }
         }
+    }
+}
+
+impl From<DeleteFileError> for ApiError {
+    fn from(e: DeleteFileError) -> Self {
+        match e {
+            DeleteFileError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
+            DeleteFileError::Unavailable(cause) => {
+                tracing::warn!(error = ?cause, "a backend is unavailable");
+                Self::unavailable("a storage backend is unavailable; retry later")
+            }
+            DeleteFileError::Unknown(cause) => {
+                tracing::error!(error = ?cause, "deleting a file failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl Example for DeletedEnvelope {
+    fn example() -> Self {
+        Self::ok(
+            DeletedData {
+                file_id: EXAMPLE_ID,
+            },
+            "File deleted",
+        )
     }
 }
 

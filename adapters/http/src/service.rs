@@ -6,8 +6,8 @@ use futures::future::BoxFuture;
 
 use filegate_application::ports::{BlobStore, Clock, IdSource, MetadataStore};
 use filegate_application::{
-    AuthError, ChunkCommand, ChunkReceipt, ContentError, FileContent, FileStatus, FileStatusError,
-    Filegate, Principal, Readiness, UploadChunkError,
+    AuthError, ChunkCommand, ChunkReceipt, ContentError, DeleteFileError, FileContent, FileStatus,
+    FileStatusError, Filegate, Principal, Readiness, UploadChunkError,
 };
 use filegate_domain::{FileId, RangeSpec};
 
@@ -27,6 +27,8 @@ pub trait FilesService: Send + Sync + 'static {
         id: FileId,
     ) -> BoxFuture<'_, Result<FileStatus, FileStatusError>>;
     fn readiness(&self) -> BoxFuture<'_, Readiness>;
+    fn delete_file(&self, who: Principal, id: FileId)
+    -> BoxFuture<'_, Result<(), DeleteFileError>>;
     fn open_content(
         &self,
         who: Principal,
@@ -57,6 +59,14 @@ impl<M: MetadataStore, B: BlobStore, C: Clock, I: IdSource> FilesService for Fil
         id: FileId,
     ) -> BoxFuture<'_, Result<FileStatus, FileStatusError>> {
         self.uploads.file_status(who, id).boxed()
+    }
+
+    fn delete_file(
+        &self,
+        who: Principal,
+        id: FileId,
+    ) -> BoxFuture<'_, Result<(), DeleteFileError>> {
+        self.uploads.delete_file(who, id).boxed()
     }
 
     fn readiness(&self) -> BoxFuture<'_, Readiness> {

@@ -45,6 +45,8 @@ macro_rules! session_columns {
     () => {
         "s.file_id, s.firm_id, s.user_id, s.mode, s.total_blocks, s.file_name, s.content_type, \
          s.blob_path, s.upload_id, \
-         CASE WHEN s.expired_at IS NULL THEN s.state ELSE 'expired' END AS state, s.created_at"
+         CASE WHEN s.deleted_at IS NOT NULL THEN 'deleted' \
+              WHEN s.expired_at IS NOT NULL THEN 'expired' ELSE s.state END AS state, \
+         s.created_at"
     };
 }

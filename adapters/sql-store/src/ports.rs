@@ -39,7 +39,7 @@ macro_rules! metadata_ports {
             use ::filegate_application::media_ports::OutgoingEvent;
             use ::filegate_application::ports::{
                 ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx,
-                BlockUpsert, ExpiredUpload, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
+                BlockUpsert, DeletionStore, ExpiredUpload, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
                 TaskClaim, TaskRecord, TaskStore, UploadStore,
             };
             use ::filegate_domain::{
@@ -78,10 +78,11 @@ macro_rules! metadata_ports {
                     SessionState::Committed => Some(now()?),
                     SessionState::Open => None,
                     // A new session is never expired; the column is the sweeper's.
-                    SessionState::Expired => {
+                    SessionState::Expired | SessionState::Deleted => {
                         return Err(unstorable(format_args!(
-                            "session {}: a new session cannot be stored expired",
-                            session.file_id
+                            "session {}: a new session cannot be stored {}",
+                            session.file_id,
+                            session.state.as_str()
                         )));
                     }
                 };
@@ -261,7 +262,8 @@ macro_rules! metadata_ports {
                     let since = at(idle_since, "the expiry cutoff")?;
                     let rows: Vec<(U, String)> = ::sqlx::query_as(
                         "UPDATE upload_sessions SET expired_at = $1
-                         WHERE state = 'open' AND expired_at IS NULL AND mode = $2
+                         WHERE state = 'open' AND expired_at IS NULL AND deleted_at IS NULL
+                           AND mode = $2
                            AND created_at < $3
                            AND NOT EXISTS (SELECT 1 FROM staged_blocks b
                                            WHERE b.file_id = upload_sessions.file_id
@@ -290,7 +292,7 @@ macro_rules! metadata_ports {
                     ::sqlx::query_scalar(
                         "SELECT EXISTS (SELECT 1 FROM upload_sessions
                                         WHERE upload_id = $1 AND state = 'open'
-                                          AND expired_at IS NULL)",
+                                          AND expired_at IS NULL AND deleted_at IS NULL)",
                     )
                     .bind(upload_id)
                     .fetch_one(&self.pool)
@@ -338,7 +340,9 @@ macro_rules! metadata_ports {
                                 ))
                             })?,
                         ),
-                        SessionState::Open | SessionState::Expired => None,
+                        SessionState::Open | SessionState::Expired | SessionState::Deleted => {
+                            None
+                        }
                     };
                     Ok(Some(SessionSnapshot {
                         session,
@@ -368,7 +372,8 @@ macro_rules! metadata_ports {
                     // The lock every request for this file queues on.
                     let locked: Option<(i32, String)> = ::sqlx::query_as(concat!(
                         "SELECT total_blocks,
-                                CASE WHEN expired_at IS NULL THEN state ELSE 'expired' END
+                                CASE WHEN deleted_at IS NOT NULL THEN 'deleted'
+                                     WHEN expired_at IS NOT NULL THEN 'expired' ELSE state END
                          FROM upload_sessions WHERE file_id = $1",
                         $lock_row
                     ))
@@ -647,6 +652,47 @@ macro_rules! metadata_ports {
                     .await
                     .map_err(err)?;
                     row.map(TaskRow::into_domain::<D>).transpose()
+                }
+            }
+
+            impl DeletionStore for $store {
+                async fn mark_deleted(
+                    &self,
+                    firm: FirmId,
+                    file: FileId,
+                    event: &OutgoingEvent,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
+                    // Waits for the session's lock like a commit does: a commit in flight
+                    // finishes first, and none can follow the deletion (its lock sees it).
+                    let deleted: Option<(U,)> = ::sqlx::query_as(
+                        "UPDATE upload_sessions SET deleted_at = $3
+                         WHERE file_id = $1 AND firm_id = $2 AND deleted_at IS NULL
+                         RETURNING file_id",
+                    )
+                    .bind(id(file.as_uuid()))
+                    .bind(id(firm.as_uuid()))
+                    .bind(now()?)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    if deleted.is_none() {
+                        return Ok(false);
+                    }
+                    ::sqlx::query(
+                        "INSERT INTO outbox (id, routing_key, payload, created_at)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(&event.id)
+                    .bind(&event.routing_key)
+                    .bind(&event.payload)
+                    .bind(now()?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                    tx.commit().await.map_err(err)?;
+                    Ok(true)
                 }
             }
 

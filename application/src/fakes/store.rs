@@ -14,7 +14,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::media_ports::OutgoingEvent;
 use crate::ports::{
-    BlockUpsert, ClaimDecision, ExpiredUpload, KeyStore, LockedSession, OutboxStore,
+    BlockUpsert, ClaimDecision, DeletionStore, ExpiredUpload, KeyStore, LockedSession, OutboxStore,
     SessionSnapshot, SessionTx, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey,
     TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore, UploadStore,
 };
@@ -106,6 +106,30 @@ impl KeyStore for InMemoryStore {
 
     async fn count_api_keys(&self) -> Result<u64, StoreError> {
         Ok(self.lock().keys.iter().filter(|(_, live)| *live).count() as u64)
+    }
+}
+
+impl DeletionStore for InMemoryStore {
+    async fn mark_deleted(
+        &self,
+        firm: FirmId,
+        file: FileId,
+        event: &OutgoingEvent,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.session_guard(file).await;
+        let mut state = self.lock();
+        let Some(session) = state
+            .sessions
+            .get_mut(&file)
+            .filter(|s| s.firm == firm && s.state != SessionState::Deleted)
+        else {
+            return Ok(false);
+        };
+        session.state = SessionState::Deleted;
+        if !state.outbox.iter().any(|(e, _)| e.id == event.id) {
+            state.outbox.push((event.clone(), false));
+        }
+        Ok(true)
     }
 }
 

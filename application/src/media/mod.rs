@@ -195,8 +195,10 @@ impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> SendMedi
             .find_session(firm, file)
             .await?
             .ok_or(DeadReason::FileMissing { file, firm })?;
-        if snapshot.session.state == SessionState::Expired {
-            return Err(DeadReason::Expired(file).into());
+        match snapshot.session.state {
+            SessionState::Expired => return Err(DeadReason::Expired(file).into()),
+            SessionState::Deleted => return Err(DeadReason::Deleted(file).into()),
+            SessionState::Open | SessionState::Committed => {}
         }
         let mode = snapshot.session.mode;
         if !matches!(mode, Mode::Message | Mode::Template) {

@@ -43,6 +43,9 @@ pub enum DeadReason {
     FailedEarlier(Option<String>),
     #[error("file {file} does not exist for firm {firm}")]
     FileMissing { file: FileId, firm: FirmId },
+    /// The file was deleted by its firm.
+    #[error("file deleted: file {0} was deleted by its firm")]
+    Deleted(FileId),
     /// The upload expired before it was complete: it never will be.
     #[error("upload expired: file {0} was never completed, and its blocks are gone")]
     Expired(FileId),

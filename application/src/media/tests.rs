@@ -339,6 +339,22 @@ async fn a_file_whose_upload_expired_is_dead() {
     assert!(w.meta.state().media.is_empty());
 }
 
+/// A deleted file is never sent: its task goes to the dead letters at once.
+#[tokio::test]
+async fn a_deleted_file_is_dead() {
+    let w = world();
+    let id = file(&w, Mode::Message, "image/png", &[b"img"]).await;
+    w.uploads.delete_file(who(), id).await.unwrap();
+    match w.worker.handle_task(&message_task(22, id), 1).await {
+        TaskOutcome::Dead(reason) => {
+            assert!(matches!(reason, DeadReason::Deleted(f) if f == id), "{reason:?}");
+            assert!(reason.to_string().starts_with("file deleted"), "{reason}");
+        }
+        other => panic!("expected dead, got {other:?}"),
+    }
+    assert!(w.meta.state().media.is_empty());
+}
+
 #[tokio::test]
 async fn a_delivery_while_another_holds_the_task_waits() {
     let w = world();

@@ -10,12 +10,14 @@
 //! exactly-once completion lives once, in [`crate::completion`], for every store.
 
 mod blobs;
+mod deletion;
 mod keys;
 mod outbox;
 mod tasks;
 mod uploads;
 
 pub use blobs::{BlobRead, BlobStore, BodyError, ByteBudget, ChunkBody, Reservation};
+pub use deletion::DeletionStore;
 pub use keys::{KeyStore, StoredApiKey};
 pub use outbox::OutboxStore;
 pub use tasks::{ClaimDecision, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore};
@@ -79,6 +81,12 @@ pub trait StoreHealth: Clone + Send + Sync + 'static {
 
 /// Every metadata port on one value: what a metadata adapter provides and the wiring hands
 /// around. Use cases never ask for it; they name the ports they use.
-pub trait MetadataStore: StoreHealth + KeyStore + UploadStore + TaskStore + OutboxStore {}
+pub trait MetadataStore:
+    StoreHealth + KeyStore + UploadStore + TaskStore + OutboxStore + DeletionStore
+{
+}
 
-impl<T: StoreHealth + KeyStore + UploadStore + TaskStore + OutboxStore> MetadataStore for T {}
+impl<T: StoreHealth + KeyStore + UploadStore + TaskStore + OutboxStore + DeletionStore>
+    MetadataStore for T
+{
+}

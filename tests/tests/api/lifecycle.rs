@@ -111,3 +111,92 @@ pub async fn an_idle_upload_expires_answers_410_and_frees_its_blocks(profile: Pr
         );
     }
 }
+
+/// A firm deletes its files, complete or still uploading: 200 in the envelope, then status,
+/// content and a second delete answer 404, the bytes are gone (on disk: the file and the
+/// staging), another firm's key cannot delete, and the outbox holds one `file.deleted` event
+/// per file beside the `file.completed` one.
+pub async fn a_deleted_file_answers_404_and_its_bytes_are_gone(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
+    let delete = |id: &str, key: &str| {
+        app.http
+            .delete(app.url(&format!("/api/v1/Files/{id}")))
+            .header("X-API-Key", key)
+            .send()
+    };
+    let data = random_bytes(5000);
+    let done = envelope(
+        app.post_chunk(Chunk::new(&data, 0, 1, "Message")).await,
+        200,
+    )
+    .await;
+    let done_url = done["data"]["url"].as_str().unwrap().to_owned();
+    let done = done["data"]["fileId"].as_str().unwrap().to_owned();
+    let chunks = split(&data, 2);
+    let open = envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 2, "Message")).await,
+        200,
+    )
+    .await;
+    let open = open["data"]["fileId"].as_str().unwrap().to_owned();
+
+    let stranger = app
+        .create_key(uuid::Uuid::new_v4(), uuid::Uuid::new_v4())
+        .await;
+    envelope(delete(&done, &stranger).await.unwrap(), 404).await;
+    for id in [&done, &open] {
+        let answer = envelope(delete(id, &app.key).await.unwrap(), 200).await;
+        assert_eq!(answer["data"]["fileId"], id.as_str(), "{answer}");
+        envelope(app.status(id).await, 404).await;
+        envelope(delete(id, &app.key).await.unwrap(), 404).await;
+    }
+    let content = app
+        .http
+        .get(app.url(&format!("/api/v1/Files/{done}/content")))
+        .header("X-API-Key", &app.key)
+        .send()
+        .await
+        .unwrap();
+    envelope(content, 404).await;
+    envelope(
+        app.post_chunk(Chunk::new(chunks[1], 1, 2, "Message").file_id(&open))
+            .await,
+        404,
+    )
+    .await;
+    if profile == Profile::Azure {
+        let blob = app.http.get(&done_url).send().await.unwrap();
+        assert_eq!(
+            blob.status().as_u16(),
+            404,
+            "the blob is gone from the container"
+        );
+    }
+    if profile == Profile::Embedded {
+        let path = app
+            .blob_root()
+            .join(format!("messages/{}/{done}/report.pdf", app.firm));
+        assert!(!path.exists(), "the deleted file is gone from disk");
+        let staging: Vec<_> = std::fs::read_dir(app.blob_root().join(".staging"))
+            .unwrap()
+            .collect();
+        assert!(staging.is_empty(), "the deleted upload's blocks are gone");
+    }
+    let mut db = app.db().await;
+    let deleted = db
+        .count(
+            "SELECT count(*) FROM outbox WHERE routing_key = 'file.deleted.message'",
+            "SELECT count(*) FROM outbox WHERE routing_key = 'file.deleted.message'",
+            None,
+        )
+        .await;
+    assert_eq!(deleted, 2, "one file.deleted event per file");
+    let completed = db
+        .count(
+            "SELECT count(*) FROM outbox WHERE id = $1",
+            "SELECT count(*) FROM outbox WHERE id = $1",
+            Some(&done),
+        )
+        .await;
+    assert_eq!(completed, 1, "the file.completed event is still there");
+}
