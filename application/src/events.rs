@@ -56,6 +56,21 @@ pub fn file_deleted(session: &UploadSession) -> OutgoingEvent {
     }
 }
 
+/// Removes the outbox's old events: those published more than `retain` before `now`, and, when
+/// events are off (nobody will publish them), those stored that long ago; answers how many.
+pub async fn purge_old_events<M: crate::ports::OutboxStore>(
+    store: &M,
+    now: chrono::DateTime<chrono::Utc>,
+    retain: std::time::Duration,
+    events_enabled: bool,
+) -> Result<u64, crate::ports::StoreError> {
+    let before = chrono::Duration::from_std(retain)
+        .ok()
+        .and_then(|retain| now.checked_sub_signed(retain))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    store.purge_events(before, !events_enabled).await
+}
+
 /// Publishes the outbox: reads unpublished events oldest first, publishes each with the bus's
 /// confirmation, and marks them published. An event is marked only after the bus confirmed it,
 /// so a crash in between publishes it again (at least once; consumers drop duplicates by id).

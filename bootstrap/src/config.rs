@@ -166,6 +166,9 @@ pub struct EventSettings {
     pub poll_interval_ms: u64,
     /// Events published per round. Default 100.
     pub batch: u32,
+    /// How long the outbox keeps an event after it was published (or, with events off, after
+    /// it was stored), in seconds. Default 604800 (7 days).
+    pub retain_secs: NonZeroU64,
 }
 
 impl Default for EventSettings {
@@ -174,6 +177,7 @@ impl Default for EventSettings {
             enabled: false,
             poll_interval_ms: 500,
             batch: 100,
+            retain_secs: NonZeroU64::new(604_800).unwrap_or(NonZeroU64::MIN),
         }
     }
 }

@@ -19,7 +19,7 @@ use filegate_adapter_meta::MetaHttpClient;
 use filegate_adapter_postgres::PgStore;
 use filegate_adapter_rabbitmq::{RabbitPublisher, run_worker};
 use filegate_adapter_sqlite::SqliteStore;
-use filegate_application::events::OutboxRelay;
+use filegate_application::events::{OutboxRelay, purge_old_events};
 use filegate_application::media::SendMedia;
 use filegate_application::media_ports::TaskHandler;
 use filegate_application::ports::{BlobStore, MetadataStore};
@@ -205,12 +205,17 @@ fn spawn_staging_sweep<M: MetadataStore, B: BlobStore>(store: M, blobs: B) {
     });
 }
 
-/// Expires, every `every`, the open uploads that no chunk reached for their mode's time, and
-/// discards their blocks. Each round logs what it did; a failed round is retried at the next.
-fn spawn_expiry_sweeper<M: MetadataStore, B: BlobStore>(
+/// Every `uploads.sweep_interval_secs`: expires the open uploads that no chunk reached for
+/// their mode's time (and discards their blocks), and purges the outbox's events older than
+/// `events.retain_secs`. Each round logs what it did; a failed round is retried at the next.
+fn spawn_housekeeping<M: MetadataStore, B: BlobStore>(
     uploads: Uploads<M, B, SystemClock, RandomIds>,
-    every: Duration,
+    store: M,
+    settings: &Settings,
 ) {
+    let every = Duration::from_secs(settings.uploads.sweep_interval_secs.get());
+    let retain = Duration::from_secs(settings.events.retain_secs.get());
+    let events_enabled = settings.events.enabled;
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -220,6 +225,12 @@ fn spawn_expiry_sweeper<M: MetadataStore, B: BlobStore>(
                 Ok(0) => {}
                 Ok(expired) => tracing::info!(expired, "expired idle uploads"),
                 Err(e) => tracing::warn!(error = %e, "could not sweep expired uploads"),
+            }
+            let now = chrono::Utc::now();
+            match purge_old_events(&store, now, retain, events_enabled).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "purged old outbox events"),
+                Err(e) => tracing::warn!(error = %e, "could not purge old outbox events"),
             }
         }
     });
@@ -234,10 +245,7 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
     let app = Filegate::new(store, blobs, SystemClock, RandomIds)
         .with_caps(settings.limits.caps())
         .with_expiry(settings.uploads.expiry());
-    spawn_expiry_sweeper(
-        app.uploads.clone(),
-        Duration::from_secs(settings.uploads.sweep_interval_secs.get()),
-    );
+    spawn_housekeeping(app.uploads.clone(), app.store().clone(), &settings);
     if settings.database.create_first_key {
         create_first_key(&app.keys).await?;
     }

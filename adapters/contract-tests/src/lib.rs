@@ -107,6 +107,7 @@ macro_rules! outbox_store_suite {
                 a_failed_commit_puts_no_event_in_the_outbox,
                 published_events_are_no_longer_unpublished,
                 unpublished_events_come_oldest_first_up_to_the_limit,
+                old_events_are_purged,
             ]
         );
     };

@@ -189,3 +189,36 @@ pub async fn unpublished_events_come_oldest_first_up_to_the_limit<M: UploadStore
         "after the oldest is published, the next ones come first"
     );
 }
+
+/// Old events go: published ones once published before the cutoff, unpublished ones only when
+/// asked (events are off) and stored before it; younger ones stay.
+pub async fn old_events_are_purged<M: UploadStore + OutboxStore>(store: M) {
+    let published = events::file_completed(&complete_file(&store, Mode::Message, "a.pdf").await);
+    let pending = events::file_completed(&complete_file(&store, Mode::Import, "b.csv").await);
+    ok(
+        store
+            .mark_events_published(std::slice::from_ref(&published.id))
+            .await,
+        "mark_events_published",
+    );
+    let past = now() - chrono::Duration::hours(1);
+    let future = now() + chrono::Duration::hours(1);
+    let purge = |before, unpublished_too| {
+        let store = store.clone();
+        async move {
+            ok(
+                store.purge_events(before, unpublished_too).await,
+                "purge_events",
+            )
+        }
+    };
+    assert_eq!(purge(past, true).await, 0, "nothing is that old");
+    assert_eq!(purge(future, false).await, 1, "the published event goes");
+    assert_eq!(
+        ok(store.unpublished_events(10).await, "unpublished_events"),
+        vec![pending.clone()],
+        "an unpublished event stays while events are on"
+    );
+    assert_eq!(purge(future, true).await, 1, "with events off it goes too");
+    assert!(ok(store.unpublished_events(10).await, "unpublished_events").is_empty());
+}

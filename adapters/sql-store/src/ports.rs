@@ -714,6 +714,25 @@ macro_rules! metadata_ports {
                     Ok(rows.into_iter().map(OutgoingEvent::from).collect())
                 }
 
+                async fn purge_events(
+                    &self,
+                    before: DateTime<Utc>,
+                    unpublished_too: bool,
+                ) -> Result<u64, StoreError> {
+                    let before = at(before, "the outbox's retention cutoff")?;
+                    let purged = ::sqlx::query(
+                        "DELETE FROM outbox
+                         WHERE (published_at IS NOT NULL AND published_at < $1)
+                            OR ($2 AND published_at IS NULL AND created_at < $1)",
+                    )
+                    .bind(before)
+                    .bind(unpublished_too)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    Ok(purged.rows_affected())
+                }
+
                 async fn mark_events_published(&self, ids: &[String]) -> Result<(), StoreError> {
                     if ids.is_empty() {
                         return Ok(());

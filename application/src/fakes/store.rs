@@ -31,6 +31,8 @@ struct StoreState {
     tasks: HashMap<TaskId, TaskRecord>,
     /// Events in insertion order, with whether they were published.
     outbox: Vec<(OutgoingEvent, bool)>,
+    /// When each outbox event was stored and published, by id.
+    outbox_times: HashMap<String, (DateTime<Utc>, Option<DateTime<Utc>>)>,
     /// When a transaction last recorded something for a session.
     touched: HashMap<FileId, DateTime<Utc>>,
 }
@@ -128,6 +130,9 @@ impl DeletionStore for InMemoryStore {
         session.state = SessionState::Deleted;
         if !state.outbox.iter().any(|(e, _)| e.id == event.id) {
             state.outbox.push((event.clone(), false));
+            state
+                .outbox_times
+                .insert(event.id.clone(), (Utc::now(), None));
         }
         Ok(true)
     }
@@ -341,6 +346,9 @@ impl SessionTx for InMemoryTx {
         }
         for event in self.events {
             if !state.outbox.iter().any(|(e, _)| e.id == event.id) {
+                state
+                    .outbox_times
+                    .insert(event.id.clone(), (Utc::now(), None));
                 state.outbox.push((event, false));
             }
         }
@@ -442,11 +450,47 @@ impl OutboxStore for InMemoryStore {
 
     async fn mark_events_published(&self, ids: &[String]) -> Result<(), StoreError> {
         let mut state = self.lock();
-        for (event, sent) in &mut state.outbox {
-            if ids.contains(&event.id) {
+        let StoreState {
+            outbox,
+            outbox_times,
+            ..
+        } = &mut *state;
+        for (event, sent) in outbox.iter_mut() {
+            if ids.contains(&event.id) && !*sent {
                 *sent = true;
+                if let Some((_, published)) = outbox_times.get_mut(&event.id) {
+                    *published = Some(Utc::now());
+                }
             }
         }
         Ok(())
+    }
+
+    async fn purge_events(
+        &self,
+        before: DateTime<Utc>,
+        unpublished_too: bool,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let StoreState {
+            outbox,
+            outbox_times,
+            ..
+        } = &mut *state;
+        let old = |id: &String| match outbox_times.get(id) {
+            Some((_, Some(published))) => *published < before,
+            Some((created, None)) => unpublished_too && *created < before,
+            None => false,
+        };
+        let gone: Vec<String> = outbox
+            .iter()
+            .map(|(e, _)| e.id.clone())
+            .filter(|id| old(id))
+            .collect();
+        outbox.retain(|(e, _)| !gone.contains(&e.id));
+        for id in &gone {
+            outbox_times.remove(id);
+        }
+        Ok(gone.len() as u64)
     }
 }

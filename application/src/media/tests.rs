@@ -347,7 +347,10 @@ async fn a_deleted_file_is_dead() {
     w.uploads.delete_file(who(), id).await.unwrap();
     match w.worker.handle_task(&message_task(22, id), 1).await {
         TaskOutcome::Dead(reason) => {
-            assert!(matches!(reason, DeadReason::Deleted(f) if f == id), "{reason:?}");
+            assert!(
+                matches!(reason, DeadReason::Deleted(f) if f == id),
+                "{reason:?}"
+            );
             assert!(reason.to_string().starts_with("file deleted"), "{reason}");
         }
         other => panic!("expected dead, got {other:?}"),

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
+
 use super::StoreError;
 use crate::media_ports::OutgoingEvent;
 
@@ -19,4 +21,12 @@ pub trait OutboxStore: Clone + Send + Sync + 'static {
         &self,
         ids: &[String],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the events published before `before` and, when `unpublished_too` (nobody will
+    /// ever publish them: events are off), those stored before it; answers how many went.
+    fn purge_events(
+        &self,
+        before: DateTime<Utc>,
+        unpublished_too: bool,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

@@ -200,3 +200,32 @@ pub async fn a_deleted_file_answers_404_and_its_bytes_are_gone(profile: Profile)
         .await;
     assert_eq!(completed, 1, "the file.completed event is still there");
 }
+
+/// The outbox does not grow forever: with events off and a five-second retention, a committed
+/// file's event is purged by the sweeper.
+pub async fn old_outbox_events_are_purged(profile: Profile) {
+    let mut options = TestAppOptions::new(profile);
+    options.env.extend([
+        ("FILEGATE_EVENTS__RETAIN_SECS".into(), "5".into()),
+        ("FILEGATE_UPLOADS__SWEEP_INTERVAL_SECS".into(), "1".into()),
+    ]);
+    let app = TestApp::spawn_with(options).await;
+    envelope(
+        app.post_chunk(Chunk::new(&random_bytes(100), 0, 1, "Import"))
+            .await,
+        200,
+    )
+    .await;
+    let mut db = app.db().await;
+    let count = "SELECT count(*) FROM outbox";
+    assert_eq!(db.count(count, count, None).await, 1, "the file's event");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while db.count(count, count, None).await > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        db.count(count, count, None).await,
+        0,
+        "purged after a second"
+    );
+}
