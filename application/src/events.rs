@@ -64,11 +64,9 @@ pub async fn purge_old_events<M: crate::ports::OutboxStore>(
     retain: std::time::Duration,
     events_enabled: bool,
 ) -> Result<u64, crate::ports::StoreError> {
-    let before = chrono::Duration::from_std(retain)
-        .ok()
-        .and_then(|retain| now.checked_sub_signed(retain))
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-    store.purge_events(before, !events_enabled).await
+    store
+        .purge_events(crate::system::earlier(now, retain), !events_enabled)
+        .await
 }
 
 /// Publishes the outbox: reads unpublished events oldest first, publishes each with the bus's

@@ -8,6 +8,23 @@ use uuid::Uuid;
 
 use crate::ports::{Clock, IdSource};
 
+/// `at` moved `by` into the past, or the earliest time there is when that overflows: for
+/// cutoffs, where "everything" is the right answer to an absurd setting.
+pub(crate) fn earlier(at: DateTime<Utc>, by: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(by)
+        .ok()
+        .and_then(|by| at.checked_sub_signed(by))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// `at` moved `by` into the future, or the latest time there is when that overflows.
+pub(crate) fn later(at: DateTime<Utc>, by: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(by)
+        .ok()
+        .and_then(|by| at.checked_add_signed(by))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 

@@ -244,11 +244,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         let now = self.clock.now();
         let mut expired = 0;
         for mode in Mode::ALL {
-            let after = chrono::Duration::from_std(self.expiry.after(mode))
-                .unwrap_or(chrono::Duration::MAX);
-            let idle_since = now
-                .checked_sub_signed(after)
-                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+            let idle_since = crate::system::earlier(now, self.expiry.after(mode));
             for upload in self.store.expire_idle(mode, idle_since).await? {
                 expired += 1;
                 tracing::info!(file_id = %upload.file_id, %mode, "upload expired");
@@ -497,10 +493,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
 
     /// When an upload of `mode` last active at `since` expires.
     fn expires_at(&self, mode: Mode, since: DateTime<Utc>) -> DateTime<Utc> {
-        chrono::Duration::from_std(self.expiry.after(mode))
-            .ok()
-            .and_then(|after| since.checked_add_signed(after))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        crate::system::later(since, self.expiry.after(mode))
     }
 
     /// Streams a committed file of this firm, whole or the requested range.

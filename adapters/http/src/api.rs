@@ -276,11 +276,11 @@ impl FilesApi {
         auth: ApiKeyAuth,
         #[oai(name = "fileId")] file_id: Path<String>,
     ) -> FileStatusResponse {
-        let Ok(id) = Uuid::parse_str(file_id.0.trim()) else {
-            return ApiError::bad_request(format!("fileId: `{}` is not a valid uuid", file_id.0))
-                .into();
+        let id = match path_file_id(&file_id.0) {
+            Ok(id) => id,
+            Err(e) => return e.into(),
         };
-        match service.file_status(auth.0, FileId::from_uuid(id)).await {
+        match service.file_status(auth.0, id).await {
             Ok(mut status) => {
                 if status.is_complete && status.url.is_none() {
                     status.url = Some(content_url(req, status.file_id));
@@ -307,13 +307,15 @@ impl FilesApi {
         auth: ApiKeyAuth,
         #[oai(name = "fileId")] file_id: Path<String>,
     ) -> DeleteResponse {
-        let Ok(id) = Uuid::parse_str(file_id.0.trim()) else {
-            return ApiError::bad_request(format!("fileId: `{}` is not a valid uuid", file_id.0))
-                .into();
+        let id = match path_file_id(&file_id.0) {
+            Ok(id) => id,
+            Err(e) => return e.into(),
         };
-        match service.delete_file(auth.0, FileId::from_uuid(id)).await {
+        match service.delete_file(auth.0, id).await {
             Ok(()) => DeleteResponse::Ok(Json(DeletedEnvelope::ok(
-                DeletedData { file_id: id },
+                DeletedData {
+                    file_id: *id.as_uuid(),
+                },
                 "File deleted",
             ))),
             Err(e) => ApiError::from(e).into(),
@@ -464,6 +466,14 @@ fn content_url(req: &Request, id: FileId) -> String {
 /// The configured public URL of the service, put into the request data by the router.
 #[derive(Debug, Clone)]
 pub(crate) struct PublicUrl(pub Option<String>);
+
+/// The `{fileId}` of a path, or the 400 that names it (a plain `Path<Uuid>` would answer with
+/// poem's own message naming an internal parameter).
+fn path_file_id(raw: &str) -> Result<FileId, ApiError> {
+    Uuid::parse_str(raw.trim())
+        .map(FileId::from_uuid)
+        .map_err(|_| ApiError::bad_request(format!("fileId: `{raw}` is not a valid uuid")))
+}
 
 /// A time as the API writes it: RFC 3339 in UTC, to the second.
 fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {

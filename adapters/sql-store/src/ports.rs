@@ -110,6 +110,27 @@ macro_rules! metadata_ports {
                 Ok(())
             }
 
+            /// Stores an event in the outbox; an id already there keeps its event (at least
+            /// once upstream, exactly once here).
+            async fn insert_event_in<'c, X>(exec: X, event: &OutgoingEvent) -> Result<(), StoreError>
+            where
+                X: ::sqlx::Executor<'c, Database = <D as Dialect>::Db>,
+            {
+                ::sqlx::query(
+                    "INSERT INTO outbox (id, routing_key, payload, created_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&event.id)
+                .bind(&event.routing_key)
+                .bind(&event.payload)
+                .bind(now()?)
+                .execute(exec)
+                .await
+                .map_err(err)?;
+                Ok(())
+            }
+
             impl $store {
                 /// Wraps a pool configured elsewhere (tests, or a caller that shares one pool).
                 pub fn from_pool(pool: ::sqlx::Pool<<D as Dialect>::Db>) -> Self {
@@ -481,19 +502,7 @@ macro_rules! metadata_ports {
                 }
 
                 async fn insert_event(&mut self, event: &OutgoingEvent) -> Result<(), StoreError> {
-                    ::sqlx::query(
-                        "INSERT INTO outbox (id, routing_key, payload, created_at)
-                         VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(&event.id)
-                    .bind(&event.routing_key)
-                    .bind(&event.payload)
-                    .bind(now()?)
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(err)?;
-                    Ok(())
+                    insert_event_in(&mut *self.tx, event).await
                 }
 
                 async fn mark_committed(&mut self) -> Result<(), StoreError> {
@@ -679,18 +688,7 @@ macro_rules! metadata_ports {
                     if deleted.is_none() {
                         return Ok(false);
                     }
-                    ::sqlx::query(
-                        "INSERT INTO outbox (id, routing_key, payload, created_at)
-                         VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(&event.id)
-                    .bind(&event.routing_key)
-                    .bind(&event.payload)
-                    .bind(now()?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
+                    insert_event_in(&mut *tx, event).await?;
                     tx.commit().await.map_err(err)?;
                     Ok(true)
                 }

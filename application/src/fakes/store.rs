@@ -62,6 +62,16 @@ impl InMemoryStore {
     }
 }
 
+/// A session's creation or its last recorded block, whichever is later.
+fn last_activity(
+    touched: &HashMap<FileId, DateTime<Utc>>,
+    session: &UploadSession,
+) -> DateTime<Utc> {
+    touched
+        .get(&session.file_id)
+        .map_or(session.created_at, |t| (*t).max(session.created_at))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -161,9 +171,7 @@ impl UploadStore for InMemoryStore {
         } = &mut *state;
         let mut expired = Vec::new();
         for session in sessions.values_mut() {
-            let last = touched
-                .get(&session.file_id)
-                .map_or(session.created_at, |t| (*t).max(session.created_at));
+            let last = last_activity(touched, session);
             if session.state == SessionState::Open && session.mode == mode && last < idle_since {
                 session.state = SessionState::Expired;
                 expired.push(ExpiredUpload {
@@ -195,10 +203,7 @@ impl UploadStore for InMemoryStore {
         let blocks = state.blocks.get(&file).cloned().unwrap_or_default();
         let received = BlockSet::from_indices(session.total_blocks, blocks.keys().copied())
             .map_err(|e| StoreError::Unknown(e.into()))?;
-        let last_activity = state
-            .touched
-            .get(&file)
-            .map_or(session.created_at, |t| (*t).max(session.created_at));
+        let last_activity = last_activity(&state.touched, session);
         Ok(Some(SessionSnapshot {
             session: session.clone(),
             received,

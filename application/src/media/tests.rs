@@ -282,9 +282,8 @@ async fn invalid_tasks_are_dead_at_once() {
     assert!(meta.media.is_empty() && meta.messages.is_empty());
 }
 
-#[tokio::test]
-async fn a_file_still_uploading_is_retried() {
-    let w = world();
+/// An upload of two blocks of which only the first has arrived.
+async fn half_uploaded(w: &World) -> FileId {
     let cmd = ChunkCommand {
         file_id: None,
         block_index: 0,
@@ -294,7 +293,13 @@ async fn a_file_still_uploading_is_retried() {
         content_type: Some("image/png".into()),
         data: Bytes::from_static(b"half").into(),
     };
-    let id = w.uploads.upload_chunk(who(), cmd).await.unwrap().file_id;
+    w.uploads.upload_chunk(who(), cmd).await.unwrap().file_id
+}
+
+#[tokio::test]
+async fn a_file_still_uploading_is_retried() {
+    let w = world();
+    let id = half_uploaded(&w).await;
     let outcome = w.worker.handle_task(&message_task(20, id), 1).await;
     assert!(
         matches!(outcome, TaskOutcome::Retry(RetryReason::FileIncomplete(f)) if f == id),
@@ -307,16 +312,7 @@ async fn a_file_still_uploading_is_retried() {
 #[tokio::test]
 async fn a_file_whose_upload_expired_is_dead() {
     let w = world();
-    let cmd = ChunkCommand {
-        file_id: None,
-        block_index: 0,
-        total_blocks: 2,
-        mode: Mode::Message,
-        file_name: Some("a.png".into()),
-        content_type: Some("image/png".into()),
-        data: Bytes::from_static(b"half").into(),
-    };
-    let id = w.uploads.upload_chunk(who(), cmd).await.unwrap().file_id;
+    let id = half_uploaded(&w).await;
     let expired = w
         .store
         .expire_idle(
