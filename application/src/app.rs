@@ -52,6 +52,12 @@ where
         self
     }
 
+    /// Sets how many uploads a firm may have open at once (`None`: no limit).
+    pub fn with_open_upload_limit(mut self, limit: Option<std::num::NonZeroU32>) -> Self {
+        self.uploads = self.uploads.with_open_upload_limit(limit);
+        self
+    }
+
     /// The metadata store, for the background jobs that share it (the outbox relay).
     pub fn store(&self) -> &M {
         &self.store

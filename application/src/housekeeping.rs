@@ -1,6 +1,7 @@
-//! Keeping storage from growing with what nobody uses any more. For now: the staging that no
-//! open upload uses, which a crash between a commit's record and the staging's removal leaves
-//! behind, and so does a first block whose session was never stored.
+//! Keeping storage from growing with what nobody uses any more: the staging that no open
+//! upload uses (a crash between a commit's record and the staging's removal leaves it behind,
+//! and so does a first block whose session was never stored), and the temporary files of
+//! writes a crash cut off. Serve's sweeper runs [`sweep_leftovers`] at start and every round.
 
 use std::time::Duration;
 
@@ -11,6 +12,40 @@ use crate::ports::{BlobError, BlobStore, StoreError, UploadStore};
 /// timeout), so that the staging of a first block still arriving, whose session is stored only
 /// once the block is staged, is never taken for one.
 pub const STALE_STAGING_AFTER: Duration = Duration::from_secs(3600);
+
+/// How old a temporary file must be to count as a crash's leftover: far longer than any write
+/// takes, so that another process's write in progress (on a shared folder) is never taken for
+/// one.
+pub const STALE_TEMPORARY_AFTER: Duration = Duration::from_secs(600);
+
+/// What one sweep of leftovers removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Leftovers {
+    /// Uploads whose staging went.
+    pub staging: usize,
+    /// Temporary files that went.
+    pub temporaries: usize,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.staging == 0 && self.temporaries == 0
+    }
+}
+
+/// Removes the staging no open upload uses and the temporary files of cut-off writes, each
+/// once it is older than its threshold ([`STALE_STAGING_AFTER`], [`STALE_TEMPORARY_AFTER`]).
+pub async fn sweep_leftovers<M: UploadStore, B: BlobStore>(
+    store: &M,
+    blobs: &B,
+) -> Result<Leftovers, SweepError> {
+    let staging = sweep_staging(store, blobs, STALE_STAGING_AFTER).await?;
+    let temporaries = blobs.sweep_temporaries(STALE_TEMPORARY_AFTER).await?;
+    Ok(Leftovers {
+        staging,
+        temporaries,
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {

@@ -5,13 +5,15 @@
 //! Completion is decided by [`crate::completion`] under the session's lock, with the commit
 //! inside that decision, which is what makes the commit happen exactly once.
 
+use std::num::NonZeroU32;
 use std::ops::Range;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use filegate_domain::{
     BlobPath, BlockRuleError, ChunkMismatch, ExpiryPolicy, FileId, FileName, FileRecord,
-    FileTooLarge, Mode, RangeSpec, SessionState, SizeCaps, TotalBlocks, Unsatisfiable,
+    FileTooLarge, FirmId, Mode, RangeSpec, SessionState, SizeCaps, TotalBlocks, Unsatisfiable,
     UploadSession,
 };
 use futures::StreamExt;
@@ -86,6 +88,14 @@ pub enum UploadChunkError {
     NotFound(FileId),
     #[error("{}", gone(.0))]
     Gone(FileId),
+    /// The firm has as many open uploads as it may; a new one can start once one of them
+    /// completes, is deleted, or expires (in `retry_after`).
+    #[error(
+        "this firm already has {limit} open uploads, as many as it may (limits.open_uploads_per_firm): \
+         complete or delete one, or retry in {} s, when the next one expires",
+        retry_after.as_secs()
+    )]
+    TooManyOpenUploads { limit: u32, retry_after: Duration },
     #[error("{0}")]
     Conflict(#[from] ChunkMismatch),
     /// The file is larger than its mode allows.
@@ -216,7 +226,12 @@ pub struct Uploads<M, B, C, I> {
     caps: SizeCaps,
     expiry: ExpiryPolicy,
     in_flight: InFlight,
+    open_limit: Option<NonZeroU32>,
 }
+
+/// The longest a client over its open-upload quota is told to wait: the next expiry may be a
+/// day away, but a completed or deleted upload frees a place sooner.
+pub const MAX_QUOTA_WAIT: Duration = Duration::from_secs(3600);
 
 impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
     pub fn new(store: M, blobs: B, clock: C, ids: I) -> Self {
@@ -228,7 +243,43 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             caps: SizeCaps::default(),
             expiry: ExpiryPolicy::default(),
             in_flight: InFlight::default(),
+            open_limit: None,
         }
+    }
+
+    /// Sets how many uploads a firm may have open at once (`None`: no limit).
+    pub fn with_open_upload_limit(mut self, limit: Option<NonZeroU32>) -> Self {
+        self.open_limit = limit;
+        self
+    }
+
+    /// Refuses a new upload of a firm at its quota of open uploads, telling it when the next
+    /// one expires (at least a second, at most [`MAX_QUOTA_WAIT`]). Counted before the upload
+    /// is stored, so uploads opened at the same instant may pass the quota by as many as race.
+    async fn admit_new_upload(&self, firm: FirmId) -> Result<(), UploadChunkError> {
+        let Some(limit) = self.open_limit else {
+            return Ok(());
+        };
+        if self.store.count_open_uploads(firm, limit.get()).await? < limit.get() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let next_expiry = self
+            .store
+            .idlest_open_uploads(firm)
+            .await?
+            .into_iter()
+            .map(|(mode, since)| self.expires_at(mode, since))
+            .min();
+        let wait = next_expiry
+            .and_then(|at| (at - now).to_std().ok())
+            .unwrap_or(Duration::ZERO);
+        // Whole seconds, rounded up.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Err(UploadChunkError::TooManyOpenUploads {
+            limit: limit.get(),
+            retry_after: Duration::from_secs(secs).clamp(Duration::from_secs(1), MAX_QUOTA_WAIT),
+        })
     }
 
     /// Replaces the default expiry times.
@@ -317,6 +368,10 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             None if index.is_first() => {
                 is_new = true;
                 may_complete = total.get() == 1;
+                // A file of one chunk is complete when this request ends: it never stays open.
+                if !may_complete {
+                    self.admit_new_upload(who.firm).await?;
+                }
                 self.prepare(who, mode, file_name, content_type, total)
                     .await?
             }
@@ -745,6 +800,22 @@ mod tests {
         )
     }
 
+    /// With the system's clock, which is the one the stores stamp blocks with: for the tests
+    /// that compare the two.
+    fn system_clock_service() -> (
+        Uploads<InMemoryStore, InMemoryBlobs, crate::system::SystemClock, SeqIds>,
+        InMemoryBlobs,
+    ) {
+        let blobs = InMemoryBlobs::default();
+        let svc = Uploads::new(
+            InMemoryStore::default(),
+            blobs.clone(),
+            crate::system::SystemClock,
+            SeqIds::default(),
+        );
+        (svc, blobs)
+    }
+
     fn who(firm: u128) -> Principal {
         Principal {
             key: filegate_domain::ApiKeyId::from_uuid(Uuid::from_u128(900)),
@@ -1077,6 +1148,91 @@ mod tests {
             events.iter().any(|e| e.id == done.to_string()),
             "the file.completed event stays beside it"
         );
+    }
+
+    /// A firm at its quota of open uploads cannot open another of several chunks: it is told
+    /// when its next open upload expires (of any mode, capped at an hour), and nothing is
+    /// kept. A file of one chunk, the next chunks of open uploads and another firm pass; a
+    /// completed or deleted upload frees a place.
+    #[tokio::test]
+    async fn a_firm_at_its_quota_of_open_uploads_waits_for_the_next_to_end() {
+        let (svc, blobs) = system_clock_service();
+        let svc = svc.with_open_upload_limit(NonZeroU32::new(2)).with_expiry(
+            ExpiryPolicy::new(Duration::from_secs(86_400))
+                .with_mode(Mode::Import, Duration::from_secs(700)),
+        );
+        let first = svc
+            .upload_chunk(who(1), chunk(None, 0, 2, b"aa"))
+            .await
+            .unwrap();
+        let mut import = chunk(None, 0, 2, b"cc");
+        import.mode = Mode::Import;
+        let second = svc.upload_chunk(who(1), import).await.unwrap();
+        let staged = blobs.staged_bytes();
+        let refused = svc.upload_chunk(who(1), chunk(None, 0, 3, b"dd")).await;
+        match refused {
+            Err(e @ UploadChunkError::TooManyOpenUploads { .. }) => {
+                let UploadChunkError::TooManyOpenUploads { limit, retry_after } = &e else {
+                    unreachable!()
+                };
+                assert_eq!(*limit, 2);
+                // The Import upload expires first: 700 s from now, in whole seconds rounded up.
+                assert_eq!(*retry_after, Duration::from_secs(700));
+                assert!(
+                    e.to_string().contains("limits.open_uploads_per_firm"),
+                    "{e}"
+                );
+            }
+            other => panic!("expected the quota, got {other:?}"),
+        }
+        assert_eq!(
+            blobs.staged_bytes(),
+            staged,
+            "nothing kept of the refused chunk"
+        );
+        svc.upload_chunk(who(1), chunk(None, 0, 1, b"whole"))
+            .await
+            .expect("a file of one chunk never stays open");
+        svc.upload_chunk(who(2), chunk(None, 0, 2, b"ee"))
+            .await
+            .expect("another firm has a quota of its own");
+        svc.upload_chunk(who(1), chunk(Some(first.file_id), 1, 2, b"bb"))
+            .await
+            .expect("an open upload goes on");
+        let third = svc
+            .upload_chunk(who(1), chunk(None, 0, 2, b"ff"))
+            .await
+            .expect("the completed upload freed a place");
+        assert!(matches!(
+            svc.upload_chunk(who(1), chunk(None, 0, 2, b"gg")).await,
+            Err(UploadChunkError::TooManyOpenUploads { .. })
+        ));
+        svc.delete_file(who(1), second.file_id).await.unwrap();
+        svc.upload_chunk(who(1), chunk(None, 0, 2, b"hh"))
+            .await
+            .expect("the deleted upload freed a place");
+        assert_ne!(third.file_id, second.file_id);
+    }
+
+    /// Past the quota, the wait is at least a second (an upload already due to expire) and at
+    /// most an hour (the next expiry a day away).
+    #[tokio::test]
+    async fn the_quota_wait_is_between_a_second_and_an_hour() {
+        for (expiry, wait) in [(86_400, 3600), (0, 1)] {
+            let (svc, _blobs) = system_clock_service();
+            let svc = svc
+                .with_open_upload_limit(NonZeroU32::new(1))
+                .with_expiry(ExpiryPolicy::new(Duration::from_secs(expiry)));
+            svc.upload_chunk(who(1), chunk(None, 0, 2, b"aa"))
+                .await
+                .unwrap();
+            match svc.upload_chunk(who(1), chunk(None, 0, 2, b"bb")).await {
+                Err(UploadChunkError::TooManyOpenUploads { retry_after, .. }) => {
+                    assert_eq!(retry_after, Duration::from_secs(wait), "expiry {expiry}")
+                }
+                other => panic!("expected the quota, got {other:?}"),
+            }
+        }
     }
 
     /// An open upload's answers say when it expires unless a chunk arrives; a complete one's

@@ -97,7 +97,8 @@ fn per_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(Mode, NonZero
         .collect()
 }
 
-/// The largest file of each mode, in bytes (contract section 6); a larger one gets 413.
+/// The largest file of each mode, in bytes (contract section 6), a larger one gets 413; and
+/// how many uploads a firm may have open at once.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
@@ -113,6 +114,9 @@ pub struct LimitSettings {
     pub template_bytes: u64,
     /// Default 50 MiB.
     pub import_bytes: u64,
+    /// Default 1000; 0 sets no limit. A new upload past it gets 429 with `Retry-After` (until
+    /// the firm's next open upload expires, at most an hour). Per firm, over all its keys.
+    pub open_uploads_per_firm: u32,
 }
 
 impl Default for LimitSettings {
@@ -125,11 +129,16 @@ impl Default for LimitSettings {
             message_bytes: caps.message,
             template_bytes: caps.template,
             import_bytes: caps.import,
+            open_uploads_per_firm: 1000,
         }
     }
 }
 
 impl LimitSettings {
+    pub fn open_uploads(&self) -> Option<std::num::NonZeroU32> {
+        std::num::NonZeroU32::new(self.open_uploads_per_firm)
+    }
+
     pub fn caps(&self) -> SizeCaps {
         SizeCaps {
             firm: self.firm_bytes,

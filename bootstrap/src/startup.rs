@@ -20,6 +20,7 @@ use filegate_adapter_postgres::PgStore;
 use filegate_adapter_rabbitmq::{RabbitPublisher, run_worker};
 use filegate_adapter_sqlite::SqliteStore;
 use filegate_application::events::{OutboxRelay, purge_old_events};
+use filegate_application::housekeeping::sweep_leftovers;
 use filegate_application::media::SendMedia;
 use filegate_application::media_ports::TaskHandler;
 use filegate_application::ports::{BlobStore, MetadataStore};
@@ -178,7 +179,6 @@ macro_rules! with_blobs {
             BlobKind::Local => {
                 let $blobs = LocalFsStore::new(&$settings.blob.local)
                     .context("cannot use the local blob folder (blob.local)")?;
-                $blobs.remove_leftovers_in_background();
                 $body
             }
         }
@@ -189,28 +189,15 @@ async fn serve_with_store<M: MetadataStore>(store: M, settings: Settings) -> any
     with_blobs!(settings, |blobs| serve_app(store, blobs, settings).await)
 }
 
-/// Removes, in the background, the staging that no open upload uses (left by a crash after a
-/// commit was recorded, or by a first block whose session was never stored), once it has been
-/// left alone for an hour.
-fn spawn_staging_sweep<M: MetadataStore, B: BlobStore>(store: M, blobs: B) {
-    tokio::spawn(async move {
-        use filegate_application::housekeeping::{STALE_STAGING_AFTER, sweep_staging};
-        match sweep_staging(&store, &blobs, STALE_STAGING_AFTER).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "removed the staging of uploads that are over"),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not sweep the staging of uploads that are over")
-            }
-        }
-    });
-}
-
-/// Every `uploads.sweep_interval_secs`: expires the open uploads that no chunk reached for
-/// their mode's time (and discards their blocks), and purges the outbox's events older than
-/// `events.retain_secs`. Each round logs what it did; a failed round is retried at the next.
+/// At start and then every `uploads.sweep_interval_secs`: expires the open uploads that no
+/// chunk reached for their mode's time (and discards their blocks), removes leftovers (staging
+/// no open upload uses, temporary files of cut-off writes), and purges the outbox's events
+/// older than `events.retain_secs`. Each round logs what it did; a failed step is retried at
+/// the next round.
 fn spawn_housekeeping<M: MetadataStore, B: BlobStore>(
     uploads: Uploads<M, B, SystemClock, RandomIds>,
     store: M,
+    blobs: B,
     settings: &Settings,
 ) {
     let every = Duration::from_secs(settings.uploads.sweep_interval_secs.get());
@@ -225,6 +212,15 @@ fn spawn_housekeeping<M: MetadataStore, B: BlobStore>(
                 Ok(0) => {}
                 Ok(expired) => tracing::info!(expired, "expired idle uploads"),
                 Err(e) => tracing::warn!(error = %e, "could not sweep expired uploads"),
+            }
+            match sweep_leftovers(&store, &blobs).await {
+                Ok(removed) if removed.is_empty() => {}
+                Ok(removed) => tracing::info!(
+                    staging = removed.staging,
+                    temporaries = removed.temporaries,
+                    "removed leftovers"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not sweep leftovers"),
             }
             let now = chrono::Utc::now();
             match purge_old_events(&store, now, retain, events_enabled).await {
@@ -241,11 +237,11 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
     blobs: B,
     settings: Settings,
 ) -> anyhow::Result<()> {
-    spawn_staging_sweep(store.clone(), blobs.clone());
-    let app = Filegate::new(store, blobs, SystemClock, RandomIds)
+    let app = Filegate::new(store, blobs.clone(), SystemClock, RandomIds)
         .with_caps(settings.limits.caps())
-        .with_expiry(settings.uploads.expiry());
-    spawn_housekeeping(app.uploads.clone(), app.store().clone(), &settings);
+        .with_expiry(settings.uploads.expiry())
+        .with_open_upload_limit(settings.limits.open_uploads());
+    spawn_housekeeping(app.uploads.clone(), app.store().clone(), blobs, &settings);
     if settings.database.create_first_key {
         create_first_key(&app.keys).await?;
     }

@@ -611,6 +611,68 @@ pub async fn idle_open_sessions_expire_once<M: UploadStore>(store: M) {
     }
 }
 
+/// The quota's two questions: how many uploads a firm has open, counted no further than asked
+/// (committed and expired ones, and other firms', do not count), and per mode when its
+/// longest-idle open upload was last active (its newest block, or its creation).
+pub async fn open_uploads_are_counted_per_firm<M: UploadStore>(store: M) {
+    let firm = FirmId::from_uuid(Uuid::new_v4());
+    let base = now();
+    let at = |hours: i64| base - chrono::Duration::hours(hours);
+    let of_firm = |mode, total, name, created_at| UploadSession {
+        firm,
+        created_at,
+        ..session(mode, total, name)
+    };
+    let idle_import = of_firm(Mode::Import, 2, "idle.csv", at(3));
+    let busy_import = of_firm(Mode::Import, 2, "busy.csv", at(5));
+    let message = of_firm(Mode::Message, 2, "m.pdf", at(1));
+    let done = of_firm(Mode::Message, 1, "done.pdf", at(9));
+    let expired = of_firm(Mode::Profile, 2, "gone.png", at(9));
+    let other_firm = session(Mode::Message, 2, "other.pdf");
+    for s in [
+        &idle_import,
+        &busy_import,
+        &message,
+        &done,
+        &expired,
+        &other_firm,
+    ] {
+        ok(store.open_session(s).await, "open_session");
+    }
+    // A block now: this upload was active just now, however long ago it began.
+    staged(&store, &busy_import, 0, "b0", 10).await;
+    commit_last(&store, &done, 0).await;
+    let swept = ok(store.expire_idle(Mode::Profile, at(2)).await, "expire_idle");
+    assert_eq!(swept.len(), 1, "the Profile upload expires");
+
+    assert_eq!(ok(store.count_open_uploads(firm, 10).await, "count"), 3);
+    assert_eq!(
+        ok(store.count_open_uploads(firm, 2).await, "count"),
+        2,
+        "counted no further than asked"
+    );
+    assert_eq!(
+        ok(store.count_open_uploads(other_firm.firm, 10).await, "count"),
+        1
+    );
+    assert_eq!(
+        ok(
+            store
+                .count_open_uploads(FirmId::from_uuid(Uuid::new_v4()), 10)
+                .await,
+            "count"
+        ),
+        0
+    );
+    let mut idlest = ok(store.idlest_open_uploads(firm).await, "idlest_open_uploads");
+    idlest.sort_by_key(|(mode, _)| mode.as_str());
+    assert_eq!(
+        idlest,
+        vec![(Mode::Import, at(3)), (Mode::Message, at(1))],
+        "the idle Import upload (the busy one had a block now) and the Message one"
+    );
+}
+
 /// A deletion makes the session a tombstone once, for its own firm only, with its event in the
 /// outbox; an expired or committed session can be deleted too, and a deleted one is never
 /// expired, open for the staging sweep, or recorded to.

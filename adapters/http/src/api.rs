@@ -51,7 +51,12 @@ async fn check_api_key(req: &Request, key: ApiKey) -> poem::Result<Principal> {
 }
 
 macro_rules! error_variants {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $status:literal),* $(,)? } ok = $ok:ty) => {
+    (
+        $(#[$doc:meta])* $name:ident {
+            $($(#[$vdoc:meta])* $variant:ident = $status:literal),* $(,)?
+            $(; $(#[$rdoc:meta])* $rvariant:ident = $rstatus:literal with Retry-After)?
+        } ok = $ok:ty
+    ) => {
         $(#[$doc])*
         #[derive(ApiResponse)]
         pub(crate) enum $name {
@@ -63,6 +68,11 @@ macro_rules! error_variants {
                 #[oai(status = $status)]
                 $variant(Json<ErrorEnvelope>),
             )*
+            $(
+                $(#[$rdoc])*
+                #[oai(status = $rstatus)]
+                $rvariant(Json<ErrorEnvelope>, #[oai(header = "Retry-After")] u32),
+            )?
             /// A backend is down; nothing was kept, and the same request can be retried after
             /// `Retry-After` seconds.
             #[oai(status = 503)]
@@ -74,6 +84,7 @@ macro_rules! error_variants {
                 let body = Json(e.body());
                 match e.status.as_u16() {
                     $($status => Self::$variant(body),)*
+                    $($rstatus => Self::$rvariant(body, e.retry_after()),)?
                     503 => Self::Unavailable(body, e.retry_after()),
                     // Statuses outside the operation's list are handled by the catch-all layer.
                     _ => Self::Unavailable(Json(ApiError::internal().body()), e.retry_after()),
@@ -104,7 +115,11 @@ error_variants!(
         /// The request is not `multipart/form-data`.
         UnsupportedMediaType = 415,
         /// An unexpected error; it has been logged.
-        InternalError = 500,
+        InternalError = 500;
+        /// A first chunk (no `FileId`) of a file of several chunks, while the firm has
+        /// `limits.open_uploads_per_firm` uploads open: nothing was kept. Complete or delete
+        /// one, or retry after `Retry-After` seconds, when the next one expires (at most 3600).
+        TooManyRequests = 429 with Retry-After
     } ok = ChunkEnvelope
 );
 

@@ -381,6 +381,10 @@ impl From<UploadChunkError> for ApiError {
             UploadChunkError::InvalidField { .. } => Self::bad_request(e.to_string()),
             UploadChunkError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
             UploadChunkError::Gone(_) => Self::new(StatusCode::GONE, e.to_string()),
+            UploadChunkError::TooManyOpenUploads { retry_after, .. } => Self {
+                retry_after: Some(u32::try_from(retry_after.as_secs()).unwrap_or(u32::MAX)),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+            },
             UploadChunkError::Conflict(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             UploadChunkError::TooLarge(_) => Self::too_large(e.to_string()),
             UploadChunkError::Body(body) => match body {

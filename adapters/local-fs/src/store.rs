@@ -47,9 +47,6 @@ const ASSEMBLY: &str = "blocks";
 /// How a file being committed is named in its final folder, before the random part.
 const COMMIT_TEMP_PREFIX: &str = ".filegate-commit-";
 
-/// How old a temporary file must be to count as a crash's leftover at start-up: far longer than
-/// any write takes, so that another process's write in progress is never taken for one.
-const LEFTOVER_AGE: Duration = Duration::from_secs(600);
 /// The size of each piece a read streams.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -151,26 +148,10 @@ impl LocalFsStore {
     /// Removes what a process killed mid-write left behind: a commit's hidden temporary file
     /// next to its final path, a block's temporary file in the staging area. Only files older
     /// than `older_than` go, so that a write in progress (another process on the same root) is
-    /// left alone. Answers how many were removed. Blocks on the file system: see
-    /// [`LocalFsStore::remove_leftovers_in_background`].
+    /// left alone. Answers how many were removed. Blocks on the file system; the port's
+    /// [`BlobStore::sweep_temporaries`] runs it on the blocking pool.
     pub fn remove_leftovers(&self, older_than: Duration) -> Result<usize, BlobError> {
         self.inner.remove_leftovers(older_than)
-    }
-
-    /// [`LocalFsStore::remove_leftovers`] of files older than ten minutes, on the blocking pool,
-    /// logged; for the start of a process.
-    pub fn remove_leftovers_in_background(&self) {
-        let store = self.clone();
-        tokio::spawn(async move {
-            match store
-                .blocking(|inner| inner.remove_leftovers(LEFTOVER_AGE))
-                .await
-            {
-                Ok(0) => {}
-                Ok(removed) => tracing::info!(removed, "removed temporary files left by a crash"),
-                Err(e) => tracing::warn!(error = %e, "could not look for leftover temporary files"),
-            }
-        });
     }
 
     /// Runs file system work on the blocking thread pool. The work goes on to its end even
@@ -944,6 +925,11 @@ impl BlobStore for LocalFsStore {
     /// alone for `older_than` (a block being written in place keeps its file's time fresh).
     async fn stale_staging(&self, older_than: Duration) -> Result<Vec<String>, BlobError> {
         self.blocking(move |inner| inner.stale_staging(older_than))
+            .await
+    }
+
+    async fn sweep_temporaries(&self, older_than: Duration) -> Result<usize, BlobError> {
+        self.blocking(move |inner| inner.remove_leftovers(older_than))
             .await
     }
 

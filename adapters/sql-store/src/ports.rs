@@ -309,6 +309,56 @@ macro_rules! metadata_ports {
                         .collect()
                 }
 
+                async fn count_open_uploads(
+                    &self,
+                    firm: FirmId,
+                    up_to: u32,
+                ) -> Result<u32, StoreError> {
+                    // Counted in the partial index of open sessions by firm (migration 0006),
+                    // and no further than needed.
+                    let open: i64 = ::sqlx::query_scalar(
+                        "SELECT count(*) FROM (SELECT 1 FROM upload_sessions
+                                               WHERE firm_id = $1 AND state = 'open'
+                                                 AND expired_at IS NULL AND deleted_at IS NULL
+                                               LIMIT $2) AS open_uploads",
+                    )
+                    .bind(id(firm.as_uuid()))
+                    .bind(i64::from(up_to))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    u32::try_from(open)
+                        .map_err(|_| corrupt(format_args!("open upload count {open}")))
+                }
+
+                async fn idlest_open_uploads(
+                    &self,
+                    firm: FirmId,
+                ) -> Result<Vec<(Mode, DateTime<Utc>)>, StoreError> {
+                    let rows: Vec<(String, T)> = ::sqlx::query_as(
+                        "SELECT s.mode,
+                                min(COALESCE((SELECT max(b.staged_at) FROM staged_blocks b
+                                              WHERE b.file_id = s.file_id),
+                                             s.created_at)) AS idle_since
+                         FROM upload_sessions s
+                         WHERE s.firm_id = $1 AND s.state = 'open'
+                           AND s.expired_at IS NULL AND s.deleted_at IS NULL
+                         GROUP BY s.mode",
+                    )
+                    .bind(id(firm.as_uuid()))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    rows.into_iter()
+                        .map(|(mode, since)| {
+                            let mode = Mode::from_canonical(&mode).ok_or_else(|| {
+                                corrupt(format_args!("open uploads: unknown mode `{mode}`"))
+                            })?;
+                            Ok((mode, <D as $crate::Encoding>::time(since, "idle_since")?))
+                        })
+                        .collect()
+                }
+
                 async fn upload_is_open(&self, upload_id: &str) -> Result<bool, StoreError> {
                     ::sqlx::query_scalar(
                         "SELECT EXISTS (SELECT 1 FROM upload_sessions

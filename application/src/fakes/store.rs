@@ -183,6 +183,34 @@ impl UploadStore for InMemoryStore {
         Ok(expired)
     }
 
+    async fn count_open_uploads(&self, firm: FirmId, up_to: u32) -> Result<u32, StoreError> {
+        let open = self
+            .lock()
+            .sessions
+            .values()
+            .filter(|s| s.firm == firm && s.state == SessionState::Open)
+            .count();
+        Ok(u32::try_from(open).unwrap_or(u32::MAX).min(up_to))
+    }
+
+    async fn idlest_open_uploads(
+        &self,
+        firm: FirmId,
+    ) -> Result<Vec<(Mode, DateTime<Utc>)>, StoreError> {
+        let state = self.lock();
+        let mut idlest: HashMap<Mode, DateTime<Utc>> = HashMap::new();
+        for session in state.sessions.values() {
+            if session.firm == firm && session.state == SessionState::Open {
+                let last = last_activity(&state.touched, session);
+                idlest
+                    .entry(session.mode)
+                    .and_modify(|t| *t = (*t).min(last))
+                    .or_insert(last);
+            }
+        }
+        Ok(idlest.into_iter().collect())
+    }
+
     async fn upload_is_open(&self, upload_id: &str) -> Result<bool, StoreError> {
         Ok(self
             .lock()

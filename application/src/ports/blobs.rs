@@ -312,6 +312,16 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
         async { Ok(Vec::new()) }
     }
 
+    /// Removes the temporary files that writes killed mid-way (a crash) left behind, of those
+    /// older than `older_than`, and answers how many went. A store whose writes leave no
+    /// temporary files (Azure: an uncommitted block is not a file) answers 0.
+    fn sweep_temporaries(
+        &self,
+        _older_than: std::time::Duration,
+    ) -> impl Future<Output = Result<usize, BlobError>> + Send {
+        async { Ok(0) }
+    }
+
     /// Frees the bytes of a staged part that nothing refers to any more (an index was sent
     /// again and the new part recorded in its place). A part already gone is no error; a store
     /// that cannot free a part on its own does nothing, and its bytes go with the staging.

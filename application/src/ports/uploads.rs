@@ -102,6 +102,23 @@ pub trait UploadStore: Clone + Send + Sync + 'static {
         idle_since: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<ExpiredUpload>, StoreError>> + Send;
 
+    /// How many open uploads (neither committed, expired nor deleted) the firm has, counting
+    /// no further than `up_to`: enough to tell whether it is at its quota, at a cost that does
+    /// not grow past it.
+    fn count_open_uploads(
+        &self,
+        firm: FirmId,
+        up_to: u32,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// For each mode the firm has open uploads of, when the longest-idle of them was last
+    /// active (its creation or newest block): when the firm's next open upload expires
+    /// follows from these and the modes' expiry times.
+    fn idlest_open_uploads(
+        &self,
+        firm: FirmId,
+    ) -> impl Future<Output = Result<Vec<(Mode, DateTime<Utc>)>, StoreError>> + Send;
+
     /// Whether an open session stages its blocks under this blob store upload id: the staging
     /// of any other upload (committed, or never given a session) is a leftover.
     fn upload_is_open(

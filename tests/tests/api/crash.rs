@@ -222,3 +222,64 @@ async fn a_restart_sweeps_staging_that_no_open_upload_uses() {
     let url = done["data"]["url"].as_str().unwrap();
     assert!(app.fetch(url).await == data);
 }
+
+/// The sweeper of a running server (a round a second here) removes, without a restart, the
+/// leftovers that appear while it runs: staging no open upload uses and temporary files of
+/// writes a crash cut off, once they are older than their thresholds; fresh ones stay, since
+/// they may be a write in progress.
+#[tokio::test]
+async fn a_running_server_sweeps_leftovers_every_round() {
+    use std::time::SystemTime;
+    let mut options = TestAppOptions::new(Profile::Embedded);
+    options
+        .env
+        .push(("FILEGATE_UPLOADS__SWEEP_INTERVAL_SECS".into(), "1".into()));
+    let app = TestApp::spawn_with(options).await;
+    // A first file makes the folders a commit writes into.
+    let whole = random_bytes(1000);
+    let done = envelope(
+        app.post_chunk(Chunk::new(&whole, 0, 1, "Message")).await,
+        200,
+    )
+    .await;
+    assert_eq!(done["data"]["isComplete"], true);
+    // Let the start-up round pass: what follows appears while the server runs.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let root = app.blob_root();
+    let staging = root.join(".staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let orphan = staging.join("fedcba9876543210fedcba9876543210");
+    std::fs::create_dir(&orphan).unwrap();
+    std::fs::write(
+        orphan.join("blocks"),
+        b"a block whose session was never stored",
+    )
+    .unwrap();
+    let old_part = staging.join(".r0_10.tmp");
+    std::fs::write(&old_part, b"a block cut off by a crash").unwrap();
+    let old_commit = root.join(".filegate-commit-0123abcd.tmp");
+    std::fs::write(&old_commit, b"a commit cut off by a crash").unwrap();
+    let fresh_commit = root.join(".filegate-commit-4567cdef.tmp");
+    std::fs::write(&fresh_commit, b"a commit in progress").unwrap();
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 3600);
+    for path in [&orphan.join("blocks"), &orphan, &old_part, &old_commit] {
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while (orphan.exists() || old_part.exists() || old_commit.exists())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!orphan.exists(), "the orphan staging is swept");
+    assert!(!old_part.exists(), "an old block temporary is swept");
+    assert!(!old_commit.exists(), "an old commit temporary is swept");
+    assert!(fresh_commit.exists(), "a fresh temporary stays");
+    let url = done["data"]["url"].as_str().unwrap();
+    assert!(app.fetch(url).await == whole, "the file is untouched");
+}

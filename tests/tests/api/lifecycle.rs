@@ -229,3 +229,78 @@ pub async fn old_outbox_events_are_purged(profile: Profile) {
         "purged after a second"
     );
 }
+
+/// With `limits.open_uploads_per_firm` = 2, a firm's third upload of several chunks gets 429
+/// in the envelope with a `Retry-After` of at most an hour, and keeps nothing; a file of one
+/// chunk and another firm still pass, and deleting an open upload frees a place.
+pub async fn a_firm_past_its_open_upload_quota_gets_429(profile: Profile) {
+    let mut options = TestAppOptions::new(profile);
+    options
+        .env
+        .push(("FILEGATE_LIMITS__OPEN_UPLOADS_PER_FIRM".into(), "2".into()));
+    let app = TestApp::spawn_with(options).await;
+    let data = random_bytes(2 * 1000);
+    let chunks = split(&data, 2);
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let first = envelope(
+            app.post_chunk(Chunk::new(chunks[0], 0, 2, "Import")).await,
+            200,
+        )
+        .await;
+        open.push(first["data"]["fileId"].as_str().unwrap().to_owned());
+    }
+    let sessions = || async {
+        let sql = "SELECT count(*) FROM upload_sessions";
+        app.db().await.count(sql, sql, None).await
+    };
+    let before = sessions().await;
+    let refused = app.post_chunk(Chunk::new(chunks[0], 0, 2, "Import")).await;
+    let retry_after: u64 = refused
+        .headers()
+        .get("retry-after")
+        .expect("429 carries Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = envelope(refused, 429).await;
+    assert!(
+        (1..=3600).contains(&retry_after),
+        "at most an hour (the expiry is a day): {retry_after}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("open uploads") && message.contains("limits.open_uploads_per_firm"),
+        "{message}"
+    );
+    assert_eq!(sessions().await, before, "nothing kept");
+
+    envelope(
+        app.post_chunk(Chunk::new(&data, 0, 1, "Message")).await,
+        200,
+    )
+    .await;
+    let other = app
+        .create_key(uuid::Uuid::new_v4(), uuid::Uuid::new_v4())
+        .await;
+    envelope(
+        app.post_chunk_as(&other, Chunk::new(chunks[0], 0, 2, "Import"))
+            .await,
+        200,
+    )
+    .await;
+    let deleted = app
+        .http
+        .delete(app.url(&format!("/api/v1/Files/{}", open[0])))
+        .header("X-API-Key", &app.key)
+        .send()
+        .await
+        .unwrap();
+    envelope(deleted, 200).await;
+    envelope(
+        app.post_chunk(Chunk::new(chunks[0], 0, 2, "Import")).await,
+        200,
+    )
+    .await;
+}

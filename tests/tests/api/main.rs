@@ -67,6 +67,7 @@ on_both_profiles!(
     lifecycle::an_idle_upload_expires_answers_410_and_frees_its_blocks,
     lifecycle::a_deleted_file_answers_404_and_its_bytes_are_gone,
     lifecycle::old_outbox_events_are_purged,
+    lifecycle::a_firm_past_its_open_upload_quota_gets_429,
     bounds::idle_connections_are_closed_after_the_header_timeout,
     bounds::a_head_that_trickles_in_is_closed_after_the_header_timeout,
     bounds::a_chunk_body_that_stalls_gets_408_after_the_idle_timeout,
