@@ -52,6 +52,13 @@ where
         self
     }
 
+    /// Where to say that a file was committed without its checksum; see
+    /// [`Uploads::with_checksum_wakeups`].
+    pub fn with_checksum_wakeups(mut self, wakeups: futures::channel::mpsc::Sender<()>) -> Self {
+        self.uploads = self.uploads.with_checksum_wakeups(wakeups);
+        self
+    }
+
     /// Sets how many uploads a firm may have open at once (`None`: no limit).
     pub fn with_open_upload_limit(mut self, limit: Option<std::num::NonZeroU32>) -> Self {
         self.uploads = self.uploads.with_open_upload_limit(limit);

@@ -168,6 +168,7 @@ mod tests {
             file_name: Some("c.csv".into()),
             content_type: Some("text/csv".into()),
             data: bytes::Bytes::from_static(b"a,b").into(),
+            chunk_sha256: None,
         };
         let file = uploads.upload_chunk(who, cmd).await.unwrap().file_id;
         let bus = Bus::default();

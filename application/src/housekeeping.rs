@@ -92,6 +92,7 @@ mod tests {
             file_name: Some("a.pdf".into()),
             content_type: Some("application/pdf".into()),
             data: Bytes::from_static(data).into(),
+            chunk_sha256: None,
         }
     }
 

@@ -6,7 +6,9 @@
 
 pub mod app;
 pub mod backend;
+pub mod checksums;
 pub mod completion;
+mod digests;
 pub mod events;
 pub mod housekeeping;
 mod inflight;

@@ -13,13 +13,14 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use filegate_domain::{
     BlobPath, BlockRuleError, ChunkMismatch, ExpiryPolicy, FileId, FileName, FileRecord,
-    FileTooLarge, FirmId, Mode, RangeSpec, SessionState, SizeCaps, TotalBlocks, Unsatisfiable,
-    UploadSession,
+    FileTooLarge, FirmId, Mode, RangeSpec, SessionState, Sha256Digest, SizeCaps, TotalBlocks,
+    Unsatisfiable, UploadSession,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use crate::completion::{self, BlockOutcome, CommitPlan, RecordError};
+use crate::digests::{self, Candidate, RunningDigests};
 use crate::housekeeping::SweepError;
 use crate::inflight::{Hold, InFlight};
 use crate::keys::Principal;
@@ -42,6 +43,9 @@ pub struct ChunkCommand {
     pub content_type: Option<String>,
     /// The chunk's bytes, as they arrive.
     pub data: ChunkBody,
+    /// The SHA-256 the client declared for the chunk's bytes (`ChunkSha256`); a chunk that
+    /// does not match is refused and nothing of it is kept.
+    pub chunk_sha256: Option<Sha256Digest>,
 }
 
 /// What a client learns after a chunk.
@@ -56,6 +60,8 @@ pub struct ChunkReceipt {
     pub total_blocks: u32,
     /// When the upload expires unless another chunk arrives; `None` once complete.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The complete file's SHA-256, when it is known already (blocks that arrived in order).
+    pub sha256: Option<Sha256Digest>,
 }
 
 /// Where an upload stands, for a client that wants to resume it.
@@ -74,6 +80,8 @@ pub struct FileStatus {
     pub size: u64,
     /// When the upload expires unless a chunk arrives; `None` once complete.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The complete file's SHA-256, once known.
+    pub sha256: Option<Sha256Digest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +204,7 @@ impl<M: UploadStore + DeletionStore, B: BlobStore, C: Clock, I: IdSource> Upload
             return Err(DeleteFileError::NotFound(id));
         }
         tracing::info!(file_id = %id, "file deleted");
+        self.digests.forget(id);
         if let Err(e) = self.blobs.delete(&session.blob_path).await {
             tracing::warn!(error = %e, file_id = %id, "a deleted file's blob could not be removed");
         }
@@ -227,6 +236,9 @@ pub struct Uploads<M, B, C, I> {
     expiry: ExpiryPolicy,
     in_flight: InFlight,
     open_limit: Option<NonZeroU32>,
+    digests: RunningDigests,
+    /// Woken when a file is committed without its checksum, to hash it soon.
+    checksum_wakeups: Option<futures::channel::mpsc::Sender<()>>,
 }
 
 /// The longest a client over its open-upload quota is told to wait: the next expiry may be a
@@ -244,6 +256,23 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             expiry: ExpiryPolicy::default(),
             in_flight: InFlight::default(),
             open_limit: None,
+            digests: RunningDigests::default(),
+            checksum_wakeups: None,
+        }
+    }
+
+    /// Where to say that a file was committed without its checksum (its blocks did not arrive
+    /// in order), so that whoever listens hashes it soon ([`Uploads::fill_checksums`]).
+    pub fn with_checksum_wakeups(mut self, wakeups: futures::channel::mpsc::Sender<()>) -> Self {
+        self.checksum_wakeups = Some(wakeups);
+        self
+    }
+
+    fn wake_checksums(&self) {
+        if let Some(wakeups) = &self.checksum_wakeups {
+            // Full: a wake-up is pending already. Closed: nobody listens; the sweeper's round
+            // hashes it all the same.
+            let _ = wakeups.clone().try_send(());
         }
     }
 
@@ -298,6 +327,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             let idle_since = crate::system::earlier(now, self.expiry.after(mode));
             for upload in self.store.expire_idle(mode, idle_since).await? {
                 expired += 1;
+                self.digests.forget(upload.file_id);
                 tracing::info!(file_id = %upload.file_id, %mode, "upload expired");
                 if upload.upload_id.is_empty() {
                     continue;
@@ -333,6 +363,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             file_name,
             content_type,
             data,
+            chunk_sha256,
         } = cmd;
         let total = TotalBlocks::new(total_blocks).map_err(|e| invalid("TotalBlocks", e))?;
         let index = total
@@ -388,47 +419,37 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         let hold = self.in_flight.hold(session.file_id);
         let body = within_cap(data, mode, cap, already, hold.clone());
         if is_new && total.get() == 1 {
-            return self.upload_whole(session, body).await;
+            return self.upload_whole(session, body, chunk_sha256).await;
         }
+        let running = match is_new {
+            true => self.digests.start(session.file_id),
+            false => self.digests.resume(session.file_id, index.get()),
+        };
+        let (body, tap) = digests::tap(body, chunk_sha256.is_some(), running);
         let staged = self
             .blobs
             .stage_block(&session.blob_path, &session.upload_id, index, body)
             .await;
         let StagedPart { part_id, size } = match staged {
             Ok(part) => part,
-            Err(BlobError::Body(e)) => return Err(UploadChunkError::Body(e)),
-            // A store that drops its staging area once a commit is recorded (the local one) has
-            // nowhere to put the block of a request that raced the commit; that request sees
-            // the commit, once the commit's transaction has let go of the session.
-            Err(BlobError::NotFound(what)) => {
-                match completion::committed_file(&self.store, session.file_id).await? {
-                    Some(file) => {
-                        let url = self.blobs.share_url(&file.blob_path).await?;
-                        return Ok(ChunkReceipt {
-                            file_id: session.file_id,
-                            is_complete: true,
-                            url,
-                            received_blocks: total.get(),
-                            total_blocks: total.get(),
-                            expires_at: None,
-                        });
-                    }
-                    // Or the sweeper expired it and discarded its staging.
-                    None => {
-                        let expired = self
-                            .store
-                            .find_session(who.firm, session.file_id)
-                            .await?
-                            .is_some_and(|s| s.session.state == SessionState::Expired);
-                        if expired {
-                            return Err(UploadChunkError::Gone(session.file_id));
-                        }
-                        return Err(BlobError::NotFound(what).into());
-                    }
-                }
+            Err(e) => {
+                self.digests.forget(session.file_id);
+                return self.staging_failed(who, &session, total, e).await;
             }
-            Err(e) => return Err(e.into()),
         };
+        let tapped = tap.take();
+        if let Err(e) = self
+            .verify_chunk(&session, is_new, chunk_sha256, tapped.chunk, &part_id)
+            .await
+        {
+            self.digests.forget(session.file_id);
+            return Err(e);
+        }
+        let mut running = tapped.file;
+        if let Some(running) = &mut running {
+            running.staged_as(&part_id);
+        }
+        let candidate = running.as_ref().and_then(|r| r.candidate(total.get()));
         tracing::Span::current().record("size", size);
         if may_complete
             && let Err(e) = self
@@ -446,7 +467,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         };
         // A new upload is stored only once its first block is staged, and by the transaction
         // that records it, so that a body or a commit that fails leaves no session behind.
-        let commit = |plan| self.commit(&session, plan);
+        let commit = |plan| self.commit(&session, plan, candidate.as_ref());
         let outcome = if is_new {
             completion::record_first_block(&self.store, &session, block, commit).await
         } else {
@@ -454,15 +475,26 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         };
         // Recorded (or refused): its bytes now count in the recorded total, or nowhere.
         drop(hold);
+        match (&outcome, running) {
+            // The next block in order goes on from here.
+            (Ok(BlockOutcome::Staged { .. }), Some(running)) => {
+                self.digests.carry_on(session.file_id, running)
+            }
+            (Ok(BlockOutcome::Staged { .. }), None) => {}
+            // Complete, or the block was not recorded (and the digest has its bytes).
+            _ => self.digests.forget(session.file_id),
+        }
         let expires_at = self.expires_at(session.mode, self.clock.now());
-        let receipt = |complete: bool, url: Option<String>, received: u32| ChunkReceipt {
-            file_id: session.file_id,
-            is_complete: complete,
-            url,
-            received_blocks: received,
-            total_blocks: total.get(),
-            expires_at: (!complete).then_some(expires_at),
-        };
+        let receipt =
+            |file: Option<&FileRecord>, url: Option<String>, received: u32| ChunkReceipt {
+                file_id: session.file_id,
+                is_complete: file.is_some(),
+                url,
+                received_blocks: received,
+                total_blocks: total.get(),
+                expires_at: file.is_none().then_some(expires_at),
+                sha256: file.and_then(|f| f.sha256),
+            };
         match outcome {
             Ok(BlockOutcome::Staged { received, replaced }) => {
                 // A re-sent index: the bytes it replaced are no longer referred to.
@@ -474,10 +506,13 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 {
                     tracing::warn!(error = %e, part = old, "a replaced block could not be discarded");
                 }
-                Ok(receipt(false, None, received))
+                Ok(receipt(None, None, received))
             }
             Ok(BlockOutcome::Committed(file)) => {
-                tracing::info!(size = file.size, path = %file.blob_path, "file committed");
+                tracing::info!(size = file.size, path = %file.blob_path, sha256_known = file.sha256.is_some(), "file committed");
+                if file.sha256.is_none() {
+                    self.wake_checksums();
+                }
                 // Only now that the commit is recorded: had the staging gone with the blob
                 // commit, a crash before the record would leave nothing for the retry to
                 // commit again. A staging folder left by a failure here is a leftover for the
@@ -485,22 +520,90 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 if let Err(e) = self.blobs.discard_staging(&session.upload_id).await {
                     tracing::warn!(error = %e, "the file is committed but its staged blocks could not be discarded");
                 }
-                Ok(receipt(
-                    true,
-                    self.blobs.share_url(&file.blob_path).await?,
-                    total.get(),
-                ))
+                let url = self.blobs.share_url(&file.blob_path).await?;
+                Ok(receipt(Some(&file), url, total.get()))
             }
-            Ok(BlockOutcome::CommittedMeanwhile(file)) => Ok(receipt(
-                true,
-                self.blobs.share_url(&file.blob_path).await?,
-                total.get(),
-            )),
+            Ok(BlockOutcome::CommittedMeanwhile(file)) => {
+                let url = self.blobs.share_url(&file.blob_path).await?;
+                Ok(receipt(Some(&file), url, total.get()))
+            }
             Err(RecordError::SessionMissing) => Err(UploadChunkError::NotFound(session.file_id)),
             Err(RecordError::Expired) => Err(UploadChunkError::Gone(session.file_id)),
             Err(RecordError::Store(e)) => Err(e.into()),
             Err(RecordError::Commit(e)) => Err(e),
         }
+    }
+
+    /// The answer to a chunk whose staging failed.
+    async fn staging_failed(
+        &self,
+        who: Principal,
+        session: &UploadSession,
+        total: TotalBlocks,
+        e: BlobError,
+    ) -> Result<ChunkReceipt, UploadChunkError> {
+        match e {
+            BlobError::Body(e) => Err(UploadChunkError::Body(e)),
+            // A store that drops its staging area once a commit is recorded (the local one) has
+            // nowhere to put the block of a request that raced the commit; that request sees
+            // the commit, once the commit's transaction has let go of the session.
+            BlobError::NotFound(what) => {
+                match completion::committed_file(&self.store, session.file_id).await? {
+                    Some(file) => Ok(ChunkReceipt {
+                        file_id: session.file_id,
+                        is_complete: true,
+                        url: self.blobs.share_url(&file.blob_path).await?,
+                        received_blocks: total.get(),
+                        total_blocks: total.get(),
+                        expires_at: None,
+                        sha256: file.sha256,
+                    }),
+                    // Or the sweeper expired it and discarded its staging.
+                    None => {
+                        let expired = self
+                            .store
+                            .find_session(who.firm, session.file_id)
+                            .await?
+                            .is_some_and(|s| s.session.state == SessionState::Expired);
+                        if expired {
+                            return Err(UploadChunkError::Gone(session.file_id));
+                        }
+                        Err(BlobError::NotFound(what).into())
+                    }
+                }
+            }
+            e => Err(e.into()),
+        }
+    }
+
+    /// Refuses a chunk whose bytes do not hash to the `ChunkSha256` the client declared: its
+    /// part (a new upload's whole staging) is discarded, and nothing of it was recorded.
+    async fn verify_chunk(
+        &self,
+        session: &UploadSession,
+        is_new: bool,
+        declared: Option<Sha256Digest>,
+        actual: Option<Sha256Digest>,
+        part_id: &str,
+    ) -> Result<(), UploadChunkError> {
+        let Some(declared) = declared else {
+            return Ok(());
+        };
+        if actual == Some(declared) {
+            return Ok(());
+        }
+        let discarded = match is_new {
+            true => self.blobs.discard_staging(&session.upload_id).await,
+            false => {
+                self.blobs
+                    .discard_part(&session.blob_path, &session.upload_id, part_id)
+                    .await
+            }
+        };
+        if let Err(e) = discarded {
+            tracing::warn!(error = %e, "a chunk that failed its checksum could not be discarded");
+        }
+        Err(checksum_mismatch(declared, actual))
     }
 
     /// Where an upload of this firm stands.
@@ -543,6 +646,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             expires_at: file
                 .is_none()
                 .then(|| self.expires_at(session.mode, last_activity)),
+            sha256: file.as_ref().and_then(|f| f.sha256),
         })
     }
 
@@ -588,12 +692,24 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         &self,
         session: UploadSession,
         body: ChunkBody,
+        declared: Option<Sha256Digest>,
     ) -> Result<ChunkReceipt, UploadChunkError> {
+        // The file is the chunk: one digest serves both.
+        let (body, tap) = digests::tap(body, true, None);
         let size = match self.blobs.put(&session.blob_path, body).await {
             Ok(size) => size,
             Err(BlobError::Body(e)) => return Err(UploadChunkError::Body(e)),
             Err(e) => return Err(e.into()),
         };
+        let sha256 = tap.take().chunk;
+        if let Some(declared) = declared
+            && sha256 != Some(declared)
+        {
+            if let Err(e) = self.blobs.delete(&session.blob_path).await {
+                tracing::warn!(error = %e, path = %session.blob_path, "a file that failed its checksum could not be deleted");
+            }
+            return Err(checksum_mismatch(declared, sha256));
+        }
         tracing::Span::current().record("size", size);
         let block = StagedBlock {
             index: filegate_domain::BlockIndex::FIRST,
@@ -606,7 +722,10 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 let session = &session;
                 async move {
                     self.caps.check(session.mode, size)?;
-                    Ok::<_, UploadChunkError>(self.record_of(session, size))
+                    Ok::<_, UploadChunkError>(FileRecord {
+                        sha256,
+                        ..self.record_of(session, size)
+                    })
                 }
             })
             .await;
@@ -635,6 +754,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             received_blocks: 1,
             total_blocks: 1,
             expires_at: None,
+            sha256: file.sha256,
         })
     }
 
@@ -673,13 +793,19 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         Ok(session)
     }
 
+    /// Commits the staged parts; the file's digest is `candidate`'s when it covered exactly
+    /// these parts.
     async fn commit(
         &self,
         session: &UploadSession,
         plan: CommitPlan,
+        candidate: Option<&Candidate>,
     ) -> Result<FileRecord, UploadChunkError> {
         // Racing chunks can pass the early checks together; the commit is the last word.
         self.caps.check(session.mode, plan.size)?;
+        let sha256 = candidate
+            .filter(|c| c.covers(&plan.part_ids))
+            .map(|c| c.digest);
         self.blobs
             .commit(
                 &session.blob_path,
@@ -688,7 +814,10 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 plan.size,
             )
             .await?;
-        Ok(self.record_of(session, plan.size))
+        Ok(FileRecord {
+            sha256,
+            ..self.record_of(session, plan.size)
+        })
     }
 
     /// The file record of a session committed with `size` bytes.
@@ -704,6 +833,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             content_type: session.content_type.clone(),
             size,
             created_at: self.clock.now(),
+            sha256: None,
         }
     }
 }
@@ -754,6 +884,18 @@ fn within_cap(body: ChunkBody, mode: Mode, cap: u64, already: u64, hold: Hold) -
         })
         .boxed()
     })
+}
+
+fn checksum_mismatch(declared: Sha256Digest, actual: Option<Sha256Digest>) -> UploadChunkError {
+    UploadChunkError::InvalidField {
+        field: "ChunkSha256",
+        message: match actual {
+            Some(actual) => format!(
+                "the chunk's bytes hash to {actual}, not {declared}; nothing of it was kept: send it again"
+            ),
+            None => format!("the chunk's bytes do not hash to {declared}; nothing of it was kept"),
+        },
+    }
 }
 
 fn invalid(field: &'static str, e: BlockRuleError) -> UploadChunkError {
@@ -833,6 +975,7 @@ mod tests {
             file_name: Some("../report.pdf".into()),
             content_type: Some("application/pdf".into()),
             data: Bytes::from_static(data).into(),
+            chunk_sha256: None,
         }
     }
 
@@ -886,6 +1029,159 @@ mod tests {
             .unwrap()
             .to_owned();
         assert_eq!(blobs.blob(&path).as_deref(), Some(&b"aabbccdd"[..]));
+    }
+
+    fn sha(data: &[u8]) -> Sha256Digest {
+        use sha2::Digest;
+        Sha256Digest::from_bytes(sha2::Sha256::digest(data).into())
+    }
+
+    fn with_sha(mut cmd: ChunkCommand, data: &[u8]) -> ChunkCommand {
+        cmd.chunk_sha256 = Some(sha(data));
+        cmd
+    }
+
+    /// Chunks sent in order give the file's SHA-256 at its commit, with no read back: in the
+    /// completing answer, the status and the record. A file of one chunk too.
+    #[tokio::test]
+    async fn a_file_sent_in_order_has_its_checksum_at_once() {
+        let (svc, blobs) = service();
+        let first = svc
+            .upload_chunk(who(1), with_sha(chunk(None, 0, 3, b"aa"), b"aa"))
+            .await
+            .unwrap();
+        assert_eq!(first.sha256, None, "not complete yet");
+        let id = Some(first.file_id);
+        svc.upload_chunk(who(1), chunk(id, 1, 3, b"bb"))
+            .await
+            .unwrap();
+        let last = svc
+            .upload_chunk(who(1), chunk(id, 2, 3, b"cc"))
+            .await
+            .unwrap();
+        assert!(last.is_complete);
+        assert_eq!(last.sha256, Some(sha(b"aabbcc")));
+        let status = svc.file_status(who(1), first.file_id).await.unwrap();
+        assert_eq!(status.sha256, Some(sha(b"aabbcc")));
+        let whole = svc
+            .upload_chunk(who(1), with_sha(chunk(None, 0, 1, b"whole"), b"whole"))
+            .await
+            .unwrap();
+        assert_eq!(whole.sha256, Some(sha(b"whole")));
+        assert_eq!(blobs.reads(), 0, "nothing was read back");
+        assert_eq!(svc.digests.running(), 0, "no digest left running");
+    }
+
+    /// Chunks out of order, or one sent again, leave the file's checksum unknown at its
+    /// commit; the filler then reads the file back and records the right one.
+    #[tokio::test]
+    async fn a_file_sent_out_of_order_is_hashed_after_its_commit() {
+        let (svc, blobs) = service();
+        let (wakeups, mut woken) = futures::channel::mpsc::channel(1);
+        let svc = svc.with_checksum_wakeups(wakeups);
+        let first = svc
+            .upload_chunk(who(1), chunk(None, 0, 3, b"aa"))
+            .await
+            .unwrap();
+        let id = Some(first.file_id);
+        svc.upload_chunk(who(1), chunk(id, 2, 3, b"cc"))
+            .await
+            .unwrap();
+        let last = svc
+            .upload_chunk(who(1), chunk(id, 1, 3, b"bb"))
+            .await
+            .unwrap();
+        assert!(last.is_complete);
+        assert_eq!(last.sha256, None);
+        assert!(woken.try_recv().is_ok(), "the filler is woken");
+        // In order, but block 1 sent again with other bytes before the last.
+        let again = svc
+            .upload_chunk(who(1), chunk(None, 0, 3, b"xx"))
+            .await
+            .unwrap();
+        let again_id = Some(again.file_id);
+        svc.upload_chunk(who(1), chunk(again_id, 1, 3, b"yy"))
+            .await
+            .unwrap();
+        svc.upload_chunk(who(1), chunk(again_id, 1, 3, b"zz"))
+            .await
+            .unwrap();
+        let done = svc
+            .upload_chunk(who(1), chunk(again_id, 2, 3, b"ww"))
+            .await
+            .unwrap();
+        assert_eq!(
+            done.sha256, None,
+            "the re-sent block ended the running digest"
+        );
+
+        let filled = crate::checksums::fill_checksums(&svc.store, &blobs, 10)
+            .await
+            .unwrap();
+        assert_eq!(filled.filled, 2);
+        let status = |id| svc.file_status(who(1), id);
+        assert_eq!(
+            status(first.file_id).await.unwrap().sha256,
+            Some(sha(b"aabbcc"))
+        );
+        assert_eq!(
+            status(again.file_id).await.unwrap().sha256,
+            Some(sha(b"xxzzww"))
+        );
+        let again = crate::checksums::fill_checksums(&svc.store, &blobs, 10)
+            .await
+            .unwrap();
+        assert_eq!(again.filled, 0, "nothing left to hash");
+    }
+
+    /// A chunk whose bytes do not match its `ChunkSha256` gets 400 naming the field, and
+    /// nothing of it is kept: no session for a first chunk, no block for a later one, no file
+    /// for a file of one chunk. The same chunk sent right then goes through.
+    #[tokio::test]
+    async fn a_chunk_failing_its_checksum_is_refused_and_not_kept() {
+        let (svc, blobs) = service();
+        let refused = |r: Result<ChunkReceipt, UploadChunkError>| match r {
+            Err(UploadChunkError::InvalidField { field, message }) => {
+                assert_eq!(field, "ChunkSha256");
+                assert!(message.contains(&sha(b"aa").to_hex()), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        refused(
+            svc.upload_chunk(who(1), with_sha(chunk(None, 0, 2, b"aa"), b"other"))
+                .await,
+        );
+        assert_eq!(blobs.staged_bytes(), 0, "the first block's staging is gone");
+        refused(
+            svc.upload_chunk(who(1), with_sha(chunk(None, 0, 1, b"aa"), b"other"))
+                .await,
+        );
+        assert_eq!(blobs.blob_count(), 0, "the file of one chunk is deleted");
+
+        let first = svc
+            .upload_chunk(who(1), with_sha(chunk(None, 0, 2, b"aa"), b"aa"))
+            .await
+            .unwrap();
+        let id = Some(first.file_id);
+        match svc
+            .upload_chunk(who(1), with_sha(chunk(id, 1, 2, b"bb"), b"aa"))
+            .await
+        {
+            Err(UploadChunkError::InvalidField { field, .. }) => assert_eq!(field, "ChunkSha256"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let status = svc.file_status(who(1), first.file_id).await.unwrap();
+        assert_eq!(status.missing, vec![1], "the refused block is not recorded");
+        assert_eq!(blobs.staged_bytes(), 2, "and its bytes are gone");
+        let last = svc
+            .upload_chunk(who(1), with_sha(chunk(id, 1, 2, b"bb"), b"bb"))
+            .await
+            .unwrap();
+        assert!(last.is_complete);
+        assert_eq!(
+            last.sha256, None,
+            "the refused block had ended the running digest"
+        );
     }
 
     #[tokio::test]
@@ -1398,6 +1694,7 @@ mod tests {
         let svc = svc.with_caps(caps);
         let big = ChunkCommand {
             data: Bytes::from_static(b"01234567890").into(),
+            chunk_sha256: None,
             ..chunk(None, 0, 1, b"")
         };
         assert!(matches!(
@@ -1453,6 +1750,7 @@ mod tests {
             .unwrap();
         let slow = ChunkCommand {
             data: ChunkBody::new(rx.boxed()),
+            chunk_sha256: None,
             ..chunk(id, 1, 3, b"")
         };
         let svc2 = svc.clone();

@@ -19,6 +19,7 @@ use filegate_adapter_meta::MetaHttpClient;
 use filegate_adapter_postgres::PgStore;
 use filegate_adapter_rabbitmq::{RabbitPublisher, run_worker};
 use filegate_adapter_sqlite::SqliteStore;
+use filegate_application::checksums::fill_checksums;
 use filegate_application::events::{OutboxRelay, purge_old_events};
 use filegate_application::housekeeping::sweep_leftovers;
 use filegate_application::media::SendMedia;
@@ -28,6 +29,7 @@ use filegate_application::system::{RandomIds, SystemClock};
 use filegate_application::uploads::Uploads;
 use filegate_application::{ApiKeys, CreatedKey, Filegate};
 use filegate_domain::{ApiKeyId, FirmId, UserId};
+use futures::StreamExt;
 
 use crate::config::{BlobKind, DatabaseKind, Settings};
 
@@ -213,6 +215,7 @@ fn spawn_housekeeping<M: MetadataStore, B: BlobStore>(
                 Ok(expired) => tracing::info!(expired, "expired idle uploads"),
                 Err(e) => tracing::warn!(error = %e, "could not sweep expired uploads"),
             }
+            fill_checksums_logged(&store, &blobs).await;
             match sweep_leftovers(&store, &blobs).await {
                 Ok(removed) if removed.is_empty() => {}
                 Ok(removed) => tracing::info!(
@@ -232,12 +235,57 @@ fn spawn_housekeeping<M: MetadataStore, B: BlobStore>(
     });
 }
 
+/// How many files one pass of the checksum filler hashes before it looks again.
+const CHECKSUM_BATCH: u32 = 100;
+
+/// Hashes the complete files whose checksum is not known yet, a batch at a time while batches
+/// come back full of work done; logs what it did.
+async fn fill_checksums_logged<M: MetadataStore, B: BlobStore>(store: &M, blobs: &B) {
+    loop {
+        match fill_checksums(store, blobs, CHECKSUM_BATCH).await {
+            Ok(done) => {
+                if done.filled > 0 {
+                    tracing::info!(
+                        filled = done.filled,
+                        failed = done.failed,
+                        "filled in file checksums"
+                    );
+                }
+                if done.filled + done.failed < CHECKSUM_BATCH as usize || done.filled == 0 {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not fill in file checksums");
+                return;
+            }
+        }
+    }
+}
+
+/// Hashes the files committed without a checksum (their blocks did not arrive in order) as
+/// soon as the use case says there is one: a wake-up, not a list, since the store knows which.
+fn spawn_checksum_filler<M: MetadataStore, B: BlobStore>(
+    store: M,
+    blobs: B,
+) -> futures::channel::mpsc::Sender<()> {
+    let (wakeups, mut woken) = futures::channel::mpsc::channel(1);
+    tokio::spawn(async move {
+        while woken.next().await.is_some() {
+            fill_checksums_logged(&store, &blobs).await;
+        }
+    });
+    wakeups
+}
+
 async fn serve_app<M: MetadataStore, B: BlobStore>(
     store: M,
     blobs: B,
     settings: Settings,
 ) -> anyhow::Result<()> {
+    let wakeups = spawn_checksum_filler(store.clone(), blobs.clone());
     let app = Filegate::new(store, blobs.clone(), SystemClock, RandomIds)
+        .with_checksum_wakeups(wakeups)
         .with_caps(settings.limits.caps())
         .with_expiry(settings.uploads.expiry())
         .with_open_upload_limit(settings.limits.open_uploads());

@@ -5,6 +5,7 @@
 //! values alone lives here so that every adapter and use case applies it the same way.
 
 mod blocks;
+mod digest;
 mod file_name;
 mod ids;
 mod media;
@@ -16,6 +17,7 @@ mod session;
 mod task;
 
 pub use blocks::{BlockIndex, BlockRuleError, BlockSet, MAX_TOTAL_BLOCKS, TotalBlocks};
+pub use digest::{NotASha256, Sha256Digest};
 pub use file_name::FileName;
 pub use ids::{ApiKeyId, FileId, FirmId, TaskId, UserId};
 pub use media::{HeaderFormat, MediaRejection, MediaType, UnknownMediaType};

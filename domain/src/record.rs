@@ -54,6 +54,10 @@ pub struct FileRecord {
     pub content_type: String,
     pub size: u64,
     pub created_at: DateTime<Utc>,
+    /// The SHA-256 of the file's bytes; `None` until it is known (an upload whose blocks did
+    /// not arrive in order is hashed after its commit, and files stored before checksums
+    /// existed get one from `filegate check --repair`).
+    pub sha256: Option<crate::Sha256Digest>,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub struct Chunk {
     pub mode: Option<String>,
     pub file_id: Option<String>,
     pub current_block: Option<String>,
+    pub chunk_sha256: Option<String>,
     /// Sends the File part before the text fields (the server then buffers it) instead of
     /// last (the server then streams it to storage).
     pub file_first: bool,
@@ -35,6 +36,12 @@ impl Chunk {
 
     pub fn file_id(mut self, id: &str) -> Self {
         self.file_id = Some(id.into());
+        self
+    }
+
+    /// Sends `ChunkSha256` with this value.
+    pub fn sha256(mut self, hex: &str) -> Self {
+        self.chunk_sha256 = Some(hex.into());
         self
     }
 
@@ -70,6 +77,7 @@ impl Chunk {
             ("Mode", self.mode),
             ("FileId", self.file_id),
             ("CurrentBlock", self.current_block),
+            ("ChunkSha256", self.chunk_sha256),
         ] {
             if let Some(v) = value {
                 form = form.text(name, v);

@@ -68,6 +68,7 @@ macro_rules! upload_store_suite {
                 a_first_block_opens_its_session_in_the_same_transaction,
                 an_upload_id_is_open_only_while_its_session_is,
                 open_uploads_are_counted_per_firm,
+                files_without_a_checksum_are_listed_until_one_is_set,
                 idle_open_sessions_expire_once,
                 a_deleted_session_is_a_tombstone,
             ]

@@ -95,6 +95,7 @@ pub(crate) fn record_for(session: &UploadSession, size: u64) -> FileRecord {
         content_type: session.content_type.clone(),
         size,
         created_at: now(),
+        sha256: None,
     }
 }
 

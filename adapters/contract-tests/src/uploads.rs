@@ -745,3 +745,92 @@ where
         (SessionState::Deleted, None)
     );
 }
+
+/// Checksums: a record committed with one reads it back; complete files without one are
+/// listed newest first (a deleted one never), until one is set, once.
+pub async fn files_without_a_checksum_are_listed_until_one_is_set<M>(store: M)
+where
+    M: UploadStore
+        + filegate_application::ports::DeletionStore
+        + filegate_application::ports::ChecksumStore,
+{
+    let digest = |byte: u8| filegate_domain::Sha256Digest::from_bytes([byte; 32]);
+    let hashed = session(Mode::Message, 1, "hashed.pdf");
+    ok(store.open_session(&hashed).await, "open_session");
+    let record = FileRecord {
+        sha256: Some(digest(7)),
+        ..record_for(&hashed, 5)
+    };
+    let returned = record.clone();
+    let outcome = record_block(
+        &store,
+        hashed.file_id,
+        block(&hashed, 0, "h0", 5),
+        move |_plan| async move { Ok::<_, Injected>(returned) },
+    )
+    .await;
+    assert!(
+        matches!(outcome, Ok(BlockOutcome::Committed(_))),
+        "{outcome:?}"
+    );
+    let read = ok(
+        store.find_session(hashed.firm, hashed.file_id).await,
+        "find_session",
+    )
+    .and_then(|s| s.file)
+    .expect("the committed file");
+    assert_eq!(read.sha256, Some(digest(7)), "the checksum reads back");
+
+    let older = complete_file(&store, Mode::Message, "older.pdf").await;
+    let newer = complete_file(&store, Mode::Import, "newer.csv").await;
+    let deleted = session(Mode::Profile, 1, "deleted.png");
+    ok(store.open_session(&deleted).await, "open_session");
+    commit_last(&store, &deleted, 0).await;
+    let event = filegate_application::events::file_deleted(&deleted);
+    assert!(ok(
+        store
+            .mark_deleted(deleted.firm, deleted.file_id, &event)
+            .await,
+        "mark_deleted"
+    ));
+
+    let ids = |files: Vec<FileRecord>| files.into_iter().map(|f| f.id).collect::<Vec<_>>();
+    let listed = ok(
+        store.files_without_checksum(10).await,
+        "files_without_checksum",
+    );
+    assert_eq!(ids(listed), vec![newer.id, older.id], "newest first");
+    let listed = ok(
+        store.files_without_checksum(1).await,
+        "files_without_checksum",
+    );
+    assert_eq!(ids(listed), vec![newer.id], "at most the limit");
+
+    assert!(ok(
+        store.set_checksum(older.id, &digest(1)).await,
+        "set_checksum"
+    ));
+    assert!(
+        !ok(
+            store.set_checksum(older.id, &digest(2)).await,
+            "set_checksum"
+        ),
+        "a checksum is set once"
+    );
+    assert!(!ok(
+        store.set_checksum(hashed.file_id, &digest(3)).await,
+        "set_checksum"
+    ));
+    let listed = ok(
+        store.files_without_checksum(10).await,
+        "files_without_checksum",
+    );
+    assert_eq!(ids(listed), vec![newer.id]);
+    let read = ok(
+        store.find_session(older.firm, older.id).await,
+        "find_session",
+    )
+    .and_then(|s| s.file)
+    .expect("the committed file");
+    assert_eq!(read.sha256, Some(digest(1)));
+}

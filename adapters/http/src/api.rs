@@ -13,7 +13,7 @@ use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
 use uuid::Uuid;
 
 use filegate_application::{ChunkReceipt, ContentError, FileStatus, Principal};
-use filegate_domain::{FileId, RangeSpec};
+use filegate_domain::{FileId, RangeSpec, Sha256Digest};
 
 use crate::chunk::ChunkUpload;
 use crate::envelope::{
@@ -59,6 +59,9 @@ macro_rules! error_variants {
     ) => {
         $(#[$doc])*
         #[derive(ApiResponse)]
+        // An answer is built once and moved once into the response: boxing its data saves
+        // nothing.
+        #[allow(clippy::large_enum_variant)]
         pub(crate) enum $name {
             /// Success.
             #[oai(status = 200)]
@@ -182,6 +185,9 @@ pub(crate) enum ContentResponse {
         #[oai(header = "ETag")] String,
         #[oai(header = "Accept-Ranges")] String,
         #[oai(header = "Content-Disposition")] String,
+        /// The whole file's SHA-256 (RFC 9530), `sha-256=:base64:`, once it is known.
+        #[oai(header = "Repr-Digest")]
+        Option<String>,
     ),
     /// The requested range (`Range: bytes=a-b`, `a-` or `-n`; one range).
     #[oai(status = 206)]
@@ -191,6 +197,9 @@ pub(crate) enum ContentResponse {
         #[oai(header = "ETag")] String,
         #[oai(header = "Content-Range")] String,
         #[oai(header = "Content-Disposition")] String,
+        /// The whole file's SHA-256 (RFC 9530): of the representation, not of the range.
+        #[oai(header = "Repr-Digest")]
+        Option<String>,
     ),
     /// `If-None-Match` names the current ETag.
     #[oai(status = 304)]
@@ -379,6 +388,7 @@ impl FilesApi {
         }
         let content_type = content.file.content_type.clone();
         let disposition = content_disposition(&content.file.file_name);
+        let digest = content.file.sha256.as_ref().map(repr_digest);
         let length = content.range.end - content.range.start;
         let body = Binary(Body::from_bytes_stream(
             content.stream.map_err(std::io::Error::other),
@@ -390,9 +400,16 @@ impl FilesApi {
                 content.range.end - 1,
                 content.file.size
             );
-            ContentResponse::Partial(body, length, content.etag, range, disposition)
+            ContentResponse::Partial(body, length, content.etag, range, disposition, digest)
         } else {
-            ContentResponse::Ok(body, length, content.etag, "bytes".to_owned(), disposition)
+            ContentResponse::Ok(
+                body,
+                length,
+                content.etag,
+                "bytes".to_owned(),
+                disposition,
+                digest,
+            )
         };
         plain(answer).header(poem::http::header::CONTENT_TYPE, content_type)
     }
@@ -511,6 +528,7 @@ fn chunk_envelope(r: ChunkReceipt) -> ChunkEnvelope {
         received_blocks: r.received_blocks,
         total_blocks: r.total_blocks,
         expires_at: r.expires_at.map(rfc3339),
+        sha256: r.sha256.as_ref().map(Sha256Digest::to_hex),
     };
     ChunkEnvelope::ok(data, message)
 }
@@ -533,6 +551,16 @@ fn status_envelope(s: FileStatus) -> FileStatusEnvelope {
         missing_blocks: s.missing,
         size: s.size,
         expires_at: s.expires_at.map(rfc3339),
+        sha256: s.sha256.as_ref().map(Sha256Digest::to_hex),
     };
     FileStatusEnvelope::ok(data, message)
+}
+
+/// A `Repr-Digest` field value (RFC 9530): the algorithm and the digest as a byte sequence.
+fn repr_digest(digest: &Sha256Digest) -> String {
+    use base64::Engine;
+    format!(
+        "sha-256=:{}:",
+        base64::engine::general_purpose::STANDARD.encode(digest.as_bytes())
+    )
 }

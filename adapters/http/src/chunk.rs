@@ -78,6 +78,11 @@ pub struct ChunkForm {
     /// The `fileId` returned for the first chunk; required when `BlockIndex` > 0.
     #[oai(rename = "FileId")]
     file_id: Option<Uuid>,
+    /// The SHA-256 of this chunk's bytes, 64 hex digits. When sent, the chunk is checked
+    /// against it before it is recorded: a mismatch gets 400 naming `ChunkSha256`, and nothing
+    /// of the chunk is kept. Send it before `File`.
+    #[oai(rename = "ChunkSha256", validator(pattern = "^[0-9a-fA-F]{64}$"))]
+    chunk_sha256: Option<String>,
     /// Deprecated: one-based `BlockIndex + 1`, accepted when `BlockIndex` is absent.
     #[oai(
         rename = "CurrentBlock",
@@ -186,6 +191,7 @@ struct RawForm {
     mode: Option<String>,
     file_id: Option<String>,
     current_block: Option<String>,
+    chunk_sha256: Option<String>,
 }
 
 async fn parse(
@@ -269,6 +275,7 @@ async fn parse(
             "mode" => form.mode = Some(text(field, "Mode", limits).await?),
             "fileid" => form.file_id = Some(text(field, "FileId", limits).await?),
             "currentblock" => form.current_block = Some(text(field, "CurrentBlock", limits).await?),
+            "chunksha256" => form.chunk_sha256 = Some(text(field, "ChunkSha256", limits).await?),
             // Unknown fields are skipped, as an ASP.NET model binder would; their size still
             // counts against the whole-body limit.
             _ => skip(field, limits).await?,
@@ -282,13 +289,14 @@ async fn parse(
 
 /// The fields of the form whose names this parser knows; one of them after a streamed File
 /// comes too late to be used.
-const FIELD_NAMES: [(&str, &str); 6] = [
+const FIELD_NAMES: [(&str, &str); 7] = [
     ("file", "File"),
     ("blockindex", "BlockIndex"),
     ("totalblocks", "TotalBlocks"),
     ("mode", "Mode"),
     ("fileid", "FileId"),
     ("currentblock", "CurrentBlock"),
+    ("chunksha256", "ChunkSha256"),
 ];
 
 /// The File's bytes as they arrive, cut off at the chunk limit; after the File, the rest of the
@@ -450,7 +458,20 @@ impl RawForm {
                 ApiError::bad_request(format!("FileId: `{raw}` is not a valid uuid"))
             })?)),
         };
+        let chunk_sha256 = match self
+            .chunk_sha256
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(raw) => Some(
+                raw.parse()
+                    .map_err(|e| ApiError::bad_request(format!("ChunkSha256: {e}")))?,
+            ),
+        };
         Ok(ChunkCommand {
+            chunk_sha256,
             file_id,
             block_index,
             total_blocks,

@@ -35,6 +35,11 @@ pub struct ChunkData {
     /// `uploads.expire_after_secs` after this one. `null` once complete.
     #[oai(skip_serializing_if_is_none = false, nullable)]
     pub expires_at: Option<String>,
+    /// The complete file's SHA-256 (64 lower-case hex digits) when it is known at once (its
+    /// chunks arrived in order); otherwise `null`, and the status shows it once it is
+    /// computed, soon after the commit.
+    #[oai(skip_serializing_if_is_none = false, nullable)]
+    pub sha256: Option<String>,
 }
 
 /// The data of a status answer: what a client needs to resume an upload.
@@ -60,6 +65,11 @@ pub struct FileStatusData {
     /// When the upload expires (RFC 3339, UTC) unless a chunk arrives; `null` once complete.
     #[oai(skip_serializing_if_is_none = false, nullable)]
     pub expires_at: Option<String>,
+    /// The complete file's SHA-256 (64 lower-case hex digits); `null` while the upload is open
+    /// and, for a file whose chunks did not arrive in order, for a short while after its
+    /// commit, until it is computed.
+    #[oai(skip_serializing_if_is_none = false, nullable)]
+    pub sha256: Option<String>,
 }
 
 /// The data of a delete answer.
@@ -137,6 +147,9 @@ impl Example for ChunkEnvelope {
                 received_blocks: 5,
                 total_blocks: 5,
                 expires_at: None,
+                sha256: Some(
+                    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+                ),
             },
             "File uploaded successfully",
         )
@@ -158,6 +171,7 @@ impl Example for FileStatusEnvelope {
                 missing_blocks: vec![2, 4],
                 size: 25_165_824,
                 expires_at: Some("2026-11-28T09:30:00Z".into()),
+                sha256: None,
             },
             "Upload in progress",
         )

@@ -35,7 +35,7 @@ macro_rules! task_columns {
 #[macro_export]
 macro_rules! file_columns {
     () => {
-        "id, firm_id, user_id, mode, blob_path, url, file_name, content_type, size, created_at"
+        "id, firm_id, user_id, mode, blob_path, url, file_name, content_type, size, created_at, sha256"
     };
 }
 

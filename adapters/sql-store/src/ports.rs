@@ -39,11 +39,12 @@ macro_rules! metadata_ports {
             use ::filegate_application::media_ports::OutgoingEvent;
             use ::filegate_application::ports::{
                 ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx,
-                BlockUpsert, DeletionStore, ExpiredUpload, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
+                BlockUpsert, ChecksumStore, DeletionStore, ExpiredUpload, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
                 TaskClaim, TaskRecord, TaskStore, UploadStore,
             };
             use ::filegate_domain::{
-                ApiKeyId, FileId, FileRecord, FirmId, Mode, SessionState, TaskId, UploadSession,
+                ApiKeyId, FileId, FileRecord, FirmId, Mode, SessionState, Sha256Digest, TaskId,
+                UploadSession,
             };
             use $crate::{
                 ApiKeyRow, Dialect, EventRow, FileRow, PartRow, SnapshotRow, TaskRow, corrupt,
@@ -533,7 +534,7 @@ macro_rules! metadata_ports {
                     ::sqlx::query(concat!(
                         "INSERT INTO files (",
                         $crate::file_columns!(),
-                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
                     ))
                     .bind(id(record.id.as_uuid()))
                     .bind(id(record.firm.as_uuid()))
@@ -545,6 +546,7 @@ macro_rules! metadata_ports {
                     .bind(&record.content_type)
                     .bind(to_i64(record.size, "file size")?)
                     .bind(at(record.created_at, "file creation time")?)
+                    .bind(record.sha256.as_ref().map(Sha256Digest::to_hex))
                     .execute(&mut *self.tx)
                     .await
                     .map_err(err)?;
@@ -711,6 +713,47 @@ macro_rules! metadata_ports {
                     .await
                     .map_err(err)?;
                     row.map(TaskRow::into_domain::<D>).transpose()
+                }
+            }
+
+            impl ChecksumStore for $store {
+                async fn files_without_checksum(
+                    &self,
+                    limit: u32,
+                ) -> Result<Vec<FileRecord>, StoreError> {
+                    // In the partial index of files without a checksum (migration 0007).
+                    let rows: Vec<FileRow<U, T>> = ::sqlx::query_as(concat!(
+                        "SELECT ",
+                        $crate::file_columns!(),
+                        " FROM files
+                         WHERE sha256 IS NULL
+                           AND NOT EXISTS (SELECT 1 FROM upload_sessions s
+                                           WHERE s.file_id = files.id
+                                             AND s.deleted_at IS NOT NULL)
+                         ORDER BY created_at DESC, id DESC
+                         LIMIT $1"
+                    ))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    rows.into_iter().map(FileRow::into_domain::<D>).collect()
+                }
+
+                async fn set_checksum(
+                    &self,
+                    file: FileId,
+                    digest: &Sha256Digest,
+                ) -> Result<bool, StoreError> {
+                    let done = ::sqlx::query(
+                        "UPDATE files SET sha256 = $2 WHERE id = $1 AND sha256 IS NULL",
+                    )
+                    .bind(id(file.as_uuid()))
+                    .bind(digest.to_hex())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    Ok(done.rows_affected() > 0)
                 }
             }
 

@@ -128,6 +128,7 @@ pub struct FileRow<U, T> {
     content_type: String,
     size: i64,
     created_at: T,
+    sha256: Option<String>,
 }
 
 impl<U, T> FileRow<U, T> {
@@ -144,6 +145,13 @@ impl<U, T> FileRow<U, T> {
             content_type: self.content_type,
             size: unsigned(self.size, "file", id)?,
             created_at: E::time(self.created_at, "files.created_at")?,
+            sha256: self
+                .sha256
+                .map(|hex| {
+                    hex.parse()
+                        .map_err(|e| corrupt(format_args!("file {id}: sha256 {e}")))
+                })
+                .transpose()?,
         })
     }
 }

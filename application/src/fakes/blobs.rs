@@ -19,6 +19,7 @@ struct BlobState {
     staged: HashMap<String, HashMap<String, Bytes>>,
     blobs: HashMap<String, Bytes>,
     commits: u32,
+    reads: u32,
     next: u64,
 }
 
@@ -40,6 +41,11 @@ impl InMemoryBlobs {
 
     pub fn commits(&self) -> u32 {
         self.lock().commits
+    }
+
+    /// Blobs read so far (whole or a range).
+    pub fn reads(&self) -> u32 {
+        self.lock().reads
     }
 
     /// Blobs there now.
@@ -170,6 +176,7 @@ impl BlobStore for InMemoryBlobs {
         let blob = self
             .blob(path.as_str())
             .ok_or_else(|| BlobError::NotFound(path.to_string()))?;
+        self.lock().reads += 1;
         let size = blob.len() as u64;
         let range = range.unwrap_or(0..size);
         let part = blob.slice(range.start as usize..range.end as usize);

@@ -8,15 +8,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use filegate_domain::{
-    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, Mode, SessionState, TaskId, UploadSession,
+    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, Mode, SessionState, Sha256Digest, TaskId,
+    UploadSession,
 };
 use tokio::sync::OwnedMutexGuard;
 
 use crate::media_ports::OutgoingEvent;
 use crate::ports::{
-    BlockUpsert, ClaimDecision, DeletionStore, ExpiredUpload, KeyStore, LockedSession, OutboxStore,
-    SessionSnapshot, SessionTx, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey,
-    TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore, UploadStore,
+    BlockUpsert, ChecksumStore, ClaimDecision, DeletionStore, ExpiredUpload, KeyStore,
+    LockedSession, OutboxStore, SessionSnapshot, SessionTx, StagedBlock, StagedPart, StoreError,
+    StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore,
+    UploadStore,
 };
 
 /// A staged block as kept: part id and size, by index.
@@ -145,6 +147,38 @@ impl DeletionStore for InMemoryStore {
                 .insert(event.id.clone(), (Utc::now(), None));
         }
         Ok(true)
+    }
+}
+
+impl ChecksumStore for InMemoryStore {
+    async fn files_without_checksum(&self, limit: u32) -> Result<Vec<FileRecord>, StoreError> {
+        let state = self.lock();
+        let mut files: Vec<FileRecord> = state
+            .files
+            .values()
+            .filter(|f| f.sha256.is_none())
+            .filter(|f| {
+                state
+                    .sessions
+                    .get(&f.id)
+                    .is_none_or(|s| s.state != SessionState::Deleted)
+            })
+            .cloned()
+            .collect();
+        files.sort_by_key(|f| std::cmp::Reverse((f.created_at, f.id)));
+        files.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(files)
+    }
+
+    async fn set_checksum(&self, file: FileId, digest: &Sha256Digest) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        match state.files.get_mut(&file) {
+            Some(record) if record.sha256.is_none() => {
+                record.sha256 = Some(*digest);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

@@ -64,6 +64,7 @@ async fn file(w: &World, mode: Mode, content_type: &str, chunks: &[&'static [u8]
             file_name: Some("photo.png".into()),
             content_type: Some(content_type.into()),
             data: Bytes::from_static(data).into(),
+            chunk_sha256: None,
         };
         id = Some(w.uploads.upload_chunk(who(), cmd).await.unwrap().file_id);
     }
@@ -292,6 +293,7 @@ async fn half_uploaded(w: &World) -> FileId {
         file_name: Some("a.png".into()),
         content_type: Some("image/png".into()),
         data: Bytes::from_static(b"half").into(),
+        chunk_sha256: None,
     };
     w.uploads.upload_chunk(who(), cmd).await.unwrap().file_id
 }

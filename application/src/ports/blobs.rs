@@ -249,7 +249,9 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
 
     /// Stages one block from its bytes as they arrive and answers its part id and size. A
     /// block is durable once this answers; when the body fails ([`BlobError::Body`]) or the
-    /// store does, nothing of the block is kept under a part id anyone was given.
+    /// store does, nothing of the block is kept under a part id anyone was given. Every call
+    /// answers a part id of its own, never one an earlier block had, so that a list of part
+    /// ids names exactly which bytes it holds (a running checksum relies on it).
     fn stage_block(
         &self,
         path: &BlobPath,

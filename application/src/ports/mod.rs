@@ -10,6 +10,7 @@
 //! exactly-once completion lives once, in [`crate::completion`], for every store.
 
 mod blobs;
+mod checksums;
 mod deletion;
 mod keys;
 mod outbox;
@@ -17,6 +18,7 @@ mod tasks;
 mod uploads;
 
 pub use blobs::{BlobRead, BlobStore, BodyError, ByteBudget, ChunkBody, Reservation};
+pub use checksums::ChecksumStore;
 pub use deletion::DeletionStore;
 pub use keys::{KeyStore, StoredApiKey};
 pub use outbox::OutboxStore;
@@ -82,11 +84,12 @@ pub trait StoreHealth: Clone + Send + Sync + 'static {
 /// Every metadata port on one value: what a metadata adapter provides and the wiring hands
 /// around. Use cases never ask for it; they name the ports they use.
 pub trait MetadataStore:
-    StoreHealth + KeyStore + UploadStore + TaskStore + OutboxStore + DeletionStore
+    StoreHealth + KeyStore + UploadStore + TaskStore + OutboxStore + DeletionStore + ChecksumStore
 {
 }
 
-impl<T: StoreHealth + KeyStore + UploadStore + TaskStore + OutboxStore + DeletionStore>
-    MetadataStore for T
+impl<
+    T: StoreHealth + KeyStore + UploadStore + TaskStore + OutboxStore + DeletionStore + ChecksumStore,
+> MetadataStore for T
 {
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bounds;
+mod checksums;
 mod cli;
 mod content;
 mod crash;
@@ -68,6 +69,9 @@ on_both_profiles!(
     lifecycle::a_deleted_file_answers_404_and_its_bytes_are_gone,
     lifecycle::old_outbox_events_are_purged,
     lifecycle::a_firm_past_its_open_upload_quota_gets_429,
+    checksums::a_file_sent_in_order_carries_its_sha256,
+    checksums::a_file_sent_out_of_order_gets_its_sha256_soon,
+    checksums::a_chunk_failing_its_sha256_gets_400_and_is_not_kept,
     bounds::idle_connections_are_closed_after_the_header_timeout,
     bounds::a_head_that_trickles_in_is_closed_after_the_header_timeout,
     bounds::a_chunk_body_that_stalls_gets_408_after_the_idle_timeout,
