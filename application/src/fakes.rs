@@ -54,7 +54,11 @@ impl FakeMeta {
 async fn collect(body: crate::media_ports::ByteStream, limit: Option<usize>) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     let mut body = body;
-    while let Some(Ok(piece)) = body.next().await {
+    while let Some(piece) = body.next().await {
+        // A body that fails breaks the request, as it would on a real connection.
+        let Ok(piece) = piece else {
+            return (out, true);
+        };
         if let Some(limit) = limit
             && out.len() + piece.len() >= limit
         {
@@ -74,7 +78,15 @@ impl crate::media_ports::MetaClient for FakeMeta {
         body: crate::media_ports::ByteStream,
     ) -> Result<String, crate::media_ports::MetaError> {
         self.failure("media")?;
-        let (bytes, _) = collect(body, None).await;
+        let (bytes, broken) = collect(body, None).await;
+        if broken {
+            return Err(crate::media_ports::MetaError::Transient(
+                crate::media_ports::MetaFault {
+                    message: "the upload's body failed".into(),
+                    ..Default::default()
+                },
+            ));
+        }
         let mut state = self.state();
         state
             .media

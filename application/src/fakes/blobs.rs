@@ -48,6 +48,11 @@ impl InMemoryBlobs {
         self.lock().reads
     }
 
+    /// Replaces a committed blob's bytes behind the metadata's back, as a corrupt disk would.
+    pub fn overwrite(&self, path: &str, data: Bytes) {
+        self.lock().blobs.insert(path.to_owned(), data);
+    }
+
     /// Blobs there now.
     pub fn blob_count(&self) -> usize {
         self.lock().blobs.len()

@@ -10,6 +10,7 @@
 //! delivery ends with; this module is the use case that goes from one to the other.
 
 mod stop;
+mod verify;
 mod wire;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub use stop::{DeadReason, RetryReason};
 pub use wire::{MediaTask, TaskParseError, parse_task};
 
 use stop::Stop;
+use verify::Mismatch;
 
 /// How many times one delivery resumes a broken resumable upload before it gives the task back.
 const RESUMES_PER_ATTEMPT: u32 = 3;
@@ -144,14 +146,16 @@ impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> SendMedi
                     Some(id) => id,
                     None => {
                         let media = upload_of(&file, message.file_name());
-                        let id = self
+                        let mismatch = Mismatch::default();
+                        let uploaded = self
                             .meta
                             .upload_message_media(
                                 message.phone_number_id(),
                                 &media,
-                                self.bytes(&file, 0).await?,
+                                self.bytes(&file, 0, &mismatch).await?,
                             )
-                            .await?;
+                            .await;
+                        let id = checked(&file, uploaded, &mismatch)?;
                         record.media_id = Some(id.clone());
                         self.save(record).await?;
                         id
@@ -208,10 +212,28 @@ impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> SendMedi
         Ok(snapshot.file.ok_or(RetryReason::FileIncomplete(file))?)
     }
 
-    async fn bytes(&self, file: &FileRecord, from: u64) -> Result<ByteStream, Stop> {
-        let range = (from > 0).then_some(from..file.size);
-        let read = self.blobs.read(&file.blob_path, range).await?;
-        Ok(Box::pin(read.stream.map_err(std::io::Error::other)))
+    /// The file's bytes from `from` on, checked against its SHA-256 as they pass (see
+    /// [`verify`]); a file whose checksum is not known yet is sent as it is.
+    async fn bytes(
+        &self,
+        file: &FileRecord,
+        from: u64,
+        mismatch: &Mismatch,
+    ) -> Result<ByteStream, Stop> {
+        let Some(expected) = file.sha256 else {
+            tracing::debug!(file_id = %file.id, "the file's checksum is not known yet; sent unchecked");
+            let range = (from > 0).then_some(from..file.size);
+            let read = self.blobs.read(&file.blob_path, range).await?;
+            return Ok(Box::pin(read.stream.map_err(std::io::Error::other)));
+        };
+        // From the start even when resuming: the digest needs every byte.
+        let read = self.blobs.read(&file.blob_path, None).await?;
+        Ok(verify::verified(
+            read.stream,
+            from,
+            expected,
+            mismatch.clone(),
+        ))
     }
 
     /// Meta's Resumable Upload: a session (recorded, so that a later delivery resumes it), then
@@ -238,16 +260,20 @@ impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> SendMedi
         };
         let mut resumes = 0;
         loop {
-            match self
+            let mismatch = Mismatch::default();
+            let uploaded = self
                 .meta
                 .upload_resumable(
                     &session,
                     offset,
                     file.size - offset,
-                    self.bytes(file, offset).await?,
+                    self.bytes(file, offset, &mismatch).await?,
                 )
-                .await
-            {
+                .await;
+            if mismatch.found() {
+                return Err(DeadReason::ChecksumMismatch(file.id).into());
+            }
+            match uploaded {
                 Ok(handle) => return Ok(handle),
                 Err(MetaError::Transient(fault)) if resumes < RESUMES_PER_ATTEMPT => {
                     resumes += 1;
@@ -264,6 +290,19 @@ impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> SendMedi
         self.store.save_task(record).await?;
         Ok(())
     }
+}
+
+/// A Meta upload's result, unless the bytes it read failed their checksum: then whatever Meta
+/// said (a broken upload, most likely) is beside the point, and the task is dead.
+fn checked<T>(
+    file: &FileRecord,
+    uploaded: Result<T, MetaError>,
+    mismatch: &Mismatch,
+) -> Result<T, Stop> {
+    if mismatch.found() {
+        return Err(DeadReason::ChecksumMismatch(file.id).into());
+    }
+    Ok(uploaded?)
 }
 
 fn upload_of(file: &FileRecord, file_name: Option<&str>) -> MediaUpload {

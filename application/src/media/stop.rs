@@ -54,6 +54,12 @@ pub enum DeadReason {
     /// The file record exists but its bytes do not; what the blob store says is missing.
     #[error("the file's blob is missing: {0}")]
     BlobMissing(String),
+    /// The stored bytes no longer hash to the SHA-256 on the file's record: they changed after
+    /// the upload. Nothing was completed at Meta.
+    #[error(
+        "checksum mismatch: the stored bytes of file {0} do not hash to its recorded SHA-256; nothing was sent"
+    )]
+    ChecksumMismatch(FileId),
     /// The file's type or size is not one Meta takes for this use.
     #[error(transparent)]
     NotAccepted(#[from] MediaRejection),

@@ -22,6 +22,7 @@ fn assert_done(outcome: TaskOutcome) {
 
 struct World {
     store: InMemoryStore,
+    blobs: InMemoryBlobs,
     uploads: Uploads<InMemoryStore, InMemoryBlobs, FixedClock, SeqIds>,
     meta: FakeMeta,
     worker: SendMedia<InMemoryStore, InMemoryBlobs, FixedClock, FakeMeta>,
@@ -35,12 +36,13 @@ fn world() -> World {
         uploads: Uploads::new(store.clone(), blobs.clone(), FixedClock, SeqIds::default()),
         worker: SendMedia::new(
             store.clone(),
-            blobs,
+            blobs.clone(),
             FixedClock,
             meta.clone(),
             Duration::from_secs(60),
         ),
         store,
+        blobs,
         meta,
     }
 }
@@ -381,4 +383,47 @@ async fn a_delivery_while_another_holds_the_task_waits() {
         "{outcome:?}"
     );
     assert!(w.meta.state().messages.is_empty());
+}
+
+/// Bytes that changed in storage after the upload (their SHA-256 is no longer the record's)
+/// are never sent whole: the upload to Meta fails before its last piece, nothing is sent or
+/// created, and the task is dead ("checksum mismatch") rather than retried.
+#[tokio::test]
+async fn bytes_that_changed_since_the_upload_are_never_sent() {
+    for (mode, task) in [(Mode::Message, 41), (Mode::Template, 42)] {
+        let w = world();
+        let id = file(&w, mode, "image/png", &[b"\x89PNG..", b"rest"]).await;
+        let record = w
+            .store
+            .find_session(who().firm, id)
+            .await
+            .unwrap()
+            .and_then(|s| s.file)
+            .unwrap();
+        assert!(
+            record.sha256.is_some(),
+            "sent in order: hashed at the commit"
+        );
+        w.blobs.overwrite(
+            record.blob_path.as_str(),
+            Bytes::from_static(b"\x89PNG..r3st"),
+        );
+        let body = match mode {
+            Mode::Template => template_task(task, id),
+            _ => message_task(task, id),
+        };
+        match w.worker.handle_task(&body, 1).await {
+            TaskOutcome::Dead(reason) => {
+                assert!(
+                    reason.to_string().starts_with("checksum mismatch"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{mode}: expected dead, got {other:?}"),
+        }
+        let meta = w.meta.state();
+        assert!(meta.media.is_empty(), "no media upload completed");
+        assert!(meta.messages.is_empty(), "no message sent");
+        assert!(meta.templates.is_empty(), "no template created");
+    }
 }

@@ -153,6 +153,11 @@ impl FakeMeta {
         self.shared.recorded().media(media_id).cloned()
     }
 
+    /// How many files `/media` accepted.
+    pub fn media_count(&self) -> usize {
+        self.shared.recorded().media.len()
+    }
+
     /// Every accepted message, in order.
     pub fn messages(&self) -> Vec<SentMessage> {
         self.shared.recorded().messages.clone()

@@ -290,6 +290,43 @@ async fn a_permanent_error_sends_the_task_to_dead_letters_with_its_reason() {
     s.done().await;
 }
 
+/// A file whose stored bytes no longer hash to the SHA-256 on its record (here the record is
+/// changed, as a corrupt disk would change the bytes) is never sent: the task goes to dead
+/// letters with "checksum mismatch" at once, and Meta neither has the media nor a message.
+#[tokio::test]
+async fn a_file_failing_its_checksum_is_dead_lettered_and_never_sent() {
+    let s = Setup::new().await;
+    let data = png(3_000_000);
+    let file = s.file(&data, "Message", "image/png", "a.png").await;
+    let filegate_tests::Db::Postgres(mut db) = s.app.db().await else {
+        unreachable!("the Azure profile")
+    };
+    let changed = sqlx::query("UPDATE files SET sha256 = $2 WHERE id = $1 AND sha256 IS NOT NULL")
+        .bind(Uuid::parse_str(&file).unwrap())
+        .bind("0".repeat(64))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(
+        changed.rows_affected(),
+        1,
+        "sent in order: its checksum is known"
+    );
+    let task = Uuid::new_v4();
+    s.publish(&s.message_task(task, &file, "image")).await;
+    s.broker
+        .wait_ready(&s.names.dead_queue, 1, Duration::from_secs(30))
+        .await;
+    let dead = s.broker.get(&s.names.dead_queue).await.unwrap();
+    let reason = header(&dead, "x-filegate-reason");
+    assert!(reason.starts_with("checksum mismatch"), "{reason}");
+    let (status, attempts, _) = s.task(task).await.unwrap();
+    assert_eq!((status.as_str(), attempts), ("failed", 1));
+    assert!(s.meta.messages().is_empty(), "no message sent");
+    assert!(s.meta.media_count() == 0, "no media completed at Meta");
+    s.done().await;
+}
+
 #[tokio::test]
 async fn a_task_delivered_twice_is_sent_once() {
     let s = Setup::new().await;
