@@ -181,11 +181,19 @@ async fn upload(args: UploadArgs) -> anyhow::Result<()> {
                     "size": done.size,
                     "totalBlocks": done.total_blocks,
                     "sentBlocks": done.sent_blocks,
+                    "sha256": done.sha256,
+                    "verified": done.verified,
                 });
                 println!("{line}");
             } else {
                 println!("fileId: {}", done.file_id);
                 println!("url:    {}", done.url.as_deref().unwrap_or("-"));
+                println!("sha256: {}", done.sha256);
+                if !done.verified {
+                    eprintln!(
+                        "filegate: the service had not computed the file's checksum yet; it was not compared"
+                    );
+                }
             }
             Ok(())
         }

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::multipart::{Form, Part};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// What to upload and how.
@@ -43,7 +44,17 @@ pub struct UploadResult {
     pub total_blocks: u32,
     /// Blocks sent by this run (fewer than the total when resuming).
     pub sent_blocks: u32,
+    /// The SHA-256 of the local file, in hex: the service's record of the stored file says
+    /// the same, or the upload fails with [`UploadError::ChecksumMismatch`].
+    pub sha256: String,
+    /// Whether the service's checksum was there to compare; it is computed moments after a
+    /// commit whose chunks arrived out of order, and is waited for (at most
+    /// [`CHECKSUM_WAIT`]).
+    pub verified: bool,
 }
+
+/// How long the uploader waits for the service to compute a file's checksum.
+pub const CHECKSUM_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -80,6 +91,15 @@ pub enum UploadError {
     },
     #[error("the service's answer was not understood: {0}")]
     Protocol(String),
+    /// The stored file is not this file: something changed the bytes on the way or in storage.
+    #[error(
+        "the stored file {file_id} has SHA-256 {server}, but the local file has {local}: delete it and upload again"
+    )]
+    ChecksumMismatch {
+        file_id: Uuid,
+        local: String,
+        server: String,
+    },
 }
 
 impl UploadError {
@@ -106,6 +126,8 @@ struct ChunkData {
     file_id: Uuid,
     url: Option<String>,
     is_complete: bool,
+    #[serde(default)]
+    sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +137,8 @@ struct StatusData {
     url: Option<String>,
     total_blocks: u32,
     missing_blocks: Vec<u32>,
+    #[serde(default)]
+    sha256: Option<String>,
 }
 
 /// The longest `Retry-After` obeyed: a proxy that asks for an hour would otherwise leave the
@@ -215,14 +239,19 @@ impl Client {
                 self.bar
                     .set_position(done.saturating_mul(self.options.chunk_size).min(self.size));
                 if status.is_complete {
-                    return Ok(self.result(id, status.url, 0));
+                    return self.verify(id, status.url, 0, status.sha256).await;
                 }
                 (id, status.missing_blocks, None)
             }
             None => {
                 let first = self.send_with_retries(None, 0).await?;
                 let rest: Vec<u32> = (1..self.total).collect();
-                (first.file_id, rest, first.url.filter(|_| first.is_complete))
+                let sha256 = first.sha256.clone();
+                (
+                    first.file_id,
+                    rest,
+                    first.url.filter(|_| first.is_complete).map(|u| (u, sha256)),
+                )
             }
         };
         let sent = missing.len() as u32 + u32::from(self.options.resume.is_none());
@@ -233,32 +262,87 @@ impl Client {
         .buffer_unordered(self.options.parallel.max(1));
         while let Some(answer) = sends.next().await {
             let answer = answer?;
-            if answer.is_complete {
-                url = answer.url.or(url);
+            if answer.is_complete
+                && let Some(done) = answer.url
+            {
+                url = Some((done, answer.sha256));
             }
         }
-        if url.is_none() {
-            // The completing answer may have been lost to a retry; the status knows.
-            let status = self.status(file_id).await?;
-            if !status.is_complete {
-                return Err(UploadError::Protocol(format!(
-                    "every block was sent but the upload is not complete; missing {:?}",
-                    status.missing_blocks
-                )));
+        let (url, sha256) = match url {
+            Some((url, sha256)) => (Some(url), sha256),
+            None => {
+                // The completing answer may have been lost to a retry; the status knows.
+                let status = self.status(file_id).await?;
+                if !status.is_complete {
+                    return Err(UploadError::Protocol(format!(
+                        "every block was sent but the upload is not complete; missing {:?}",
+                        status.missing_blocks
+                    )));
+                }
+                (status.url, status.sha256)
             }
-            url = status.url;
-        }
-        Ok(self.result(file_id, url, sent))
+        };
+        self.verify(file_id, url, sent, sha256).await
     }
 
-    fn result(&self, file_id: Uuid, url: Option<String>, sent_blocks: u32) -> UploadResult {
-        UploadResult {
+    /// Compares the local file's SHA-256 with the service's, waiting for the service's while
+    /// it is still being computed (at most [`CHECKSUM_WAIT`]).
+    async fn verify(
+        &self,
+        file_id: Uuid,
+        url: Option<String>,
+        sent_blocks: u32,
+        server: Option<String>,
+    ) -> Result<UploadResult, UploadError> {
+        let local = self.local_sha256().await?;
+        let mut server = server;
+        let deadline = tokio::time::Instant::now() + CHECKSUM_WAIT;
+        while server.is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            server = self.status(file_id).await?.sha256;
+        }
+        if let Some(server) = &server
+            && !server.eq_ignore_ascii_case(&local)
+        {
+            return Err(UploadError::ChecksumMismatch {
+                file_id,
+                local,
+                server: server.clone(),
+            });
+        }
+        Ok(UploadResult {
             file_id,
             url,
             size: self.size,
             total_blocks: self.total,
             sent_blocks,
-        }
+            sha256: local,
+            verified: server.is_some(),
+        })
+    }
+
+    /// The SHA-256 of the whole local file, read in pieces on the blocking pool.
+    async fn local_sha256(&self) -> Result<String, UploadError> {
+        let path = self.options.file.clone();
+        let hashed = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut file = std::fs::File::open(&path)?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(hex::encode(hasher.finalize()));
+                }
+                hasher.update(&buf[..n]);
+            }
+        })
+        .await
+        .map_err(|e| UploadError::Protocol(format!("hashing the file failed: {e}")))?;
+        hashed.map_err(|source| UploadError::File {
+            path: self.options.file.clone(),
+            source,
+        })
     }
 
     async fn read_block(&self, block: u32) -> Result<Vec<u8>, UploadError> {
@@ -343,6 +427,8 @@ impl Client {
         if let Some(id) = file_id {
             form = form.text("FileId", id.to_string());
         }
+        // Checked by the service before it keeps the chunk.
+        form = form.text("ChunkSha256", hex::encode(Sha256::digest(&data)));
         // Last, so that the server streams the bytes to storage as they arrive.
         form = form.part("File", Part::bytes(data).file_name(name));
         let url = format!(
@@ -380,6 +466,7 @@ impl Client {
                 file_id: file_id.unwrap_or_default(),
                 url: None,
                 is_complete: true,
+                sha256: None,
             }),
             408 | 429 | 500..=599 => Err(TryError::Retry {
                 message: format!("{status}: {message}"),

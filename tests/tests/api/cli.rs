@@ -9,6 +9,11 @@ use tokio::process::Command;
 
 use crate::support::{envelope, random_bytes};
 
+fn sha(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 const CHUNK: usize = 256 * 1024;
 
 fn uploader(app: &TestApp, file: &std::path::Path, extra: &[&str]) -> Command {
@@ -63,6 +68,10 @@ async fn the_uploader_sends_a_file_in_parallel_chunks_and_prints_one_json_line()
     assert_eq!(done["sentBlocks"], 12);
     assert_eq!(done["size"], data.len());
     assert_eq!(app.fetch(done["url"].as_str().unwrap()).await, data);
+    // Out of order (four in flight): the service's checksum came after the commit, and the
+    // uploader waited for it and compared.
+    assert_eq!(done["sha256"], sha(&data));
+    assert_eq!(done["verified"], true);
     let _ = std::fs::remove_file(file);
 }
 
@@ -90,6 +99,7 @@ async fn the_uploader_resumes_an_interrupted_upload_with_only_the_missing_blocks
     assert_eq!(done["fileId"], id.as_str());
     assert_eq!(done["sentBlocks"], 4, "only the missing blocks are sent");
     assert_eq!(app.fetch(done["url"].as_str().unwrap()).await, data);
+    assert_eq!(done["verified"], true);
 
     // Resuming a complete upload sends nothing and answers the same file.
     let again = run_json(uploader(&app, &file, &["--resume", &id])).await;
@@ -129,5 +139,38 @@ async fn the_uploader_stops_at_once_on_a_refused_key() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("401"), "{stderr}");
+    let _ = std::fs::remove_file(file);
+}
+
+/// The uploader compares the stored file's SHA-256 with the local file's: when they differ
+/// (here the record is changed, as a corrupt store would change the bytes) it fails, saying
+/// both.
+#[tokio::test]
+async fn the_uploader_fails_when_the_stored_files_checksum_differs() {
+    let app = TestApp::spawn(Profile::Embedded).await;
+    let data = random_bytes(2 * CHUNK);
+    let file = temp_file(&data);
+    let done = run_json(uploader(&app, &file, &[])).await;
+    assert_eq!(done["sha256"], sha(&data));
+    let id = done["fileId"].as_str().unwrap().to_owned();
+    let filegate_tests::Db::Sqlite(mut db) = app.db().await else {
+        unreachable!("the embedded profile")
+    };
+    sqlx::query("UPDATE files SET sha256 = ?2 WHERE id = ?1")
+        .bind(&id)
+        .bind("0".repeat(64))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let out = uploader(&app, &file, &["--resume", &id])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&"0".repeat(64)) && stderr.contains(&sha(&data)),
+        "{stderr}"
+    );
     let _ = std::fs::remove_file(file);
 }
