@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod check;
 pub mod checksums;
 pub mod completion;
 mod digests;

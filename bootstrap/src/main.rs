@@ -46,6 +46,15 @@ enum Command {
     Upload(UploadArgs),
     /// Consume media tasks from RabbitMQ and send their files to Meta.
     Worker,
+    /// Hold the metadata against the blob store: records without bytes (or of another size),
+    /// bytes without records and staging without an upload (both older than an hour), files
+    /// without a checksum. One line per finding; exits 1 while an inconsistency is left.
+    Check {
+        /// Fix what is safe to fix: remove the bytes and staging nobody answers for, fill in
+        /// missing checksums. A record without bytes is only reported.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,6 +158,34 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Upload(args) => upload(args).await,
         Command::Worker => startup::worker(settings).await,
+        Command::Check { repair } => {
+            let report = startup::check(&settings, repair).await?;
+            for finding in &report.findings {
+                let fixed = if report.repaired.contains(finding) {
+                    " (repaired)"
+                } else {
+                    ""
+                };
+                println!("{finding}{fixed}");
+            }
+            let left = report.unresolved().count();
+            println!(
+                "checked: {} findings, {} repaired, {left} inconsistencies left",
+                report.findings.len(),
+                report.repaired.len()
+            );
+            if left > 0 {
+                anyhow::bail!(
+                    "{left} inconsistencies left{}",
+                    if repair {
+                        ""
+                    } else {
+                        " (--repair fixes what is safe to fix)"
+                    }
+                );
+            }
+            Ok(())
+        }
         Command::Openapi => {
             let mut out = std::io::stdout().lock();
             match writeln!(out, "{}", startup::openapi(&settings)) {

@@ -19,6 +19,7 @@ use filegate_adapter_meta::MetaHttpClient;
 use filegate_adapter_postgres::PgStore;
 use filegate_adapter_rabbitmq::{RabbitPublisher, run_worker};
 use filegate_adapter_sqlite::SqliteStore;
+use filegate_application::check::CheckReport;
 use filegate_application::checksums::fill_checksums;
 use filegate_application::events::{OutboxRelay, purge_old_events};
 use filegate_application::housekeeping::sweep_leftovers;
@@ -185,6 +186,29 @@ macro_rules! with_blobs {
             }
         }
     };
+}
+
+/// `filegate check`: the metadata store held against the blob store (see
+/// [`filegate_application::check`]).
+pub async fn check(settings: &Settings, repair: bool) -> anyhow::Result<CheckReport> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let store = metadata_store(settings).await?;
+    with_store!(store, |s| check_with_store(s, settings, repair).await)
+}
+
+async fn check_with_store<M: MetadataStore>(
+    store: M,
+    settings: &Settings,
+    repair: bool,
+) -> anyhow::Result<CheckReport> {
+    with_blobs!(settings, |blobs| Ok(filegate_application::check::check(
+        &store,
+        &blobs,
+        repair,
+        chrono::Utc::now()
+    )
+    .await
+    .context("the check could not finish")?))
 }
 
 async fn serve_with_store<M: MetadataStore>(store: M, settings: Settings) -> anyhow::Result<()> {

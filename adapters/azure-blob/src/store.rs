@@ -5,7 +5,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use filegate_application::ports::{BlobError, BlobRead, BlobStore, ChunkBody, StagedPart};
+use filegate_application::ports::{
+    BlobError, BlobRead, BlobStore, ChunkBody, ListedBlob, StagedPart,
+};
 use filegate_domain::{BlobPath, BlockIndex};
 use futures::{StreamExt, TryStreamExt};
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder, split_sas};
@@ -446,6 +448,26 @@ impl BlobStore for AzureBlobStore {
         _part_id: &str,
     ) -> Result<(), BlobError> {
         Ok(())
+    }
+
+    /// List Blobs over the whole container (committed blobs only: uncommitted blocks are not
+    /// blobs).
+    async fn list_blobs(&self) -> Result<Vec<ListedBlob>, BlobError> {
+        let cx = self.cx("listing", "the container");
+        let metas: Vec<_> = self
+            .inner
+            .list(None)
+            .try_collect()
+            .await
+            .map_err(|e| errors::map(e, &cx))?;
+        Ok(metas
+            .into_iter()
+            .map(|meta| ListedBlob {
+                path: BlobPath::from_stored(meta.location.to_string()),
+                size: meta.size,
+                modified: meta.last_modified,
+            })
+            .collect())
     }
 
     async fn read(

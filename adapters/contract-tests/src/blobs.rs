@@ -474,6 +474,41 @@ pub async fn a_blob_put_whole_reads_back_and_a_failed_put_leaves_none<B: BlobSto
     );
 }
 
+/// The listing holds committed blobs, with their size and a recent time, under the path they
+/// were written at (odd names included), and neither a blob only staged nor a deleted one.
+/// Other cases share the container, so only these blobs are looked for.
+pub async fn committed_blobs_are_listed_and_staging_is_not<B: BlobStore>(store: &B) {
+    let blocks = [random_bytes(1000), random_bytes(10)];
+    let listed_path = committed(store, "listed [1] été.pdf", &blocks).await;
+    let staged_only = fresh_path("staged.pdf");
+    let upload = ok(store.begin(&staged_only).await, "begin");
+    stage(store, &staged_only, &upload, 2, 0, blocks[0].clone()).await;
+    let deleted = committed(store, "deleted.pdf", &blocks).await;
+    ok(store.delete(&deleted).await, "delete");
+
+    let listing = ok(store.list_blobs().await, "list_blobs");
+    let found = listing
+        .iter()
+        .find(|b| b.path == listed_path)
+        .unwrap_or_else(|| panic!("{listed_path} is not in the listing"));
+    assert_eq!(found.size, 1010);
+    let age = chrono::Utc::now() - found.modified;
+    assert!(
+        age < chrono::Duration::minutes(5) && age > chrono::Duration::minutes(-5),
+        "written just now: {}",
+        found.modified
+    );
+    assert!(
+        !listing.iter().any(|b| b.path == staged_only),
+        "staging is no blob"
+    );
+    assert!(
+        !listing.iter().any(|b| b.path == deleted),
+        "a deleted blob is gone"
+    );
+    ok(store.discard_staging(&upload).await, "discard_staging");
+}
+
 /// A path no other case or run uses.
 pub fn fresh_path(name: &str) -> BlobPath {
     BlobPath::for_file(

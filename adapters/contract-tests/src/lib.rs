@@ -69,6 +69,7 @@ macro_rules! upload_store_suite {
                 an_upload_id_is_open_only_while_its_session_is,
                 open_uploads_are_counted_per_firm,
                 files_without_a_checksum_are_listed_until_one_is_set,
+                the_inventory_lists_live_files_and_known_paths,
                 idle_open_sessions_expire_once,
                 a_deleted_session_is_a_tombstone,
             ]
@@ -160,6 +161,7 @@ macro_rules! blob_store_suite {
                     a_missing_blob_is_not_found_and_deleting_it_succeeds,
                     a_deleted_blob_is_not_found,
                     the_location_names_the_path,
+                    committed_blobs_are_listed_and_staging_is_not,
                 ]
             );
         }

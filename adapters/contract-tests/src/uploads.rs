@@ -12,7 +12,7 @@ use filegate_application::completion::{
     BlockOutcome, CommitPlan, RecordError, record_block, record_first_block,
 };
 use filegate_application::ports::{ExpiredUpload, StoreError, UploadStore};
-use filegate_domain::{FileId, FileRecord, FirmId, Mode, SessionState, UploadSession};
+use filegate_domain::{BlobPath, FileId, FileRecord, FirmId, Mode, SessionState, UploadSession};
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
@@ -833,4 +833,73 @@ where
     .and_then(|s| s.file)
     .expect("the committed file");
     assert_eq!(read.sha256, Some(digest(1)));
+}
+
+/// The inventory: complete files that are not deleted, page by page in id order; a blob path
+/// is known while a complete file or an open upload answers for it, not once deleted or
+/// expired, and an unknown path is not.
+pub async fn the_inventory_lists_live_files_and_known_paths<M>(store: M)
+where
+    M: UploadStore
+        + filegate_application::ports::DeletionStore
+        + filegate_application::ports::InventoryStore,
+{
+    let mut live = Vec::new();
+    for name in ["a.pdf", "b.pdf", "c.pdf"] {
+        live.push(complete_file(&store, Mode::Message, name).await);
+    }
+    let gone = session(Mode::Message, 1, "gone.pdf");
+    ok(store.open_session(&gone).await, "open_session");
+    commit_last(&store, &gone, 0).await;
+    let event = filegate_application::events::file_deleted(&gone);
+    assert!(ok(
+        store.mark_deleted(gone.firm, gone.file_id, &event).await,
+        "mark_deleted"
+    ));
+    let open = session(Mode::Import, 2, "open.csv");
+    ok(store.open_session(&open).await, "open_session");
+    let idle = UploadSession {
+        created_at: now() - chrono::Duration::hours(2),
+        ..session(Mode::Profile, 2, "idle.png")
+    };
+    ok(store.open_session(&idle).await, "open_session");
+    ok(
+        store
+            .expire_idle(Mode::Profile, now() - chrono::Duration::hours(1))
+            .await,
+        "expire_idle",
+    );
+
+    live.sort_by_key(|f| f.id);
+    let first = ok(store.live_files(None, 2).await, "live_files");
+    assert_eq!(first, live[..2].to_vec(), "the first page, in id order");
+    let rest = ok(store.live_files(Some(first[1].id), 2).await, "live_files");
+    assert_eq!(
+        rest,
+        live[2..].to_vec(),
+        "the next page; the deleted file is not in it"
+    );
+    assert!(ok(store.live_files(Some(live[2].id), 2).await, "live_files").is_empty());
+
+    let known = |path: BlobPath| {
+        let store = store.clone();
+        async move { ok(store.blob_path_known(&path).await, "blob_path_known") }
+    };
+    assert!(
+        known(live[0].blob_path.clone()).await,
+        "a complete file's path"
+    );
+    assert!(known(open.blob_path.clone()).await, "an open upload's path");
+    assert!(
+        !known(gone.blob_path.clone()).await,
+        "a deleted file's path"
+    );
+    assert!(
+        !known(idle.blob_path.clone()).await,
+        "an expired upload's path"
+    );
+    assert!(
+        !known(BlobPath::from_stored("messages/nobody/x.pdf".into())).await,
+        "a path nobody wrote"
+    );
 }

@@ -28,7 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use filegate_application::ports::{BlobError, BlobRead, BlobStore, ChunkBody, StagedPart};
+use filegate_application::ports::{
+    BlobError, BlobRead, BlobStore, ChunkBody, ListedBlob, StagedPart,
+};
 use filegate_domain::{BlobPath, BlockIndex};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -252,6 +254,39 @@ impl Inner {
             BlobError::Unknown(anyhow::anyhow!("refusing the upload: {reason}"))
         })?;
         Ok(self.staging.join(upload_id))
+    }
+
+    fn list_blobs(&self) -> Result<Vec<ListedBlob>, BlobError> {
+        let cx = |e| self.io_error(e, "listing the blobs in", &self.root.display());
+        let mut listed = Vec::new();
+        let mut folders = vec![(self.root.clone(), String::new())];
+        while let Some((folder, prefix)) = folders.pop() {
+            for entry in fs::read_dir(&folder).map_err(cx)? {
+                let entry = entry.map_err(cx)?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                // Hidden: the staging area, temporary files, anything not a blob.
+                if name.starts_with('.') {
+                    continue;
+                }
+                let relative = format!("{prefix}{name}");
+                let kind = entry.file_type().map_err(cx)?;
+                if kind.is_dir() {
+                    folders.push((entry.path(), format!("{relative}/")));
+                } else if kind.is_file() {
+                    let meta = entry.metadata().map_err(cx)?;
+                    let modified = meta.modified().map_err(cx)?;
+                    listed.push(ListedBlob {
+                        path: BlobPath::from_stored(relative),
+                        size: meta.len(),
+                        modified: chrono::DateTime::<chrono::Utc>::from(modified),
+                    });
+                }
+            }
+        }
+        listed.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+        Ok(listed)
     }
 
     fn remove_leftovers(&self, older_than: Duration) -> Result<usize, BlobError> {
@@ -985,6 +1020,12 @@ impl BlobStore for LocalFsStore {
             range,
             stream,
         })
+    }
+
+    /// Every file under the root but the staging area and hidden (temporary) files, by its
+    /// path relative to the root with `/` between segments: the blob path it was written at.
+    async fn list_blobs(&self) -> Result<Vec<ListedBlob>, BlobError> {
+        self.blocking(|inner| inner.list_blobs()).await
     }
 
     /// Deleting a file that does not exist succeeds: the caller wants it gone, and it is.

@@ -39,11 +39,11 @@ macro_rules! metadata_ports {
             use ::filegate_application::media_ports::OutgoingEvent;
             use ::filegate_application::ports::{
                 ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx,
-                BlockUpsert, ChecksumStore, DeletionStore, ExpiredUpload, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
+                BlockUpsert, ChecksumStore, DeletionStore, InventoryStore, ExpiredUpload, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
                 TaskClaim, TaskRecord, TaskStore, UploadStore,
             };
             use ::filegate_domain::{
-                ApiKeyId, FileId, FileRecord, FirmId, Mode, SessionState, Sha256Digest, TaskId,
+                ApiKeyId, BlobPath, FileId, FileRecord, FirmId, Mode, SessionState, Sha256Digest, TaskId,
                 UploadSession,
             };
             use $crate::{
@@ -754,6 +754,45 @@ macro_rules! metadata_ports {
                     .await
                     .map_err(err)?;
                     Ok(done.rows_affected() > 0)
+                }
+            }
+
+            impl InventoryStore for $store {
+                async fn live_files(
+                    &self,
+                    after: Option<FileId>,
+                    limit: u32,
+                ) -> Result<Vec<FileRecord>, StoreError> {
+                    let after = after.map(|f| id(f.as_uuid()));
+                    let rows: Vec<FileRow<U, T>> = ::sqlx::query_as(concat!(
+                        "SELECT ",
+                        $crate::file_columns!(),
+                        " FROM files
+                         WHERE ($1 IS NULL OR id > $1)
+                           AND NOT EXISTS (SELECT 1 FROM upload_sessions s
+                                           WHERE s.file_id = files.id
+                                             AND s.deleted_at IS NOT NULL)
+                         ORDER BY id
+                         LIMIT $2"
+                    ))
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    rows.into_iter().map(FileRow::into_domain::<D>).collect()
+                }
+
+                async fn blob_path_known(&self, path: &BlobPath) -> Result<bool, StoreError> {
+                    ::sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM upload_sessions
+                                        WHERE blob_path = $1 AND deleted_at IS NULL
+                                          AND (state = 'committed' OR expired_at IS NULL))",
+                    )
+                    .bind(path.as_str())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(err)
                 }
             }
 

@@ -20,6 +20,9 @@ struct BlobState {
     blobs: HashMap<String, Bytes>,
     commits: u32,
     reads: u32,
+    /// Write times set by hand ([`InMemoryBlobs::set_modified`]); any other blob was
+    /// written just now.
+    modified: HashMap<String, chrono::DateTime<chrono::Utc>>,
     next: u64,
 }
 
@@ -51,6 +54,11 @@ impl InMemoryBlobs {
     /// Replaces a committed blob's bytes behind the metadata's back, as a corrupt disk would.
     pub fn overwrite(&self, path: &str, data: Bytes) {
         self.lock().blobs.insert(path.to_owned(), data);
+    }
+
+    /// Makes a blob look written at `at`, as an old leftover would.
+    pub fn set_modified(&self, path: &str, at: chrono::DateTime<chrono::Utc>) {
+        self.lock().modified.insert(path.to_owned(), at);
     }
 
     /// Blobs there now.
@@ -190,6 +198,25 @@ impl BlobStore for InMemoryBlobs {
             range,
             stream: futures::stream::once(async move { Ok(part) }).boxed(),
         })
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<crate::ports::ListedBlob>, BlobError> {
+        let state = self.lock();
+        let mut listed: Vec<_> = state
+            .blobs
+            .iter()
+            .map(|(path, data)| crate::ports::ListedBlob {
+                path: BlobPath::from_stored(path.clone()),
+                size: data.len() as u64,
+                modified: state
+                    .modified
+                    .get(path)
+                    .copied()
+                    .unwrap_or_else(chrono::Utc::now),
+            })
+            .collect();
+        listed.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+        Ok(listed)
     }
 
     async fn delete(&self, path: &BlobPath) -> Result<(), BlobError> {

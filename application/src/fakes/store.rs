@@ -8,17 +8,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use filegate_domain::{
-    ApiKeyId, BlockSet, FileId, FileRecord, FirmId, Mode, SessionState, Sha256Digest, TaskId,
-    UploadSession,
+    ApiKeyId, BlobPath, BlockSet, FileId, FileRecord, FirmId, Mode, SessionState, Sha256Digest,
+    TaskId, UploadSession,
 };
 use tokio::sync::OwnedMutexGuard;
 
 use crate::media_ports::OutgoingEvent;
 use crate::ports::{
-    BlockUpsert, ChecksumStore, ClaimDecision, DeletionStore, ExpiredUpload, KeyStore,
-    LockedSession, OutboxStore, SessionSnapshot, SessionTx, StagedBlock, StagedPart, StoreError,
-    StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore,
-    UploadStore,
+    BlockUpsert, ChecksumStore, ClaimDecision, DeletionStore, ExpiredUpload, InventoryStore,
+    KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx, StagedBlock, StagedPart,
+    StoreError, StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus,
+    TaskStore, UploadStore,
 };
 
 /// A staged block as kept: part id and size, by index.
@@ -179,6 +179,37 @@ impl ChecksumStore for InMemoryStore {
             }
             _ => Ok(false),
         }
+    }
+}
+
+impl InventoryStore for InMemoryStore {
+    async fn live_files(
+        &self,
+        after: Option<FileId>,
+        limit: u32,
+    ) -> Result<Vec<FileRecord>, StoreError> {
+        let state = self.lock();
+        let mut files: Vec<FileRecord> = state
+            .files
+            .values()
+            .filter(|f| after.is_none_or(|a| f.id > a))
+            .filter(|f| {
+                state
+                    .sessions
+                    .get(&f.id)
+                    .is_none_or(|s| s.state != SessionState::Deleted)
+            })
+            .cloned()
+            .collect();
+        files.sort_by_key(|f| f.id);
+        files.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(files)
+    }
+
+    async fn blob_path_known(&self, path: &BlobPath) -> Result<bool, StoreError> {
+        Ok(self.lock().sessions.values().any(|s| {
+            &s.blob_path == path && matches!(s.state, SessionState::Open | SessionState::Committed)
+        }))
     }
 }
 

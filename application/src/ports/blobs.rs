@@ -239,6 +239,15 @@ impl std::fmt::Debug for BlobRead {
     }
 }
 
+/// A committed blob as the store lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedBlob {
+    pub path: BlobPath,
+    pub size: u64,
+    /// When it was last written.
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
 /// Block staging and committed blobs.
 pub trait BlobStore: Clone + Send + Sync + 'static {
     /// Answers whether the store is reachable and its container exists.
@@ -333,6 +342,9 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
         upload_id: &str,
         part_id: &str,
     ) -> impl Future<Output = Result<(), BlobError>> + Send;
+
+    /// Every committed blob (not the staging, nor temporary files), for `filegate check`.
+    fn list_blobs(&self) -> impl Future<Output = Result<Vec<ListedBlob>, BlobError>> + Send;
 
     /// Streams a committed blob, whole or a byte range of it.
     fn read(

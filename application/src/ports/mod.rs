@@ -12,14 +12,16 @@
 mod blobs;
 mod checksums;
 mod deletion;
+mod inventory;
 mod keys;
 mod outbox;
 mod tasks;
 mod uploads;
 
-pub use blobs::{BlobRead, BlobStore, BodyError, ByteBudget, ChunkBody, Reservation};
+pub use blobs::{BlobRead, BlobStore, BodyError, ByteBudget, ChunkBody, ListedBlob, Reservation};
 pub use checksums::ChecksumStore;
 pub use deletion::DeletionStore;
+pub use inventory::InventoryStore;
 pub use keys::{KeyStore, StoredApiKey};
 pub use outbox::OutboxStore;
 pub use tasks::{ClaimDecision, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore};
@@ -84,12 +86,25 @@ pub trait StoreHealth: Clone + Send + Sync + 'static {
 /// Every metadata port on one value: what a metadata adapter provides and the wiring hands
 /// around. Use cases never ask for it; they name the ports they use.
 pub trait MetadataStore:
-    StoreHealth + KeyStore + UploadStore + TaskStore + OutboxStore + DeletionStore + ChecksumStore
+    StoreHealth
+    + KeyStore
+    + UploadStore
+    + TaskStore
+    + OutboxStore
+    + DeletionStore
+    + ChecksumStore
+    + InventoryStore
 {
 }
 
-impl<
-    T: StoreHealth + KeyStore + UploadStore + TaskStore + OutboxStore + DeletionStore + ChecksumStore,
-> MetadataStore for T
+impl<T> MetadataStore for T where
+    T: StoreHealth
+        + KeyStore
+        + UploadStore
+        + TaskStore
+        + OutboxStore
+        + DeletionStore
+        + ChecksumStore
+        + InventoryStore
 {
 }
