@@ -20,6 +20,7 @@ pub mod keys;
 pub mod outbox;
 mod support;
 pub mod tasks;
+pub mod upgrade;
 pub mod uploads;
 
 /// One test per case of `$port`'s module, each handed a fresh store by `$run`.
@@ -70,6 +71,7 @@ macro_rules! upload_store_suite {
                 open_uploads_are_counted_per_firm,
                 files_without_a_checksum_are_listed_until_one_is_set,
                 the_inventory_lists_live_files_and_known_paths,
+                racing_sweepers_expire_each_upload_once,
                 idle_open_sessions_expire_once,
                 a_deleted_session_is_a_tombstone,
             ]

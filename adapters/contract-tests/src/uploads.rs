@@ -903,3 +903,40 @@ where
         "a path nobody wrote"
     );
 }
+
+/// Servers sharing one database sweep at the same moments: sweepers racing on many idle
+/// uploads (each on connections of its own) expire every upload exactly once between them.
+pub async fn racing_sweepers_expire_each_upload_once<M: UploadStore>(store: M) {
+    let long_ago = now() - chrono::Duration::hours(2);
+    let mut idle = BTreeSet::new();
+    for i in 0..40 {
+        let s = UploadSession {
+            created_at: long_ago,
+            ..session(Mode::Import, 2, &format!("idle{i}.csv"))
+        };
+        ok(store.open_session(&s).await, "open_session");
+        idle.insert(s.file_id);
+    }
+    let cutoff = now() - chrono::Duration::hours(1);
+    let start = Arc::new(Barrier::new(RACERS));
+    let sweeps: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, start) = (store.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                store.expire_idle(Mode::Import, cutoff).await
+            })
+        })
+        .collect();
+    let mut expired = Vec::new();
+    for sweep in sweeps {
+        let swept = ok(sweep.await.expect("a sweeper panicked"), "expire_idle");
+        expired.extend(swept.into_iter().map(|u| u.file_id));
+    }
+    assert_eq!(
+        expired.len(),
+        idle.len(),
+        "each upload expired once, none twice"
+    );
+    assert_eq!(expired.into_iter().collect::<BTreeSet<_>>(), idle);
+}

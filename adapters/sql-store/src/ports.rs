@@ -147,6 +147,15 @@ macro_rules! metadata_ports {
                     (&$migrator).run(&self.pool).await.map_err(|e| err(e.into()))
                 }
 
+                /// Applies the migrations up to and including `version` only: how an upgrade
+                /// test makes a database as an earlier release left it.
+                pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+                    (&$migrator)
+                        .run_to(version, &self.pool)
+                        .await
+                        .map_err(|e| err(e.into()))
+                }
+
                 /// Closes the pool, waiting for the connections in use to be returned.
                 pub async fn close(&self) {
                     self.pool.close().await;

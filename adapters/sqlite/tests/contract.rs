@@ -105,6 +105,29 @@ where
 
 filegate_contract_tests::metadata_store_suites!(run);
 
+/// A database the release before issue 10 made (its migrations, its rows) upgrades, and its
+/// rows read back through today's ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_of_the_previous_release_upgrades_with_its_rows() {
+    use filegate_contract_tests::upgrade::{
+        OLD_ROWS, RELEASE_BEFORE_LIFECYCLE, old_rows_read_back,
+    };
+    with_folder(|folder| async move {
+        let store = folder.store_on(&folder.blank_url()).await;
+        store
+            .migrate_to(RELEASE_BEFORE_LIFECYCLE)
+            .await
+            .expect("the old migrations");
+        sqlx::raw_sql(OLD_ROWS)
+            .execute(store.pool())
+            .await
+            .expect("the old release's rows");
+        store.migrate().await.expect("today's migrations");
+        old_rows_read_back(store).await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connect_creates_the_file_and_its_folder() {
     with_folder(|folder| async move {
