@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use filegate_domain::{FileId, Sha256Digest};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 
 use crate::ports::ChunkBody;
@@ -156,63 +156,190 @@ pub(crate) struct Tapped {
 
 /// The hashers a body feeds as it passes.
 #[derive(Debug, Default)]
-struct Hashers {
+pub(crate) struct Hashers {
     chunk: Option<Sha256>,
     file: Option<Running>,
 }
 
+impl Hashers {
+    fn feed(&mut self, bytes: &[u8]) {
+        if let Some(chunk) = &mut self.chunk {
+            chunk.update(bytes);
+        }
+        if let Some(file) = &mut self.file {
+            file.bytes.update(bytes);
+        }
+    }
+
+    fn finish(self) -> Tapped {
+        Tapped {
+            chunk: self
+                .chunk
+                .map(|h| Sha256Digest::from_bytes(h.finalize().into())),
+            file: self.file,
+        }
+    }
+}
+
+/// Where a body's bytes are hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hashing {
+    /// In the request's own task, piece by piece: for a file of one chunk, mostly small,
+    /// where a thread would cost more than the hashing.
+    Inline,
+    /// On a thread of its own, fed the pieces (shared, not copied) through a short queue:
+    /// hashing a large chunk then overlaps with receiving and writing it instead of adding to
+    /// it, which on the in-order path costs about a third of the throughput otherwise.
+    Offloaded,
+}
+
+/// How many batches may wait for the hashing thread before the body waits for it.
+const BATCHES_AHEAD: usize = 8;
+/// The bytes handed to the hashing thread at a time: pieces arrive in 16 to 64 KiB, and
+/// waking a thread for each would cost more than hashing it. The batch holds the pieces
+/// themselves (shared, not copied).
+const BATCH_BYTES: usize = 1024 * 1024;
+
 /// A tap on a chunk's bytes, read once the store has taken them all.
-#[derive(Debug, Clone)]
-pub(crate) struct Tap(Arc<Mutex<Hashers>>);
+#[derive(Debug)]
+pub(crate) enum Tap {
+    Idle,
+    Inline(Arc<Mutex<Hashers>>),
+    Offloaded(futures::channel::oneshot::Receiver<Hashers>),
+}
 
 impl Tap {
     /// What the body fed it: to read after the store answered, when every byte has passed.
-    pub(crate) fn take(&self) -> Tapped {
-        let mut hashers = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let Hashers { chunk, file } = std::mem::take(&mut *hashers);
-        Tapped {
-            chunk: chunk.map(|h| Sha256Digest::from_bytes(h.finalize().into())),
-            file,
+    pub(crate) async fn take(self) -> Tapped {
+        match self {
+            Tap::Idle => Tapped::default(),
+            Tap::Inline(hashers) => {
+                let mut hashers = hashers.lock().unwrap_or_else(|p| p.into_inner());
+                std::mem::take(&mut *hashers).finish()
+            }
+            // Canceled only if the thread died: nothing is known then.
+            Tap::Offloaded(done) => done.await.map(Hashers::finish).unwrap_or_default(),
         }
     }
 }
 
 /// The body, feeding its bytes to a chunk digest (when `chunk` is set) and to the file's
 /// running digest (when there is one) as they pass. Without either it is the body as it was.
-pub(crate) fn tap(body: ChunkBody, chunk: bool, file: Option<Running>) -> (ChunkBody, Tap) {
+pub(crate) fn tap(
+    body: ChunkBody,
+    chunk: bool,
+    file: Option<Running>,
+    how: Hashing,
+) -> (ChunkBody, Tap) {
     let hashers = Hashers {
         chunk: chunk.then(Sha256::new),
         file,
     };
-    let idle = hashers.chunk.is_none() && hashers.file.is_none();
-    let tap = Tap(Arc::new(Mutex::new(hashers)));
-    if idle {
-        return (body, tap);
+    if hashers.chunk.is_none() && hashers.file.is_none() {
+        return (body, Tap::Idle);
     }
-    let feed = tap.clone();
+    match how {
+        Hashing::Inline => inline(body, hashers),
+        Hashing::Offloaded => offloaded(body, hashers),
+    }
+}
+
+/// [`tap`] with the hashing in the body's own stream.
+fn inline(body: ChunkBody, hashers: Hashers) -> (ChunkBody, Tap) {
+    let shared = Arc::new(Mutex::new(hashers));
+    let feed = Arc::clone(&shared);
     let body = body.map_stream(move |stream| {
         stream
             .map(move |piece| {
                 if let Ok(bytes) = &piece {
-                    feed.feed(bytes);
+                    feed.lock().unwrap_or_else(|p| p.into_inner()).feed(bytes);
                 }
                 piece
             })
             .boxed()
     });
-    (body, tap)
+    (body, Tap::Inline(shared))
 }
 
-impl Tap {
-    fn feed(&self, bytes: &Bytes) {
-        let mut hashers = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(chunk) = &mut hashers.chunk {
-            chunk.update(bytes);
+/// The body's side of an offloaded tap: the pieces not yet handed over.
+struct Feeder {
+    stream: futures::stream::BoxStream<'static, Result<Bytes, crate::ports::BodyError>>,
+    batches: futures::channel::mpsc::Sender<Vec<Bytes>>,
+    batch: Vec<Bytes>,
+    batched: usize,
+}
+
+impl Feeder {
+    async fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
         }
-        if let Some(file) = &mut hashers.file {
-            file.bytes.update(bytes);
-        }
+        self.batched = 0;
+        // A closed queue means the thread is gone; the digests are then unknown.
+        let _ = self.batches.send(std::mem::take(&mut self.batch)).await;
     }
+}
+
+/// [`tap`] with the hashing on a thread of its own; inline if no thread can be had.
+fn offloaded(body: ChunkBody, hashers: Hashers) -> (ChunkBody, Tap) {
+    let (batches, mut queue) = futures::channel::mpsc::channel::<Vec<Bytes>>(BATCHES_AHEAD);
+    let (done, finished) = futures::channel::oneshot::channel();
+    let handed = Arc::new(Mutex::new(Some(hashers)));
+    let thread_hashers = Arc::clone(&handed);
+    let spawned = std::thread::Builder::new()
+        .name("filegate-hash".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let taken = thread_hashers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let Some(mut hashers) = taken else { return };
+            while let Some(batch) = futures::executor::block_on(queue.next()) {
+                for piece in batch {
+                    hashers.feed(&piece);
+                }
+            }
+            // The tap was dropped (a failed block): nobody wants the digests.
+            let _ = done.send(hashers);
+        });
+    if spawned.is_err() {
+        let hashers = handed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        return match hashers {
+            Some(hashers) => inline(body, hashers),
+            None => (body, Tap::Idle),
+        };
+    }
+    // The queue's one sender lives in the stream's state and goes with it when the body
+    // ends, which lets the thread finish; the last batch goes before the end is passed on.
+    let body = body.map_stream(move |stream| {
+        let state = Feeder {
+            stream,
+            batches,
+            batch: Vec::new(),
+            batched: 0,
+        };
+        futures::stream::unfold(state, |mut state| async move {
+            let piece = state.stream.next().await;
+            match &piece {
+                Some(Ok(bytes)) => {
+                    state.batched += bytes.len();
+                    state.batch.push(bytes.clone());
+                    if state.batched >= BATCH_BYTES {
+                        state.flush().await;
+                    }
+                }
+                Some(Err(_)) => {}
+                None => {
+                    state.flush().await;
+                    return None;
+                }
+            }
+            Some((piece?, state))
+        })
+        .boxed()
+    });
+    (body, Tap::Offloaded(finished))
 }
 
 #[cfg(test)]
@@ -222,6 +349,15 @@ mod tests {
 
     fn sha(data: &[u8]) -> Sha256Digest {
         Sha256Digest::from_bytes(Sha256::digest(data).into())
+    }
+
+    /// Block 0 hashed inline, block 1 on a thread: both give the same digest.
+    fn how(index: usize) -> Hashing {
+        if index == 0 {
+            Hashing::Inline
+        } else {
+            Hashing::Offloaded
+        }
     }
 
     async fn drain(mut body: ChunkBody) {
@@ -241,9 +377,14 @@ mod tests {
             if index > 0 {
                 running = digests.resume(file, index as u32).unwrap();
             }
-            let (body, tap) = tap(Bytes::from_static(data).into(), true, Some(running));
+            let (body, tap) = tap(
+                Bytes::from_static(data).into(),
+                true,
+                Some(running),
+                how(index),
+            );
             drain(body).await;
-            let tapped = tap.take();
+            let tapped = tap.take().await;
             assert_eq!(tapped.chunk, Some(sha(data)));
             running = tapped.file.unwrap();
             running.staged_as(&format!("part{index}"));
@@ -289,9 +430,15 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_tap_leaves_the_body_alone() {
-        let (body, tap) = tap(Bytes::from_static(b"x").into(), false, None);
+        let (body, tap) = tap(
+            Bytes::from_static(b"x").into(),
+            false,
+            None,
+            Hashing::Offloaded,
+        );
+        assert!(matches!(tap, Tap::Idle), "nothing to hash: no thread");
         drain(body).await;
-        let tapped = tap.take();
+        let tapped = tap.take().await;
         assert!(tapped.chunk.is_none() && tapped.file.is_none());
     }
 }

@@ -425,7 +425,12 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             true => self.digests.start(session.file_id),
             false => self.digests.resume(session.file_id, index.get()),
         };
-        let (body, tap) = digests::tap(body, chunk_sha256.is_some(), running);
+        let (body, tap) = digests::tap(
+            body,
+            chunk_sha256.is_some(),
+            running,
+            digests::Hashing::Offloaded,
+        );
         let staged = self
             .blobs
             .stage_block(&session.blob_path, &session.upload_id, index, body)
@@ -437,7 +442,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 return self.staging_failed(who, &session, total, e).await;
             }
         };
-        let tapped = tap.take();
+        let tapped = tap.take().await;
         if let Err(e) = self
             .verify_chunk(&session, is_new, chunk_sha256, tapped.chunk, &part_id)
             .await
@@ -695,13 +700,13 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         declared: Option<Sha256Digest>,
     ) -> Result<ChunkReceipt, UploadChunkError> {
         // The file is the chunk: one digest serves both.
-        let (body, tap) = digests::tap(body, true, None);
+        let (body, tap) = digests::tap(body, true, None, digests::Hashing::Inline);
         let size = match self.blobs.put(&session.blob_path, body).await {
             Ok(size) => size,
             Err(BlobError::Body(e)) => return Err(UploadChunkError::Body(e)),
             Err(e) => return Err(e.into()),
         };
-        let sha256 = tap.take().chunk;
+        let sha256 = tap.take().await.chunk;
         if let Some(declared) = declared
             && sha256 != Some(declared)
         {

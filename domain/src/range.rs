@@ -26,7 +26,13 @@ impl RangeSpec {
     /// Parses a `Range` header value. Anything but one well-formed byte range is `None`, which
     /// RFC 9110 lets a server answer with the whole file.
     pub fn parse(header: &str) -> Option<Self> {
-        let spec = header.trim().strip_prefix("bytes=")?.trim();
+        // The range unit is case-insensitive (RFC 9110, section 14.1).
+        let header = header.trim();
+        let (unit, spec) = header.split_once('=')?;
+        if !unit.trim().eq_ignore_ascii_case("bytes") {
+            return None;
+        }
+        let spec = spec.trim();
         if spec.contains(',') {
             return None;
         }
@@ -61,6 +67,15 @@ impl RangeSpec {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The unit is case-insensitive; another unit is not a byte range.
+    #[test]
+    fn the_unit_is_read_in_any_case() {
+        assert_eq!(RangeSpec::parse("BYTES=0-1"), Some(RangeSpec::FromTo(0, 1)));
+        assert_eq!(RangeSpec::parse(" Bytes = 5-"), Some(RangeSpec::From(5)));
+        assert_eq!(RangeSpec::parse("items=0-1"), None);
+        assert_eq!(RangeSpec::parse("bytes0-1"), None);
+    }
 
     #[test]
     fn the_three_forms_parse() {

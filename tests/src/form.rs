@@ -18,6 +18,8 @@ pub struct Chunk {
     pub file_first: bool,
     /// Text fields sent after the File part, as a careless client might.
     pub trailing: Vec<(String, String)>,
+    /// More text fields sent with the others, before the File part (a second copy of one, say).
+    pub extra: Vec<(String, String)>,
 }
 
 impl Chunk {
@@ -47,6 +49,11 @@ impl Chunk {
 
     pub fn file_first(mut self) -> Self {
         self.file_first = true;
+        self
+    }
+
+    pub fn with_field(mut self, name: &str, value: &str) -> Self {
+        self.extra.push((name.into(), value.into()));
         self
     }
 
@@ -82,6 +89,9 @@ impl Chunk {
             if let Some(v) = value {
                 form = form.text(name, v);
             }
+        }
+        for (name, value) in self.extra {
+            form = form.text(name, value);
         }
         if let Some(part) = file {
             form = form.part("File", part);

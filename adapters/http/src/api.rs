@@ -360,17 +360,17 @@ impl FilesApi {
         &self,
         service: Service<'_>,
         auth: ApiKeyAuth,
-        #[oai(name = "fileId")] file_id: Path<Uuid>,
+        #[oai(name = "fileId")] file_id: Path<String>,
         #[oai(name = "Range")] range: Header<Option<String>>,
         #[oai(name = "If-None-Match")] if_none_match: Header<Option<String>>,
     ) -> poem_openapi::payload::Response<ContentResponse> {
         let plain = poem_openapi::payload::Response::new;
-        let id = file_id.0;
+        let id = match path_file_id(&file_id.0) {
+            Ok(id) => id,
+            Err(e) => return plain(ContentResponse::error(e, None)),
+        };
         let spec = range.0.as_deref().and_then(RangeSpec::parse);
-        let content = match service
-            .open_content(auth.0, FileId::from_uuid(id), spec)
-            .await
-        {
+        let content = match service.open_content(auth.0, id, spec).await {
             Ok(c) => c,
             Err(ContentError::RangeNotSatisfiable(u)) => {
                 return plain(ContentResponse::error(
@@ -387,7 +387,7 @@ impl FilesApi {
             return plain(ContentResponse::NotModified(content.etag));
         }
         let content_type = content.file.content_type.clone();
-        let disposition = content_disposition(&content.file.file_name);
+        let disposition = content_disposition(&content.file.file_name, &content.file.content_type);
         let digest = content.file.sha256.as_ref().map(repr_digest);
         let length = content.range.end - content.range.start;
         let body = Binary(Body::from_bytes_stream(
@@ -411,7 +411,10 @@ impl FilesApi {
                 digest,
             )
         };
-        plain(answer).header(poem::http::header::CONTENT_TYPE, content_type)
+        plain(answer)
+            .header(poem::http::header::CONTENT_TYPE, content_type)
+            // The stored type is the one served: a browser must not guess another.
+            .header("X-Content-Type-Options", "nosniff")
     }
 
     /// Liveness probe
@@ -459,7 +462,30 @@ impl FilesApi {
 
 /// `inline` with the name twice: a plain ASCII fallback, and the exact name as RFC 8187 UTF-8
 /// for clients that read it (header values must be ASCII).
-fn content_disposition(name: &filegate_domain::FileName) -> String {
+/// Types a browser may show in place without running anything: the file is served `inline`.
+/// Anything else (HTML, SVG, scripts, unknown bytes) is served as an `attachment`, so that a
+/// file uploaded by one user cannot run as a page on this origin for another.
+const SHOWN_INLINE: [&str; 6] = [
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/x-icon",
+    "image/vnd.microsoft.icon",
+    "application/pdf",
+];
+
+fn content_disposition(name: &filegate_domain::FileName, content_type: &str) -> String {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let kind = if SHOWN_INLINE.contains(&essence.as_str()) {
+        "inline"
+    } else {
+        "attachment"
+    };
     let encoded: String = name
         .as_str()
         .bytes()
@@ -472,7 +498,7 @@ fn content_disposition(name: &filegate_domain::FileName) -> String {
         })
         .collect();
     format!(
-        "inline; filename=\"{}\"; filename*=UTF-8''{encoded}",
+        "{kind}; filename=\"{}\"; filename*=UTF-8''{encoded}",
         name.storage_segment()
     )
 }

@@ -270,12 +270,12 @@ async fn parse(
                 }
                 form.data = Some((buf.freeze(), held));
             }
-            "blockindex" => form.block_index = Some(text(field, "BlockIndex", limits).await?),
-            "totalblocks" => form.total_blocks = Some(text(field, "TotalBlocks", limits).await?),
-            "mode" => form.mode = Some(text(field, "Mode", limits).await?),
-            "fileid" => form.file_id = Some(text(field, "FileId", limits).await?),
-            "currentblock" => form.current_block = Some(text(field, "CurrentBlock", limits).await?),
-            "chunksha256" => form.chunk_sha256 = Some(text(field, "ChunkSha256", limits).await?),
+            "blockindex" => once(&mut form.block_index, "BlockIndex", field, limits).await?,
+            "totalblocks" => once(&mut form.total_blocks, "TotalBlocks", field, limits).await?,
+            "mode" => once(&mut form.mode, "Mode", field, limits).await?,
+            "fileid" => once(&mut form.file_id, "FileId", field, limits).await?,
+            "currentblock" => once(&mut form.current_block, "CurrentBlock", field, limits).await?,
+            "chunksha256" => once(&mut form.chunk_sha256, "ChunkSha256", field, limits).await?,
             // Unknown fields are skipped, as an ASP.NET model binder would; their size still
             // counts against the whole-body limit.
             _ => skip(field, limits).await?,
@@ -431,11 +431,15 @@ impl RawForm {
                     "CurrentBlock: is one-based and must be at least 1, got {current}"
                 )));
             }
-            (Some(index), Some(current)) if current == index + 1 => index,
+            // Checked: an index of i64::MAX has no CurrentBlock.
+            (Some(index), Some(current)) if index.checked_add(1) == Some(current) => index,
             (Some(index), Some(current)) => {
+                let means = index.checked_add(1).map_or_else(
+                    || "no CurrentBlock".to_owned(),
+                    |c| format!("CurrentBlock {c}"),
+                );
                 return Err(ApiError::bad_request(format!(
-                    "BlockIndex and CurrentBlock disagree: BlockIndex {index} means CurrentBlock {}, got {current}",
-                    index + 1
+                    "BlockIndex and CurrentBlock disagree: BlockIndex {index} means {means}, got {current}"
                 )));
             }
             (None, None) => return Err(ApiError::bad_request("BlockIndex: is required")),
@@ -481,6 +485,23 @@ impl RawForm {
             data,
         })
     }
+}
+
+/// Reads a text field into its place, refusing a second copy: which of two values was meant
+/// cannot be guessed, and taking the last silently would hide a client's bug.
+async fn once(
+    slot: &mut Option<String>,
+    name: &'static str,
+    field: multer::Field<'_>,
+    limits: ChunkLimits,
+) -> Result<(), ApiError> {
+    if slot.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "{name}: sent more than once"
+        )));
+    }
+    *slot = Some(text(field, name, limits).await?);
+    Ok(())
 }
 
 fn integer(field: &'static str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {

@@ -150,13 +150,14 @@ impl DeletionStore for InMemoryStore {
     }
 }
 
-impl ChecksumStore for InMemoryStore {
-    async fn files_without_checksum(&self, limit: u32) -> Result<Vec<FileRecord>, StoreError> {
+impl InMemoryStore {
+    /// The complete files whose session is not deleted, of those `keep` keeps, in no order.
+    fn undeleted_files(&self, keep: impl Fn(&FileRecord) -> bool) -> Vec<FileRecord> {
         let state = self.lock();
-        let mut files: Vec<FileRecord> = state
+        state
             .files
             .values()
-            .filter(|f| f.sha256.is_none())
+            .filter(|f| keep(f))
             .filter(|f| {
                 state
                     .sessions
@@ -164,7 +165,13 @@ impl ChecksumStore for InMemoryStore {
                     .is_none_or(|s| s.state != SessionState::Deleted)
             })
             .cloned()
-            .collect();
+            .collect()
+    }
+}
+
+impl ChecksumStore for InMemoryStore {
+    async fn files_without_checksum(&self, limit: u32) -> Result<Vec<FileRecord>, StoreError> {
+        let mut files = self.undeleted_files(|f| f.sha256.is_none());
         files.sort_by_key(|f| std::cmp::Reverse((f.created_at, f.id)));
         files.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(files)
@@ -188,19 +195,7 @@ impl InventoryStore for InMemoryStore {
         after: Option<FileId>,
         limit: u32,
     ) -> Result<Vec<FileRecord>, StoreError> {
-        let state = self.lock();
-        let mut files: Vec<FileRecord> = state
-            .files
-            .values()
-            .filter(|f| after.is_none_or(|a| f.id > a))
-            .filter(|f| {
-                state
-                    .sessions
-                    .get(&f.id)
-                    .is_none_or(|s| s.state != SessionState::Deleted)
-            })
-            .cloned()
-            .collect();
+        let mut files = self.undeleted_files(|f| after.is_none_or(|a| f.id > a));
         files.sort_by_key(|f| f.id);
         files.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(files)

@@ -37,6 +37,14 @@ pub async fn the_content_route_streams_the_file_with_its_headers(profile: Profil
     assert_eq!(headers["content-type"], "image/png");
     assert_eq!(headers["content-length"], data.len().to_string().as_str());
     assert_eq!(headers["accept-ranges"], "bytes");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline;"),
+        "a PNG is shown in place"
+    );
     let etag = headers["etag"].to_str().unwrap().to_owned();
     assert!(
         etag.starts_with('"') && etag.ends_with('"'),
@@ -50,6 +58,41 @@ pub async fn the_content_route_streams_the_file_with_its_headers(profile: Profil
         .await
         .unwrap();
     assert_eq!(not_modified.status().as_u16(), 304);
+}
+
+/// A file of a type a browser would run or render as a page (HTML, SVG) is served as an
+/// attachment, never inline, and never sniffed; a range header's unit is read in any case.
+pub async fn active_content_is_served_as_an_attachment(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
+    for content_type in ["text/html", "image/svg+xml", "application/octet-stream"] {
+        let mut chunk = Chunk::new(b"<html><script>alert(1)</script></html>", 0, 1, "Import");
+        chunk.content_type = Some(content_type.into());
+        chunk.file_name = Some("page.html".into());
+        let done = envelope(app.post_chunk(chunk).await, 200).await;
+        let id = done["data"]["fileId"].as_str().unwrap().to_owned();
+        let resp = get(&app, &id).send().await.unwrap();
+        let headers = resp.headers();
+        assert_eq!(
+            headers["x-content-type-options"], "nosniff",
+            "{content_type}"
+        );
+        let disposition = headers["content-disposition"].to_str().unwrap();
+        assert!(
+            disposition.starts_with("attachment;"),
+            "{content_type}: {disposition}"
+        );
+        let ranged = get(&app, &id)
+            .header("Range", "BYTES=0-5")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            ranged.status().as_u16(),
+            206,
+            "the unit is case-insensitive"
+        );
+        assert_eq!(ranged.bytes().await.unwrap().as_ref(), b"<html>");
+    }
 }
 
 pub async fn a_single_range_gets_206_with_just_those_bytes(profile: Profile) {
@@ -115,7 +158,12 @@ pub async fn content_of_an_open_unknown_or_foreign_file_is_refused(profile: Prof
         .await
         .unwrap();
     error_naming(foreign, 404, &done).await;
-    error_naming(get(&app, "nope").send().await.unwrap(), 400, "uuid").await;
+    let malformed = error_naming(get(&app, "nope").send().await.unwrap(), 400, "fileId").await;
+    let message = malformed["message"].as_str().unwrap();
+    assert!(
+        message.contains("uuid") && !message.contains("param"),
+        "names the path's own parameter: {message}"
+    );
 }
 
 /// With no key in the store, `serve` creates one and prints it once; it works at once.

@@ -106,6 +106,24 @@ pub async fn missing_or_invalid_fields_get_400_naming_the_field(profile: Profile
             },
             "CurrentBlock",
         ),
+        // i64::MAX has no CurrentBlock: refused, not overflowed.
+        (
+            Chunk {
+                block_index: Some(i64::MAX.to_string()),
+                current_block: Some("1".into()),
+                ..ok()
+            },
+            "BlockIndex",
+        ),
+        // Two values for one field: which was meant cannot be guessed.
+        (
+            ok().with_field("BlockIndex", "1"),
+            "BlockIndex: sent more than once",
+        ),
+        (
+            ok().with_field("mode", "Import"),
+            "Mode: sent more than once",
+        ),
     ];
     for (chunk, field) in cases {
         error_naming(app.post_chunk(chunk).await, 400, field).await;

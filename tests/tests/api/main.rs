@@ -62,6 +62,7 @@ on_both_profiles!(
     health::the_spec_and_the_docs_ui_are_served_without_a_key,
     content::the_content_route_streams_the_file_with_its_headers,
     content::a_single_range_gets_206_with_just_those_bytes,
+    content::active_content_is_served_as_an_attachment,
     content::content_of_an_open_unknown_or_foreign_file_is_refused,
     content::the_first_start_prints_a_working_key,
     crash::a_server_killed_mid_commit_leaves_the_file_whole_or_resumable,
