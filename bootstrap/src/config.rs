@@ -84,6 +84,36 @@ impl UploadSettings {
     }
 }
 
+/// A list given as a list (TOML) or as one comma-separated string (the environment).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListOrText {
+    List(Vec<String>),
+    Text(String),
+}
+
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(match ListOrText::deserialize(d)? {
+        ListOrText::List(items) => items,
+        ListOrText::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+fn ip_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<std::net::IpAddr>, D::Error> {
+    string_list(d)?
+        .iter()
+        .map(|ip| {
+            ip.parse()
+                .map_err(|_| serde::de::Error::custom(format!("`{ip}` is not an IP address")))
+        })
+        .collect()
+}
+
 /// A table keyed by mode name, read into modes: a misspelt mode is an error, not a silent
 /// default.
 fn per_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(Mode, NonZeroU64)>, D::Error> {
@@ -199,8 +229,21 @@ pub struct HttpSettings {
     pub addr: SocketAddr,
     /// Largest chunk accepted, in bytes; a larger one gets 413. Default 16 MiB.
     pub max_chunk_bytes: usize,
-    /// The server URL written into the OpenAPI spec. Default: none (relative).
+    /// The service's public URL: written into the OpenAPI spec, and the base of the URLs it
+    /// hands out for its content route (the embedded profile). Default: none; those URLs are
+    /// then built from the request's `Host`, if `allowed_hosts` lists it.
     pub public_url: Option<String>,
+    /// Hosts a request's `Host` may name when the service builds a URL from it (no
+    /// `public_url`, a blob store without URLs of its own): compared without the port,
+    /// case-insensitively; any other gets 400. The listen address is always added. Default
+    /// `localhost`, `127.0.0.1`, `[::1]`. In the environment, a comma-separated list.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_hosts: Vec<String>,
+    /// Peers (IP addresses) whose `X-Forwarded-Proto` and `X-Forwarded-Host` are believed;
+    /// from anyone else they are ignored. Default none. In the environment, a comma-separated
+    /// list.
+    #[serde(deserialize_with = "ip_list")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Seconds that in-flight requests get to finish after SIGTERM/Ctrl-C. Default 30.
     pub shutdown_grace_secs: u64,
     /// Request bytes held in memory at once across all requests: a File part sent before the
@@ -230,6 +273,8 @@ impl Default for HttpSettings {
             addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_chunk_bytes: 16 * 1024 * 1024,
             public_url: None,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
+            trusted_proxies: Vec::new(),
             shutdown_grace_secs: 30,
             max_inflight_bytes: 256 * 1024 * 1024,
             header_timeout_secs: 10,
@@ -401,6 +446,34 @@ impl Settings {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+
+    #[test]
+    fn host_lists_come_comma_separated_from_the_environment_or_as_lists() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.http.allowed_hosts, ["localhost", "127.0.0.1", "[::1]"]);
+            assert!(s.http.trusted_proxies.is_empty());
+            jail.set_env("FILEGATE_HTTP__ALLOWED_HOSTS", "files.example, localhost");
+            jail.set_env("FILEGATE_HTTP__TRUSTED_PROXIES", "10.0.0.7,::1");
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.http.allowed_hosts, ["files.example", "localhost"]);
+            assert_eq!(
+                s.http.trusted_proxies,
+                [
+                    "10.0.0.7".parse::<std::net::IpAddr>().unwrap(),
+                    "::1".parse().unwrap()
+                ]
+            );
+            jail.set_env("FILEGATE_HTTP__TRUSTED_PROXIES", "10.0.0.7,proxy.local");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("proxy.local"), "{err}");
+            jail.clear_env();
+            jail.create_file("filegate.toml", "[http]\nallowed_hosts = [\"a.example\"]\n")?;
+            let s = Settings::load(Some(Path::new("filegate.toml"))).unwrap();
+            assert_eq!(s.http.allowed_hosts, ["a.example"]);
+            Ok(())
+        });
+    }
 
     #[test]
     fn expiry_comes_from_a_default_and_a_table_by_mode() {

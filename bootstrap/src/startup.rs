@@ -13,7 +13,9 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use filegate_adapter_azure_blob::AzureBlobStore;
-use filegate_adapter_http::{BoundedAcceptor, ConnectionBounds, FilesService, HttpOptions};
+use filegate_adapter_http::{
+    BoundedAcceptor, ConnectionBounds, FilesService, HostPolicy, HttpOptions,
+};
 use filegate_adapter_local_fs::LocalFsStore;
 use filegate_adapter_meta::MetaHttpClient;
 use filegate_adapter_postgres::PgStore;
@@ -106,6 +108,27 @@ fn http_options(settings: &Settings) -> HttpOptions {
         max_inflight_bytes: settings.http.max_inflight_bytes,
         public_url: settings.http.public_url.clone(),
         body_idle_timeout: Some(idle_timeout(settings)),
+        hosts: host_policy(settings),
+    }
+}
+
+/// Which request headers may name the service in the URLs it builds: only on a blob store
+/// without URLs of its own, only listed hosts (and the listen address), forwarded headers only
+/// from listed proxies.
+fn host_policy(settings: &Settings) -> HostPolicy {
+    let mut allowed_hosts = settings.http.allowed_hosts.clone();
+    let ip = settings.http.addr.ip();
+    if !ip.is_unspecified() {
+        allowed_hosts.push(match ip {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        });
+    }
+    HostPolicy {
+        public_url: settings.http.public_url.clone(),
+        allowed_hosts,
+        trusted_proxies: settings.http.trusted_proxies.clone(),
+        urls_from_requests: settings.blob.kind == BlobKind::Local,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::envelope::{
     ApiError, ChunkData, ChunkEnvelope, DeletedData, DeletedEnvelope, ErrorEnvelope,
     FileStatusData, FileStatusEnvelope, ReadinessData, ReadinessEnvelope,
 };
+use crate::hosts::HostPolicy;
 use crate::service::FilesService;
 
 #[derive(Tags)]
@@ -272,10 +273,14 @@ impl FilesApi {
         auth: ApiKeyAuth,
         chunk: ChunkUpload,
     ) -> ChunkResponse {
+        let base = match url_base(req) {
+            Ok(base) => base,
+            Err(e) => return e.into(),
+        };
         match service.upload_chunk(auth.0, chunk.0).await {
             Ok(mut receipt) => {
                 if receipt.is_complete && receipt.url.is_none() {
-                    receipt.url = Some(content_url(req, receipt.file_id));
+                    receipt.url = base.map(|base| content_url(&base, receipt.file_id));
                 }
                 ChunkResponse::Ok(Json(chunk_envelope(receipt)))
             }
@@ -300,14 +305,14 @@ impl FilesApi {
         auth: ApiKeyAuth,
         #[oai(name = "fileId")] file_id: Path<String>,
     ) -> FileStatusResponse {
-        let id = match path_file_id(&file_id.0) {
-            Ok(id) => id,
+        let (id, base) = match path_file_id(&file_id.0).and_then(|id| Ok((id, url_base(req)?))) {
+            Ok(found) => found,
             Err(e) => return e.into(),
         };
         match service.file_status(auth.0, id).await {
             Ok(mut status) => {
                 if status.is_complete && status.url.is_none() {
-                    status.url = Some(content_url(req, status.file_id));
+                    status.url = base.map(|base| content_url(&base, status.file_id));
                 }
                 FileStatusResponse::Ok(Json(status_envelope(status)))
             }
@@ -503,27 +508,18 @@ fn content_disposition(name: &filegate_domain::FileName, content_type: &str) -> 
     )
 }
 
-/// The content route's address, for stores that have no client-facing URL of their own: under
-/// the configured public URL, else under the scheme and host the client used.
-fn content_url(req: &Request, id: FileId) -> String {
-    let base = match req.data::<PublicUrl>().and_then(|p| p.0.clone()) {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = req
-                .header(poem::http::header::HOST)
-                .map(str::to_owned)
-                .or_else(|| req.uri().authority().map(|a| a.to_string()))
-                .unwrap_or_else(|| "localhost".to_owned());
-            let scheme = req.header("x-forwarded-proto").unwrap_or("http");
-            format!("{scheme}://{host}")
-        }
-    };
-    format!("{base}/api/v1/Files/{id}/content")
+/// The base of the URLs this request's answer may carry (see [`HostPolicy`]), or the 400
+/// that refuses its `Host`.
+fn url_base(req: &Request) -> Result<Option<String>, ApiError> {
+    req.data::<HostPolicy>()
+        .map_or(Ok(None), |policy| policy.base(req))
 }
 
-/// The configured public URL of the service, put into the request data by the router.
-#[derive(Debug, Clone)]
-pub(crate) struct PublicUrl(pub Option<String>);
+/// The content route's address under `base`, for stores that have no client-facing URL of
+/// their own.
+fn content_url(base: &str, id: FileId) -> String {
+    format!("{base}/api/v1/Files/{id}/content")
+}
 
 /// The `{fileId}` of a path, or the 400 that names it (a plain `Path<Uuid>` would answer with
 /// poem's own message naming an internal parameter).

@@ -6,6 +6,7 @@
 mod api;
 mod chunk;
 mod envelope;
+mod hosts;
 mod idle;
 mod listener;
 mod paths;
@@ -22,6 +23,7 @@ use poem_openapi::OpenApiService;
 
 pub use chunk::ChunkLimits;
 pub use envelope::ApiError;
+pub use hosts::HostPolicy;
 pub use listener::{BoundedAcceptor, BoundedIo, ConnectionBounds, HeadTimedOut};
 pub use service::FilesService;
 
@@ -39,6 +41,8 @@ pub struct HttpOptions {
     /// How long a request body may go without a byte before the request gets 408; `None`
     /// waits forever.
     pub body_idle_timeout: Option<Duration>,
+    /// Which request headers may name the service's address in the URLs it builds.
+    pub hosts: HostPolicy,
 }
 
 fn openapi(options: &HttpOptions) -> OpenApiService<api::FilesApi, ()> {
@@ -62,7 +66,7 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .data(service)
-        .data(api::PublicUrl(options.public_url.clone()))
+        .data(options.hosts.clone())
         .data(ChunkLimits {
             max_chunk_bytes: options.max_chunk_bytes,
         })

@@ -126,7 +126,7 @@ pub async fn a_chunk_body_that_stalls_gets_408_after_the_idle_timeout(profile: P
         "--{boundary}\r\nContent-Disposition: form-data; name=\"File\"; filename=\"a.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
     );
     let head = format!(
-        "POST /api/v1/Files/chunk HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 100000\r\n\r\n",
+        "POST /api/v1/Files/chunk HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 100000\r\n\r\n",
         app.key
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -226,7 +226,7 @@ fn streamed_chunk_head(app: &TestApp, boundary: &str, file_len: usize) -> (Strin
     ));
     let tail_len = format!("\r\n--{boundary}--\r\n").len();
     let head = format!(
-        "POST /api/v1/Files/chunk HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/v1/Files/chunk HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
         app.key,
         fields.len() + file_len + tail_len
     );

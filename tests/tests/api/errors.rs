@@ -427,3 +427,107 @@ pub async fn a_chunk_past_the_memory_budget_gets_503_and_keeps_nothing(profile: 
     )
     .await;
 }
+
+/// The content URL of the embedded profile is built from the request only within bounds: an
+/// unlisted `Host` gets 400 before anything is kept; `X-Forwarded-*` from a peer not listed in
+/// `http.trusted_proxies` are ignored; from a listed one they are believed, but only `http` or
+/// `https`; with `http.public_url` set the request names nothing.
+#[tokio::test]
+async fn urls_are_built_only_from_listed_hosts_and_trusted_proxies() {
+    let post = |app: &TestApp, headers: &[(&str, &str)]| {
+        let mut req = app
+            .http
+            .post(app.url("/api/v1/Files/chunk"))
+            .header("X-API-Key", &app.key)
+            .multipart(Chunk::new(b"a,b\n", 0, 1, "Import").into_form());
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send()
+    };
+    let app = TestApp::spawn(Profile::Embedded).await;
+    error_naming(
+        post(&app, &[("Host", "evil.example")]).await.unwrap(),
+        400,
+        "Host: `evil.example`",
+    )
+    .await;
+    let sql = "SELECT count(*) FROM upload_sessions";
+    assert_eq!(
+        app.db().await.count(sql, sql, None).await,
+        0,
+        "nothing kept"
+    );
+    let ignored = envelope(
+        post(
+            &app,
+            &[
+                ("X-Forwarded-Proto", "javascript:alert(1)//"),
+                ("X-Forwarded-Host", "evil.example"),
+            ],
+        )
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    let url = ignored["data"]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&app.base),
+        "forwarded headers of an untrusted peer: {url}"
+    );
+
+    let mut options = TestAppOptions::new(Profile::Embedded);
+    options.env.push((
+        "FILEGATE_HTTP__TRUSTED_PROXIES".into(),
+        "127.0.0.1, ::1".into(),
+    ));
+    options.env.push((
+        "FILEGATE_HTTP__ALLOWED_HOSTS".into(),
+        "files.example,localhost".into(),
+    ));
+    let proxied = TestApp::spawn_with(options).await;
+    error_naming(
+        post(&proxied, &[("X-Forwarded-Proto", "javascript:alert(1)//")])
+            .await
+            .unwrap(),
+        400,
+        "X-Forwarded-Proto",
+    )
+    .await;
+    let done = envelope(
+        post(
+            &proxied,
+            &[
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "files.example"),
+            ],
+        )
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    let url = done["data"]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://files.example/api/v1/Files/"),
+        "{url}"
+    );
+
+    let mut options = TestAppOptions::new(Profile::Embedded);
+    options.env.push((
+        "FILEGATE_HTTP__PUBLIC_URL".into(),
+        "https://cdn.example/base/".into(),
+    ));
+    let public = TestApp::spawn_with(options).await;
+    let done = envelope(
+        post(&public, &[("Host", "evil.example")]).await.unwrap(),
+        200,
+    )
+    .await;
+    let url = done["data"]["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://cdn.example/base/api/v1/Files/"),
+        "{url}"
+    );
+}
