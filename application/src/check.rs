@@ -195,33 +195,18 @@ where
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use filegate_domain::{ApiKeyId, FirmId, Mode, UserId};
-    use uuid::Uuid;
+    use filegate_domain::Mode;
 
     use super::*;
     use crate::fakes::{FixedClock, InMemoryBlobs, InMemoryStore, SeqIds};
-    use crate::keys::Principal;
     use crate::uploads::{ChunkCommand, Uploads};
 
-    fn who() -> Principal {
-        Principal {
-            key: ApiKeyId::from_uuid(Uuid::from_u128(1)),
-            firm: FirmId::from_uuid(Uuid::from_u128(2)),
-            user: UserId::from_uuid(Uuid::from_u128(3)),
-        }
+    fn who() -> crate::keys::Principal {
+        crate::fakes::principal(2)
     }
 
     fn chunk(file_id: Option<FileId>, index: i64, total: i64, data: &'static [u8]) -> ChunkCommand {
-        ChunkCommand {
-            file_id,
-            block_index: index,
-            total_blocks: total,
-            mode: Mode::Import,
-            file_name: Some("a.csv".into()),
-            content_type: Some("text/csv".into()),
-            data: Bytes::from_static(data).into(),
-            chunk_sha256: None,
-        }
+        crate::fakes::chunk_of(Mode::Import, file_id, index, total, data)
     }
 
     /// Each inconsistency made by hand is found; a repair fixes all but the record without

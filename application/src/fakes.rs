@@ -14,6 +14,36 @@ use futures::StreamExt;
 pub use blobs::{FixedClock, InMemoryBlobs, SeqIds};
 pub use store::InMemoryStore;
 
+/// A key of firm `firm` (and of user `firm + 1000`), for tests.
+pub fn principal(firm: u128) -> crate::keys::Principal {
+    use uuid::Uuid;
+    crate::keys::Principal {
+        key: filegate_domain::ApiKeyId::from_uuid(Uuid::from_u128(900)),
+        firm: filegate_domain::FirmId::from_uuid(Uuid::from_u128(firm)),
+        user: filegate_domain::UserId::from_uuid(Uuid::from_u128(firm + 1000)),
+    }
+}
+
+/// A chunk of `data`, block `index` of `total`, of a `report.pdf` in `mode`, for tests.
+pub fn chunk_of(
+    mode: filegate_domain::Mode,
+    file_id: Option<filegate_domain::FileId>,
+    index: i64,
+    total: i64,
+    data: &'static [u8],
+) -> crate::uploads::ChunkCommand {
+    crate::uploads::ChunkCommand {
+        file_id,
+        block_index: index,
+        total_blocks: total,
+        mode,
+        file_name: Some("../report.pdf".into()),
+        content_type: Some("application/pdf".into()),
+        data: bytes::Bytes::from_static(data).into(),
+        chunk_sha256: None,
+    }
+}
+
 /// A Meta client in memory: it records what it was sent and fails on demand.
 #[derive(Debug, Clone, Default)]
 pub struct FakeMeta {

@@ -929,7 +929,6 @@ mod tests {
     use super::*;
     use crate::fakes::{FixedClock, InMemoryBlobs, InMemoryStore, SeqIds};
     use crate::ports::OutboxStore;
-    use filegate_domain::{FirmId, UserId};
     use uuid::Uuid;
 
     type Service = Uploads<InMemoryStore, InMemoryBlobs, FixedClock, SeqIds>;
@@ -964,24 +963,11 @@ mod tests {
     }
 
     fn who(firm: u128) -> Principal {
-        Principal {
-            key: filegate_domain::ApiKeyId::from_uuid(Uuid::from_u128(900)),
-            firm: FirmId::from_uuid(Uuid::from_u128(firm)),
-            user: UserId::from_uuid(Uuid::from_u128(firm + 1000)),
-        }
+        crate::fakes::principal(firm)
     }
 
     fn chunk(file_id: Option<FileId>, index: i64, total: i64, data: &'static [u8]) -> ChunkCommand {
-        ChunkCommand {
-            file_id,
-            block_index: index,
-            total_blocks: total,
-            mode: Mode::Message,
-            file_name: Some("../report.pdf".into()),
-            content_type: Some("application/pdf".into()),
-            data: Bytes::from_static(data).into(),
-            chunk_sha256: None,
-        }
+        crate::fakes::chunk_of(Mode::Message, file_id, index, total, data)
     }
 
     #[tokio::test]
