@@ -46,6 +46,38 @@ pub struct Settings {
     pub events: EventSettings,
     #[serde(default)]
     pub uploads: UploadSettings,
+    #[serde(default)]
+    pub rate: RateSettings,
+}
+
+/// Requests per API key, per instance (several servers each allow this much).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateSettings {
+    /// Requests a key may send per second, on average; 0 turns the limit off. Past it a
+    /// request gets 429 with `Retry-After`. Default 1000: far more than one client uploading
+    /// 8 MiB chunks at disk speed sends.
+    pub requests_per_sec: u32,
+    /// Requests a key may send at once after a quiet spell. Default 2000.
+    pub burst: u32,
+}
+
+impl Default for RateSettings {
+    fn default() -> Self {
+        Self {
+            requests_per_sec: 1000,
+            burst: 2000,
+        }
+    }
+}
+
+impl RateSettings {
+    pub fn limit(&self) -> Option<filegate_adapter_http::RateLimit> {
+        (self.requests_per_sec > 0 && self.burst > 0).then(|| filegate_adapter_http::RateLimit {
+            requests_per_sec: f64::from(self.requests_per_sec),
+            burst: f64::from(self.burst),
+        })
+    }
 }
 
 /// How long an open upload may go without a chunk, and how often `serve` looks for those that

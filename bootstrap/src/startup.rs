@@ -109,6 +109,7 @@ fn http_options(settings: &Settings) -> HttpOptions {
         public_url: settings.http.public_url.clone(),
         body_idle_timeout: Some(idle_timeout(settings)),
         hosts: host_policy(settings),
+        rate: settings.rate.limit(),
     }
 }
 

@@ -45,10 +45,28 @@ async fn check_api_key(req: &Request, key: ApiKey) -> poem::Result<Principal> {
     let service = req
         .data::<Arc<dyn FilesService>>()
         .ok_or_else(|| poem::Error::from(ApiError::internal()))?;
-    service
+    let principal = service
         .authenticate(Some(&key.key))
         .await
-        .map_err(|e| ApiError::from(e).into())
+        .map_err(ApiError::from)?;
+    if let Some(limiter) = req.data::<Arc<crate::rate::RateLimiter>>()
+        && let Err(wait) = limiter.admit(principal.key, std::time::Instant::now())
+    {
+        let per_sec = limiter.limit().map_or(0.0, |l| l.requests_per_sec);
+        let secs = crate::rate::retry_after_secs(wait);
+        return Err(ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(
+                poem::http::StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "this API key sends faster than {per_sec} requests a second \
+                     (rate.requests_per_sec); retry in {secs} s"
+                ),
+            )
+        }
+        .into());
+    }
+    Ok(principal)
 }
 
 macro_rules! error_variants {
@@ -120,9 +138,10 @@ error_variants!(
         UnsupportedMediaType = 415,
         /// An unexpected error; it has been logged.
         InternalError = 500;
-        /// A first chunk (no `FileId`) of a file of several chunks, while the firm has
-        /// `limits.open_uploads_per_firm` uploads open: nothing was kept. Complete or delete
-        /// one, or retry after `Retry-After` seconds, when the next one expires (at most 3600).
+        /// The API key is over its rate (`rate.requests_per_sec`), or this is a first chunk
+        /// (no `FileId`) of a file of several chunks while the firm has
+        /// `limits.open_uploads_per_firm` uploads open (complete or delete one, or wait for the
+        /// next to expire, at most 3600 s). Nothing was kept; retry after `Retry-After` seconds.
         TooManyRequests = 429 with Retry-After
     } ok = ChunkEnvelope
 );
@@ -139,7 +158,10 @@ error_variants!(
         /// The upload expired before it was complete, and its blocks are gone.
         Gone = 410,
         /// An unexpected error; it has been logged.
-        InternalError = 500,
+        InternalError = 500;
+        /// The API key is over its rate (`rate.requests_per_sec`); retry after `Retry-After`
+        /// seconds.
+        TooManyRequests = 429 with Retry-After
     } ok = FileStatusEnvelope
 );
 
@@ -153,7 +175,10 @@ error_variants!(
         /// No such file for this firm, or it is deleted already.
         NotFound = 404,
         /// An unexpected error; it has been logged.
-        InternalError = 500,
+        InternalError = 500;
+        /// The API key is over its rate (`rate.requests_per_sec`); retry after `Retry-After`
+        /// seconds.
+        TooManyRequests = 429 with Retry-After
     } ok = DeletedEnvelope
 );
 
@@ -223,6 +248,10 @@ pub(crate) enum ContentResponse {
     /// The range starts past the end of the file; `Content-Range` gives its size.
     #[oai(status = 416)]
     RangeNotSatisfiable(Json<ErrorEnvelope>, #[oai(header = "Content-Range")] String),
+    /// The API key is over its rate (`rate.requests_per_sec`); retry after `Retry-After`
+    /// seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorEnvelope>, #[oai(header = "Retry-After")] u32),
     /// An unexpected error; it has been logged.
     #[oai(status = 500)]
     InternalError(Json<ErrorEnvelope>),
@@ -241,6 +270,7 @@ impl ContentResponse {
             409 => Self::Conflict(body),
             410 => Self::Gone(body),
             416 => Self::RangeNotSatisfiable(body, format!("bytes */{}", size.unwrap_or(0))),
+            429 => Self::TooManyRequests(body, e.retry_after()),
             503 => Self::Unavailable(body, e.retry_after()),
             _ => Self::InternalError(body),
         }

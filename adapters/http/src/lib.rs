@@ -10,6 +10,7 @@ mod hosts;
 mod idle;
 mod listener;
 mod paths;
+mod rate;
 mod service;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use chunk::ChunkLimits;
 pub use envelope::ApiError;
 pub use hosts::HostPolicy;
 pub use listener::{BoundedAcceptor, BoundedIo, ConnectionBounds, HeadTimedOut};
+pub use rate::RateLimit;
 pub use service::FilesService;
 
 /// Settings of the HTTP layer that the routes need.
@@ -43,6 +45,8 @@ pub struct HttpOptions {
     pub body_idle_timeout: Option<Duration>,
     /// Which request headers may name the service's address in the URLs it builds.
     pub hosts: HostPolicy,
+    /// Requests per API key (`None`: no limit).
+    pub rate: Option<RateLimit>,
 }
 
 fn openapi(options: &HttpOptions) -> OpenApiService<api::FilesApi, ()> {
@@ -67,6 +71,7 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
         .nest("/docs", docs)
         .data(service)
         .data(options.hosts.clone())
+        .data(Arc::new(rate::RateLimiter::new(options.rate)))
         .data(ChunkLimits {
             max_chunk_bytes: options.max_chunk_bytes,
         })

@@ -531,3 +531,47 @@ async fn urls_are_built_only_from_listed_hosts_and_trusted_proxies() {
         "{url}"
     );
 }
+
+/// With `rate.requests_per_sec` = 1 and `rate.burst` = 2, a key's third request in a row gets
+/// 429 in the envelope with `Retry-After` of at least a second; another key has a bucket of its
+/// own, the probes are never limited, and after the wait the key is served again.
+pub async fn a_key_over_its_rate_gets_429_with_retry_after(profile: Profile) {
+    let mut options = TestAppOptions::new(profile);
+    options.env.extend([
+        ("FILEGATE_RATE__REQUESTS_PER_SEC".into(), "1".into()),
+        ("FILEGATE_RATE__BURST".into(), "2".into()),
+    ]);
+    let app = TestApp::spawn_with(options).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    for _ in 0..2 {
+        envelope(app.status(&unknown).await, 404).await;
+    }
+    let limited = app.status(&unknown).await;
+    let retry_after: u64 = limited
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    error_naming(limited, 429, "rate.requests_per_sec").await;
+    let other = app
+        .create_key(uuid::Uuid::new_v4(), uuid::Uuid::new_v4())
+        .await;
+    let resp = app
+        .http
+        .get(app.url(&format!("/api/v1/Files/{unknown}")))
+        .header("X-API-Key", &other)
+        .send()
+        .await
+        .unwrap();
+    envelope(resp, 404).await;
+    for _ in 0..5 {
+        let live = app.http.get(app.url("/health/live")).send().await.unwrap();
+        assert_eq!(live.status().as_u16(), 200, "probes are never limited");
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    envelope(app.status(&unknown).await, 404).await;
+}
