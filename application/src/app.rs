@@ -2,15 +2,48 @@
 //! (HTTP, CLI) see it.
 
 use crate::keys::ApiKeys;
-use crate::ports::{BlobStore, Clock, IdSource, KeyStore, StoreHealth, UploadStore};
+use crate::ports::{
+    BlobError, BlobStore, Clock, IdSource, KeyStore, StoreError, StoreHealth, UploadStore,
+};
 use crate::uploads::Uploads;
 
 /// Whether each backend answers, for `/health/ready`. `None` means fine; `Some` says what is
 /// wrong, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
-    pub database: Option<String>,
-    pub blob_store: Option<String>,
+    pub database: Option<Fault>,
+    pub blob_store: Option<Fault>,
+}
+
+/// Why a dependency is not ready: a short word for anyone who may ask (`/health/ready` needs
+/// no key), and the detail (paths, the OS's own words) for the log only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub summary: &'static str,
+    pub detail: String,
+}
+
+impl Fault {
+    fn of_store(e: &StoreError) -> Self {
+        Self {
+            summary: match e {
+                StoreError::Unavailable(_) => "unavailable",
+                StoreError::Conflict(_) | StoreError::Unknown(_) => "failing",
+            },
+            detail: chain(e),
+        }
+    }
+
+    fn of_blobs(e: &BlobError) -> Self {
+        Self {
+            summary: match e {
+                BlobError::ContainerMissing(_) => "container missing",
+                BlobError::Unavailable(_) => "unavailable",
+                BlobError::NotFound(_) | BlobError::Body(_) | BlobError::Unknown(_) => "failing",
+            },
+            detail: chain(e),
+        }
+    }
 }
 
 impl Readiness {
@@ -73,8 +106,8 @@ where
     pub async fn readiness(&self) -> Readiness {
         let (db, blobs) = futures::join!(self.store.ping(), self.blobs.ping());
         Readiness {
-            database: db.err().map(|e| chain(&e)),
-            blob_store: blobs.err().map(|e| chain(&e)),
+            database: db.err().map(|e| Fault::of_store(&e)),
+            blob_store: blobs.err().map(|e| Fault::of_blobs(&e)),
         }
     }
 }

@@ -23,7 +23,7 @@ pub mod uploads;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 
-pub use app::{Filegate, Readiness};
+pub use app::{Fault, Filegate, Readiness};
 pub use keys::{ApiKeys, AuthError, CreatedKey, KeyAdminError, Principal};
 pub use uploads::{
     ChunkCommand, ChunkReceipt, ContentError, DeleteFileError, FileContent, FileStatus,

@@ -12,7 +12,7 @@ use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
 use uuid::Uuid;
 
-use filegate_application::{ChunkReceipt, ContentError, FileStatus, Principal};
+use filegate_application::{ChunkReceipt, ContentError, Fault, FileStatus, Principal};
 use filegate_domain::{FileId, RangeSpec, Sha256Digest};
 
 use crate::chunk::ChunkUpload;
@@ -476,7 +476,8 @@ impl FilesApi {
     )]
     async fn ready(&self, service: Service<'_>) -> ReadyResponse {
         let readiness = service.readiness().await;
-        let describe = |e: &Option<String>| e.clone().unwrap_or_else(|| "ok".to_owned());
+        // A word each: the probe needs no key, so paths and the OS's own words go to the log.
+        let describe = |f: &Option<Fault>| f.as_ref().map_or("ok", |f| f.summary).to_owned();
         let data = ReadinessData {
             database: describe(&readiness.database),
             blob_store: describe(&readiness.blob_store),
@@ -484,7 +485,13 @@ impl FilesApi {
         if readiness.is_ready() {
             ReadyResponse::Ok(Json(ReadinessEnvelope::ok(data, "ready")))
         } else {
-            tracing::warn!(database = %data.database, blob_store = %data.blob_store, "not ready");
+            let detail =
+                |f: &Option<Fault>| f.as_ref().map_or("ok", |f| f.detail.as_str()).to_owned();
+            tracing::warn!(
+                database = %detail(&readiness.database),
+                blob_store = %detail(&readiness.blob_store),
+                "not ready"
+            );
             let body = ReadinessEnvelope {
                 is_success: false,
                 data: Some(data),
@@ -495,8 +502,6 @@ impl FilesApi {
     }
 }
 
-/// `inline` with the name twice: a plain ASCII fallback, and the exact name as RFC 8187 UTF-8
-/// for clients that read it (header values must be ASCII).
 /// Types a browser may show in place without running anything: the file is served `inline`.
 /// Anything else (HTML, SVG, scripts, unknown bytes) is served as an `attachment`, so that a
 /// file uploaded by one user cannot run as a page on this origin for another.
@@ -509,6 +514,8 @@ const SHOWN_INLINE: [&str; 6] = [
     "application/pdf",
 ];
 
+/// `inline` or `attachment` (by the type), with the name twice: a plain ASCII fallback, and the
+/// exact name as RFC 8187 UTF-8 for clients that read it (header values must be ASCII).
 fn content_disposition(name: &filegate_domain::FileName, content_type: &str) -> String {
     let essence = content_type
         .split(';')

@@ -84,9 +84,11 @@ pub struct DeletedData {
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
 pub struct ReadinessData {
-    /// `ok`, or what is wrong with the metadata store.
+    /// `ok`, `unavailable` (unreachable, overloaded, or not migrated) or `failing`; the
+    /// detail is in the service's log.
     pub database: String,
-    /// `ok`, or what is wrong with the blob store.
+    /// `ok`, `container missing`, `unavailable` or `failing`; the detail is in the service's
+    /// log.
     pub blob_store: String,
 }
 

@@ -84,3 +84,24 @@ async fn key_id_of(app: &TestApp, firm: uuid::Uuid) -> String {
         }
     }
 }
+
+/// Readiness needs no key, so it names the failing dependency in a word and keeps paths and
+/// the OS's own words for the log: with the blob folder gone, 503 says "container missing" and
+/// nothing more.
+#[tokio::test]
+async fn readiness_names_a_failing_dependency_without_its_details() {
+    let app = TestApp::spawn(Profile::Embedded).await;
+    let root = app.blob_root();
+    std::fs::remove_dir_all(&root).unwrap();
+    let resp = app.http.get(app.url("/health/ready")).send().await.unwrap();
+    assert!(resp.headers().contains_key("retry-after"));
+    let text = resp.text().await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["data"]["blobStore"], "container missing", "{text}");
+    assert_eq!(body["data"]["database"], "ok");
+    let folder = root.to_string_lossy();
+    assert!(
+        !text.contains(folder.as_ref()) && !text.contains("/tmp"),
+        "{text}"
+    );
+}
