@@ -1,11 +1,12 @@
 //! Sorting file system failures into what the caller can do about them.
 //!
 //! A missing file is `NotFound` (or, when the root folder itself is gone, `ContainerMissing`;
-//! the store decides that, as it knows its root). What may well succeed if the same request is
-//! retried in a moment is `Unavailable`: a busy or timed-out (network) file system, or the
-//! process or system running out of file descriptors under load. Everything else is `Unknown`,
-//! notably a full disk, a quota, a permission or a read-only file system: they need an
-//! operator, and a client retrying at once only adds load.
+//! the store decides that, as it knows its root). `Unavailable` (503 with `Retry-After`) is what
+//! the same request may pass later without the client changing anything: a busy or timed-out
+//! (network) file system, the process or system out of file descriptors under load, and also a
+//! full disk, a quota, a permission or a read-only file system: they need an operator, but the
+//! client's request was right, and a 500 would tell it otherwise (issue 11). Everything else is
+//! `Unknown`.
 
 use std::io;
 
@@ -40,6 +41,10 @@ pub(crate) fn is_transient(err: &io::Error) -> bool {
             | NetworkDown
             | NetworkUnreachable
             | HostUnreachable
+            | StorageFull
+            | QuotaExceeded
+            | PermissionDenied
+            | ReadOnlyFilesystem
     ) || too_many_open_files(err)
 }
 
@@ -70,14 +75,19 @@ mod tests {
     fn failures_are_sorted_by_what_the_caller_can_do() {
         let e = classify(io::Error::from(io::ErrorKind::TimedOut), "reading".into());
         assert!(matches!(e, BlobError::Unavailable(_)));
+        // The client's request was right; the operator has to act: 503, not 500.
+        for kind in [
+            io::ErrorKind::StorageFull,
+            io::ErrorKind::QuotaExceeded,
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::ReadOnlyFilesystem,
+        ] {
+            let e = classify(io::Error::from(kind), "writing".into());
+            assert!(matches!(e, BlobError::Unavailable(_)), "{kind:?}");
+        }
         let e = classify(
-            io::Error::from(io::ErrorKind::StorageFull),
-            "writing".into(),
-        );
-        assert!(matches!(e, BlobError::Unknown(_)));
-        let e = classify(
-            io::Error::from(io::ErrorKind::PermissionDenied),
-            "writing".into(),
+            io::Error::from(io::ErrorKind::InvalidData),
+            "reading".into(),
         );
         assert!(matches!(e, BlobError::Unknown(_)));
         #[cfg(unix)]
@@ -89,11 +99,14 @@ mod tests {
 
     #[test]
     fn the_context_is_kept() {
-        let e = classify(
-            io::Error::from(io::ErrorKind::PermissionDenied),
-            "staging a block of `a/b`".into(),
-        );
-        assert!(format!("{e:#}").contains("staging a block of `a/b`"));
+        for kind in [io::ErrorKind::InvalidData, io::ErrorKind::PermissionDenied] {
+            let e = classify(io::Error::from(kind), "staging a block of `a/b`".into());
+            let chain = anyhow::Error::new(e);
+            assert!(
+                format!("{chain:#}").contains("staging a block of `a/b`"),
+                "{kind:?}: {chain:#}"
+            );
+        }
     }
 
     #[test]

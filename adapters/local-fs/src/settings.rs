@@ -22,6 +22,10 @@ pub struct LocalFsSettings {
     /// operating system, as tus servers do: a power loss may then lose or cut files reported
     /// complete. Default: `true`.
     pub sync_commits: bool,
+    /// Readiness fails (`unavailable`) while the root's file system has fewer bytes free for
+    /// the service than this: a load balancer then sends uploads elsewhere before writes fail.
+    /// Default 1 GiB; 0 turns the check off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for LocalFsSettings {
@@ -30,6 +34,7 @@ impl Default for LocalFsSettings {
             root: PathBuf::from("./filegate-data/blobs"),
             sync_blocks: true,
             sync_commits: true,
+            min_free_bytes: 1024 * 1024 * 1024,
         }
     }
 }

@@ -91,6 +91,7 @@ struct Inner {
     root_url: Url,
     sync_blocks: bool,
     sync_commits: bool,
+    min_free_bytes: u64,
     /// The text of `BlobError::ContainerMissing`, naming the folder and what to do.
     root_missing: String,
 }
@@ -137,6 +138,7 @@ impl LocalFsStore {
                 root_url,
                 sync_blocks: settings.sync_blocks,
                 sync_commits: settings.sync_commits,
+                min_free_bytes: settings.min_free_bytes,
                 root_missing,
             }),
         })
@@ -844,7 +846,19 @@ impl Inner {
             .create_new(true)
             .open(&probe)
             .map_err(cx)?;
-        fs::remove_file(&probe).map_err(cx)
+        fs::remove_file(&probe).map_err(cx)?;
+        if self.min_free_bytes > 0 {
+            let stats = rustix::fs::statvfs(&self.root).map_err(|e| cx(e.into()))?;
+            let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+            if free < self.min_free_bytes {
+                return Err(BlobError::Unavailable(anyhow::anyhow!(
+                    "the blob root `{}` has {free} bytes free, fewer than blob.local.min_free_bytes ({})",
+                    self.root.display(),
+                    self.min_free_bytes
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

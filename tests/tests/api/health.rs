@@ -105,3 +105,32 @@ async fn readiness_names_a_failing_dependency_without_its_details() {
         "{text}"
     );
 }
+
+/// Readiness fails while the blob folder's file system has less room than
+/// `blob.local.min_free_bytes` (here: more than any disk has), and is ready with the default.
+#[tokio::test]
+async fn readiness_fails_while_the_disk_has_less_room_than_the_minimum() {
+    let mut options = filegate_tests::TestAppOptions::new(Profile::Embedded);
+    options.env.push((
+        "FILEGATE_BLOB__LOCAL__MIN_FREE_BYTES".into(),
+        (u64::MAX / 2).to_string(),
+    ));
+    let app = TestApp::spawn_with(options).await;
+    let resp = app.http.get(app.url("/health/ready")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["data"]["blobStore"], "unavailable");
+    let ready = TestApp::spawn(Profile::Embedded).await;
+    let resp = ready
+        .http
+        .get(ready.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "1 GiB free by default is there"
+    );
+}
