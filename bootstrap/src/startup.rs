@@ -283,31 +283,21 @@ fn spawn_housekeeping<M: MetadataStore, B: BlobStore>(
     });
 }
 
-/// How many files one pass of the checksum filler hashes before it looks again.
+/// How many files one pass of the checksum filler hashes: the newest first, so a file just
+/// committed is never behind a backlog (the files of an upgraded store are filled a batch per
+/// sweeper round, not all at start, which would hold up the round's other work for hours).
 const CHECKSUM_BATCH: u32 = 100;
 
-/// Hashes the complete files whose checksum is not known yet, a batch at a time while batches
-/// come back full of work done; logs what it did.
+/// Hashes one batch of the complete files whose checksum is not known yet; logs what it did.
 async fn fill_checksums_logged<M: MetadataStore, B: BlobStore>(store: &M, blobs: &B) {
-    loop {
-        match fill_checksums(store, blobs, CHECKSUM_BATCH).await {
-            Ok(done) => {
-                if done.filled > 0 {
-                    tracing::info!(
-                        filled = done.filled,
-                        failed = done.failed,
-                        "filled in file checksums"
-                    );
-                }
-                if done.filled + done.failed < CHECKSUM_BATCH as usize || done.filled == 0 {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not fill in file checksums");
-                return;
-            }
-        }
+    match fill_checksums(store, blobs, CHECKSUM_BATCH).await {
+        Ok(done) if done.filled == 0 && done.failed == 0 => {}
+        Ok(done) => tracing::info!(
+            filled = done.filled,
+            failed = done.failed,
+            "filled in file checksums"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not fill in file checksums"),
     }
 }
 
