@@ -13,8 +13,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use filegate_domain::{
     BlobPath, BlockRuleError, ChunkMismatch, ExpiryPolicy, FileId, FileName, FileRecord,
-    FileTooLarge, FirmId, Mode, RangeSpec, SessionState, Sha256Digest, SizeCaps, TotalBlocks,
-    Unsatisfiable, UploadSession,
+    FileTooLarge, FirmId, Format, Hint, MediaType, Mode, RangeSpec, SNIFF_BYTES, SessionState,
+    Sha256Digest, SizeCaps, TotalBlocks, TypeNotAllowed, Unsatisfiable, UploadSession,
+    admit_format, sniff,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -109,6 +110,9 @@ pub enum UploadChunkError {
     /// The file is larger than its mode allows.
     #[error("{0}")]
     TooLarge(#[from] FileTooLarge),
+    /// Block 0's bytes are not a format the mode takes.
+    #[error("{0}")]
+    TypeNotAllowed(#[from] TypeNotAllowed),
     /// The chunk's bytes stopped arriving or broke a rule while they were staged.
     #[error(transparent)]
     Body(BodyError),
@@ -362,14 +366,13 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             mode,
             file_name,
             content_type,
-            data,
+            mut data,
             chunk_sha256,
         } = cmd;
         let total = TotalBlocks::new(total_blocks).map_err(|e| invalid("TotalBlocks", e))?;
         let index = total
             .index(block_index)
             .map_err(|e| invalid("BlockIndex", e))?;
-        let cap = self.caps.cap(mode);
         // What this chunk may add before the file passes its mode's cap: a re-sent index
         // replaces bytes already counted (the commit checks the total again).
         let mut already = 0;
@@ -388,11 +391,28 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                     return Err(UploadChunkError::Gone(id));
                 }
                 snapshot.session.admit(mode, total)?;
+                let stored = Format::from_content_type(&snapshot.session.content_type);
+                if index.is_first() {
+                    // Block 0 again: its bytes must still be what the upload was opened as.
+                    let (format, rest) =
+                        first_bytes(data, mode, content_type.as_deref(), file_name.as_deref())
+                            .await?;
+                    data = rest;
+                    if let Some(expected) = stored
+                        && expected != format
+                    {
+                        return Err(ChunkMismatch::FormatDiffers {
+                            expected: expected.describe(),
+                            sent: format.describe(),
+                        }
+                        .into());
+                    }
+                }
                 let adds = u32::from(!snapshot.received.contains(index));
                 may_complete = snapshot.received.len() + adds == total.get();
                 if !snapshot.received.contains(index) {
                     already = snapshot.staged_bytes;
-                    self.caps.check(mode, already)?;
+                    self.caps.check(mode, stored, already)?;
                 }
                 snapshot.session
             }
@@ -403,7 +423,11 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 if !may_complete {
                     self.admit_new_upload(who.firm).await?;
                 }
-                self.prepare(who, mode, file_name, content_type, total)
+                // Before anything is stored: a refused type leaves nothing behind.
+                let (format, rest) =
+                    first_bytes(data, mode, content_type.as_deref(), file_name.as_deref()).await?;
+                data = rest;
+                self.prepare(who, mode, file_name, format.content_type(mode), total)
                     .await?
             }
             None => {
@@ -417,6 +441,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
 
         // Counted with the upload's other chunks in flight until this block is recorded.
         let hold = self.in_flight.hold(session.file_id);
+        let cap = self.caps.cap(mode, session.format());
         let body = within_cap(data, mode, cap, already, hold.clone());
         if is_new && total.get() == 1 {
             return self.upload_whole(session, body, chunk_sha256).await;
@@ -726,7 +751,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 let size = plan.size;
                 let session = &session;
                 async move {
-                    self.caps.check(session.mode, size)?;
+                    self.caps.check(session.mode, session.format(), size)?;
                     Ok::<_, UploadChunkError>(FileRecord {
                         sha256,
                         ..self.record_of(session, size)
@@ -770,7 +795,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         who: Principal,
         mode: Mode,
         file_name: Option<String>,
-        content_type: Option<String>,
+        content_type: &str,
         total: TotalBlocks,
     ) -> Result<UploadSession, UploadChunkError> {
         let file_id = self.ids.file_id();
@@ -789,7 +814,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             mode,
             total_blocks: total,
             file_name,
-            content_type: content_type_or_default(content_type.as_deref()),
+            content_type: content_type.to_owned(),
             blob_path,
             upload_id,
             state: SessionState::Open,
@@ -807,7 +832,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         candidate: Option<&Candidate>,
     ) -> Result<FileRecord, UploadChunkError> {
         // Racing chunks can pass the early checks together; the commit is the last word.
-        self.caps.check(session.mode, plan.size)?;
+        self.caps.check(session.mode, session.format(), plan.size)?;
         let sha256 = candidate
             .filter(|c| c.covers(&plan.part_ids))
             .map(|c| c.digest);
@@ -846,11 +871,44 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
 /// The part id recorded for a file written whole: there is no staged part to name.
 const WHOLE_PART: &str = "whole";
 
+/// Reads block 0's first bytes ahead and tells their format, refused (415) unless `mode`
+/// takes it; an empty chunk is refused here too, as it would be while staging.
+async fn first_bytes(
+    data: ChunkBody,
+    mode: Mode,
+    declared: Option<&str>,
+    file_name: Option<&str>,
+) -> Result<(Format, ChunkBody), UploadChunkError> {
+    let (prefix, data) = data
+        .peek(SNIFF_BYTES)
+        .await
+        .map_err(UploadChunkError::Body)?;
+    if prefix.is_empty() {
+        return Err(UploadChunkError::Body(empty_chunk()));
+    }
+    let hint = Hint {
+        declared,
+        file_name: file_name.unwrap_or_default(),
+    };
+    let format = admit_format(mode, sniff(&prefix, hint))?;
+    Ok((format, data))
+}
+
+fn empty_chunk() -> BodyError {
+    BodyError::Invalid("File: the chunk is empty".into())
+}
+
 /// The chunk's bytes, cut off with [`BodyError::TooLarge`] as soon as the file would pass its
-/// mode's cap (`already` bytes of it are recorded, and the upload's other chunks in flight hold
+/// cap (`already` bytes of it are recorded, and the upload's other chunks in flight hold
 /// theirs in `hold`), and refused when empty: both are found while the bytes arrive, so a
 /// store never keeps them.
-fn within_cap(body: ChunkBody, mode: Mode, cap: u64, already: u64, hold: Hold) -> ChunkBody {
+fn within_cap(
+    body: ChunkBody,
+    mode: Mode,
+    (cap, media): (u64, Option<MediaType>),
+    already: u64,
+    hold: Hold,
+) -> ChunkBody {
     struct State {
         stream: BoxStream<'static, Result<Bytes, BodyError>>,
         hold: Hold,
@@ -874,14 +932,18 @@ fn within_cap(body: ChunkBody, mode: Mode, cap: u64, already: u64, hold: Hold) -
                     match state.hold.grow(piece.len() as u64, already, cap) {
                         Ok(()) => Ok(piece),
                         Err(size) => Err(BodyError::TooLarge(
-                            FileTooLarge { mode, size, cap }.to_string(),
+                            FileTooLarge {
+                                mode,
+                                media,
+                                size,
+                                cap,
+                            }
+                            .to_string(),
                         )),
                     }
                 }
                 Some(Err(e)) => Err(e),
-                None if state.received == 0 => {
-                    Err(BodyError::Invalid("File: the chunk is empty".into()))
-                }
+                None if state.received == 0 => Err(empty_chunk()),
                 None => return None,
             };
             state.done = item.is_err();
@@ -910,24 +972,10 @@ fn invalid(field: &'static str, e: BlockRuleError) -> UploadChunkError {
     }
 }
 
-/// A declared content type is kept when it is a plausible `type/subtype`; anything else is
-/// stored as `application/octet-stream`.
-fn content_type_or_default(declared: Option<&str>) -> String {
-    declared
-        .map(str::trim)
-        .filter(|t| {
-            t.split_once('/')
-                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
-                && t.len() <= 255
-                && t.bytes().all(|c| c.is_ascii_graphic() || c == b' ')
-        })
-        .map_or_else(|| "application/octet-stream".to_owned(), str::to_owned)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::{FixedClock, InMemoryBlobs, InMemoryStore, SeqIds};
+    use crate::fakes::{FixedClock, InMemoryBlobs, InMemoryStore, SeqIds, chunk_of};
     use crate::ports::OutboxStore;
     use uuid::Uuid;
 
@@ -1717,6 +1765,155 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(blobs.commits(), 0);
+    }
+
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+    const JPEG: &[u8] = b"\xFF\xD8\xFF\xE0\0\x10JFIF\0";
+
+    fn typed(
+        mode: Mode,
+        file_id: Option<FileId>,
+        index: i64,
+        total: i64,
+        data: &'static [u8],
+    ) -> ChunkCommand {
+        ChunkCommand {
+            file_name: Some("avatar.png".into()),
+            content_type: Some("image/png".into()),
+            ..crate::fakes::chunk_of(mode, file_id, index, total, data)
+        }
+    }
+
+    /// Contract section 6: block 0's bytes decide the type, whatever was declared; a type the
+    /// mode does not take is refused before anything is stored.
+    #[tokio::test]
+    async fn the_first_bytes_decide_the_type_and_a_refused_one_keeps_nothing() {
+        let (svc, blobs) = service();
+        for total in [1, 3] {
+            let html = typed(
+                Mode::Profile,
+                None,
+                0,
+                total,
+                b"<html><script>alert(1)</script>",
+            );
+            let err = svc.upload_chunk(who(1), html).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    UploadChunkError::TypeNotAllowed(TypeNotAllowed {
+                        mode: Mode::Profile,
+                        found: None
+                    })
+                ),
+                "{err:?}"
+            );
+            let pdf = typed(Mode::Import, None, 0, total, b"%PDF-1.7\n");
+            let err = svc.upload_chunk(who(1), pdf).await.unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("Import files must be a CSV file in UTF-8 text; the bytes sent are a PDF document"),
+                "{err}"
+            );
+        }
+        assert_eq!((blobs.blob_count(), blobs.staged_bytes()), (0, 0));
+        assert!(matches!(
+            svc.file_status(who(1), FileId::from_uuid(Uuid::from_u128(1)))
+                .await,
+            Err(FileStatusError::NotFound(_))
+        ));
+        // A JPEG declared as PNG is stored as what it is.
+        let jpeg = svc
+            .upload_chunk(who(1), typed(Mode::Profile, None, 0, 2, JPEG))
+            .await
+            .unwrap();
+        let status = svc.file_status(who(1), jpeg.file_id).await.unwrap();
+        assert_eq!(status.content_type, "image/jpeg");
+        // Later blocks are not sniffed: they are the middle of a file.
+        svc.upload_chunk(
+            who(1),
+            typed(Mode::Profile, Some(jpeg.file_id), 1, 2, b"\0\x01binary"),
+        )
+        .await
+        .unwrap();
+        // Text is a CSV in an import.
+        let csv = svc
+            .upload_chunk(who(1), chunk_of(Mode::Import, None, 0, 1, b"name,phone\n"))
+            .await
+            .unwrap();
+        let status = svc.file_status(who(1), csv.file_id).await.unwrap();
+        assert_eq!(status.content_type, "text/csv");
+    }
+
+    #[tokio::test]
+    async fn block_zero_sent_again_must_be_of_the_same_format() {
+        let (svc, _blobs) = service();
+        let id = svc
+            .upload_chunk(who(1), typed(Mode::Message, None, 0, 2, PNG))
+            .await
+            .unwrap()
+            .file_id;
+        let err = svc
+            .upload_chunk(who(1), typed(Mode::Message, Some(id), 0, 2, JPEG))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "block 0 was first sent as a PNG image; this copy of it is a JPEG image"
+        );
+        let err = svc
+            .upload_chunk(
+                who(1),
+                typed(Mode::Message, Some(id), 0, 2, b"GIF89a\x01\0"),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, UploadChunkError::TypeNotAllowed(_)),
+            "{err:?}"
+        );
+        svc.upload_chunk(who(1), typed(Mode::Message, Some(id), 0, 2, PNG))
+            .await
+            .unwrap();
+    }
+
+    /// In Message and Template the kind of media has its own cap, known from block 0's bytes:
+    /// an image passes it mid-upload, while a document of the same size would not.
+    #[tokio::test]
+    async fn a_kind_of_media_is_capped_as_soon_as_block_zero_shows_it() {
+        let (svc, blobs) = service();
+        let caps = filegate_domain::SizeCaps {
+            image: 20,
+            ..filegate_domain::SizeCaps::default()
+        };
+        let svc = svc.with_caps(caps);
+        let id = svc
+            .upload_chunk(who(1), typed(Mode::Message, None, 0, 2, PNG))
+            .await
+            .unwrap()
+            .file_id;
+        let err = svc
+            .upload_chunk(who(1), typed(Mode::Message, Some(id), 1, 2, b"0123456789"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, UploadChunkError::Body(BodyError::TooLarge(ref m)) if m.contains("Message image files may have at most 20 bytes")),
+            "{err:?}"
+        );
+        let pdf = svc
+            .upload_chunk(
+                who(1),
+                chunk_of(Mode::Message, None, 0, 2, b"%PDF-1.7\n0123456"),
+            )
+            .await
+            .unwrap();
+        svc.upload_chunk(
+            who(1),
+            chunk_of(Mode::Message, Some(pdf.file_id), 1, 2, b"0123456789"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(blobs.commits(), 1);
     }
 
     /// Blocks sent in parallel see each other's bytes: together they cannot pass the cap, and

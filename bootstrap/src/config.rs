@@ -159,8 +159,9 @@ fn per_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(Mode, NonZero
         .collect()
 }
 
-/// The largest file of each mode, in bytes (contract section 6), a larger one gets 413; and
-/// how many uploads a firm may have open at once.
+/// The largest file of each mode, in bytes (contract section 6), a larger one gets 413; in
+/// Message and Template, also of each kind of WhatsApp media, told from the file's first bytes
+/// (the smaller cap applies); and how many uploads a firm may have open at once.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
@@ -176,6 +177,16 @@ pub struct LimitSettings {
     pub template_bytes: u64,
     /// Default 50 MiB.
     pub import_bytes: u64,
+    /// Images (jpeg, png) in Message and Template. Default 5 MB (Meta's cap).
+    pub image_bytes: u64,
+    /// Videos (mp4, 3gpp) in Message and Template. Default 16 MB.
+    pub video_bytes: u64,
+    /// Audio (aac, amr, mpeg, mp4, ogg) in Message. Default 16 MB.
+    pub audio_bytes: u64,
+    /// Documents (pdf, Office, text) in Message and Template. Default 100 MB.
+    pub document_bytes: u64,
+    /// Stickers (webp) in Message. Default 500 KB.
+    pub sticker_bytes: u64,
     /// Default 1000; 0 sets no limit. A new upload past it gets 429 with `Retry-After` (until
     /// the firm's next open upload expires, at most an hour). Per firm, over all its keys.
     pub open_uploads_per_firm: u32,
@@ -191,6 +202,11 @@ impl Default for LimitSettings {
             message_bytes: caps.message,
             template_bytes: caps.template,
             import_bytes: caps.import,
+            image_bytes: caps.image,
+            video_bytes: caps.video,
+            audio_bytes: caps.audio,
+            document_bytes: caps.document,
+            sticker_bytes: caps.sticker,
             open_uploads_per_firm: 1000,
         }
     }
@@ -209,6 +225,11 @@ impl LimitSettings {
             message: self.message_bytes,
             template: self.template_bytes,
             import: self.import_bytes,
+            image: self.image_bytes,
+            video: self.video_bytes,
+            audio: self.audio_bytes,
+            document: self.document_bytes,
+            sticker: self.sticker_bytes,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! values alone lives here so that every adapter and use case applies it the same way.
 
 mod blocks;
+mod content;
 mod digest;
 mod file_name;
 mod ids;
@@ -17,12 +18,15 @@ mod session;
 mod task;
 
 pub use blocks::{BlockIndex, BlockRuleError, BlockSet, MAX_TOTAL_BLOCKS, TotalBlocks};
+pub use content::{Format, Hint, SNIFF_BYTES, sniff};
 pub use digest::{NotASha256, Sha256Digest};
 pub use file_name::FileName;
 pub use ids::{ApiKeyId, FileId, FirmId, TaskId, UserId};
 pub use media::{HeaderFormat, MediaRejection, MediaType, UnknownMediaType};
 pub use mode::{Mode, UnknownMode};
-pub use policy::{ExpiryPolicy, FileTooLarge, SizeCaps};
+pub use policy::{
+    ExpiryPolicy, FileTooLarge, SizeCaps, TypeNotAllowed, admit_format, allowed_formats,
+};
 pub use range::{RangeSpec, Unsatisfiable};
 pub use record::{BlobPath, FileRecord};
 pub use session::{ChunkMismatch, SessionState, UploadSession};

@@ -50,6 +50,12 @@ pub enum ChunkMismatch {
     TotalBlocksDiffers { expected: u32, sent: u32 },
     #[error("Mode is {sent} but the upload was started with {expected}")]
     ModeDiffers { expected: Mode, sent: Mode },
+    /// Block 0 sent again with bytes of another format than the upload was opened with.
+    #[error("block 0 was first sent as {expected}; this copy of it is {sent}")]
+    FormatDiffers {
+        expected: &'static str,
+        sent: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +66,8 @@ pub struct UploadSession {
     pub mode: Mode,
     pub total_blocks: TotalBlocks,
     pub file_name: FileName,
-    /// The content type the client declared on block 0; the stored type of the file.
+    /// The content type of the format block 0's bytes showed; the stored type of the file.
+    /// (Sessions opened before formats were checked keep the type their client declared.)
     pub content_type: String,
     pub blob_path: BlobPath,
     /// The blob store's handle for the staged blocks (empty for stores that need none).
@@ -70,6 +77,12 @@ pub struct UploadSession {
 }
 
 impl UploadSession {
+    /// The format of the stored content type (`None` for a session opened before formats
+    /// were checked, whose type is whatever its client declared).
+    pub fn format(&self) -> Option<crate::content::Format> {
+        crate::content::Format::from_content_type(&self.content_type)
+    }
+
     /// Checks that a later chunk belongs to this session as it was opened: same mode, same
     /// total, and the session still open. Mode and total never change after block 0.
     pub fn admit(&self, mode: Mode, total: TotalBlocks) -> Result<(), ChunkMismatch> {

@@ -445,6 +445,30 @@ impl TestApp {
         resp.bytes().await.expect("file bytes").to_vec()
     }
 
+    /// Checks that nothing was kept: no upload session in the metadata store and, on the
+    /// embedded profile, no file under the blob folder, staging and hidden files included.
+    pub async fn assert_no_files(&self) {
+        let sql = "SELECT count(*) FROM upload_sessions";
+        let sessions = self.db().await.count(sql, sql, None).await;
+        assert_eq!(sessions, 0, "an upload session was stored");
+        if matches!(self.options.profile, Profile::Embedded) {
+            let mut files = Vec::new();
+            let mut folders = vec![self.blob_root()];
+            while let Some(folder) = folders.pop() {
+                let Ok(entries) = std::fs::read_dir(&folder) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    match entry.file_type() {
+                        Ok(t) if t.is_dir() => folders.push(entry.path()),
+                        _ => files.push(entry.path()),
+                    }
+                }
+            }
+            assert!(files.is_empty(), "files were kept: {files:?}");
+        }
+    }
+
     /// Checks that a complete file's URL serves `data` and that the file is stored at
     /// `{prefix}/{fileId}/{name}` in the profile's blob store.
     pub async fn assert_stored(

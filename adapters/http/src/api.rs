@@ -127,14 +127,18 @@ error_variants!(
         NotFound = 404,
         /// No byte of the body arrived for `http.idle_timeout_secs`; nothing was kept.
         RequestTimeout = 408,
-        /// The file is already complete, or `TotalBlocks` or `Mode` differ from the first chunk's.
+        /// The file is already complete, or `TotalBlocks` or `Mode` differ from the first
+        /// chunk's, or block 0 sent again is of another format than the first time.
         Conflict = 409,
         /// The upload expired (no chunk arrived for `uploads.expire_after_secs`) and its blocks
         /// are gone; start a new upload.
         Gone = 410,
-        /// The chunk is larger than the configured maximum, or the file larger than its mode's cap.
+        /// The chunk is larger than the configured maximum, or the file larger than its mode's
+        /// cap or, in Message and Template, its kind of media's cap (`limits.*_bytes`).
         PayloadTooLarge = 413,
-        /// The request is not `multipart/form-data`.
+        /// The request is not `multipart/form-data`, or block 0's first bytes are not a format
+        /// the mode takes (told from the bytes, not the declared type: see the `Mode` field).
+        /// Nothing was kept.
         UnsupportedMediaType = 415,
         /// An unexpected error; it has been logged.
         InternalError = 500;

@@ -42,7 +42,12 @@ const MAX_TEXT_FIELD: usize = 256;
 
 /// What the file is for; decides the blob folder, the size cap and the allowed types; fixed by
 /// the first chunk. `User` and `WhatsappMedia` are the seed diagrams' deprecated names of
-/// `Profile` and `Message`.
+/// `Profile` and `Message`. The type is told from block 0's first bytes, not from the declared
+/// Content-Type, and stored as told: Firm takes jpeg, png, webp and ico; Profile and Contact
+/// jpeg, png and webp (5 MiB); Message WhatsApp media: jpeg and png images (5 MB), mp4 and 3gpp
+/// video, aac, amr, mpeg, mp4 and ogg audio (16 MB), pdf, Office (doc, xls, ppt, docx, xlsx,
+/// pptx) and UTF-8 text documents (100 MB), webp stickers (500 KB); Template jpeg, png, mp4 and
+/// pdf; Import CSV as UTF-8 text (50 MiB). Another type gets 415.
 #[derive(Debug, Clone, Copy, Enum)]
 #[allow(dead_code)]
 pub enum ModeName {

@@ -403,6 +403,9 @@ impl From<UploadChunkError> for ApiError {
             },
             UploadChunkError::Conflict(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
             UploadChunkError::TooLarge(_) => Self::too_large(e.to_string()),
+            UploadChunkError::TypeNotAllowed(_) => {
+                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string())
+            }
             UploadChunkError::Body(body) => match body {
                 BodyError::TooLarge(message) => Self::too_large(message),
                 BodyError::Invalid(message) => Self::bad_request(message),

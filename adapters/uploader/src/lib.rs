@@ -1,8 +1,9 @@
 //! The command-line client of filegate's HTTP API (`filegate upload`): it splits a file into
 //! chunks, sends block 0 to open the upload and the rest in parallel, retries a failed chunk with
 //! exponential back-off, and resumes an interrupted upload by asking the status route which
-//! blocks are missing. It talks to the service only over HTTP, as any client would; it knows
-//! nothing of the service's insides.
+//! blocks are missing. It talks to the service only over HTTP, as any client would; of the
+//! service's insides it shares only the domain's format sniffing, to declare a file's type as
+//! the service will tell it.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -174,7 +175,38 @@ struct Client {
     options: UploadOptions,
     size: u64,
     total: u32,
+    /// The type the chunks declare: the service decides from the bytes, but a declared type
+    /// settles what the bytes leave open (audio in an MP4, an office file's kind).
+    content_type: Option<&'static str>,
     bar: ProgressBar,
+}
+
+/// The content type of the file at `path` in `mode`, from its first bytes, else its extension.
+async fn content_type_of(
+    path: &std::path::Path,
+    mode: &str,
+) -> std::io::Result<Option<&'static str>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::with_capacity(filegate_domain::SNIFF_BYTES);
+    tokio::fs::File::open(path)
+        .await?
+        .take(filegate_domain::SNIFF_BYTES as u64)
+        .read_to_end(&mut head)
+        .await?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let hint = filegate_domain::Hint {
+        declared: None,
+        file_name: &name,
+    };
+    let format = filegate_domain::sniff(&head, hint).or_else(|| {
+        let (_, ext) = name.rsplit_once('.')?;
+        filegate_domain::Format::from_extension(ext)
+    });
+    let mode = mode.parse().unwrap_or(filegate_domain::Mode::Message);
+    Ok(format.map(|f| f.content_type(mode)))
 }
 
 /// Uploads (or resumes) one file.
@@ -196,6 +228,9 @@ pub async fn upload(options: UploadOptions) -> Result<UploadResult, UploadError>
         return Err(UploadError::TooManyBlocks { blocks, chunk_size });
     }
     let total = blocks as u32;
+    let content_type = content_type_of(&options.file, &options.mode)
+        .await
+        .map_err(file_error)?;
     let bar = if options.progress && std::io::stdout().is_terminal() {
         let bar = ProgressBar::new(size);
         let style = ProgressStyle::with_template(
@@ -215,6 +250,7 @@ pub async fn upload(options: UploadOptions) -> Result<UploadResult, UploadError>
         options,
         size,
         total,
+        content_type,
         bar,
     });
     let result = client.clone().run().await;
@@ -430,7 +466,13 @@ impl Client {
         // Checked by the service before it keeps the chunk.
         form = form.text("ChunkSha256", hex::encode(Sha256::digest(&data)));
         // Last, so that the server streams the bytes to storage as they arrive.
-        form = form.part("File", Part::bytes(data).file_name(name));
+        let mut part = Part::bytes(data).file_name(name);
+        if let Some(content_type) = self.content_type {
+            part = part
+                .mime_str(content_type)
+                .map_err(|e| TryError::Fatal(UploadError::Protocol(e.to_string())))?;
+        }
+        form = form.part("File", part);
         let url = format!(
             "{}/api/v1/Files/chunk",
             self.options.server.trim_end_matches('/')

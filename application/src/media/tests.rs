@@ -16,6 +16,9 @@ use crate::media_ports::{MetaError, MetaFault, TaskOutcome};
 use crate::ports::{Clock, TaskClaim, TaskStatus, TaskStore};
 use crate::uploads::{ChunkCommand, Uploads};
 
+/// A PNG by its first bytes (the type policy reads them), ten bytes.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0";
+
 fn assert_done(outcome: TaskOutcome) {
     assert!(matches!(outcome, TaskOutcome::Done), "{outcome:?}");
 }
@@ -95,13 +98,13 @@ fn template_task(task: u128, file: FileId) -> Vec<u8> {
 #[tokio::test]
 async fn a_message_task_uploads_the_media_and_sends_it_once() {
     let w = world();
-    let id = file(&w, Mode::Message, "image/png", &[b"\x89PNG..", b"rest"]).await;
+    let id = file(&w, Mode::Message, "image/png", &[PNG, b"rest"]).await;
     assert_done(w.worker.handle_task(&message_task(1, id), 1).await);
     // A redelivery after success sends nothing.
     assert_done(w.worker.handle_task(&message_task(1, id), 2).await);
     let meta = w.meta.state();
     assert_eq!(meta.media.len(), 1);
-    assert_eq!(meta.media[0].2, b"\x89PNG..rest".to_vec());
+    assert_eq!(meta.media[0].2, [PNG, b"rest"].concat());
     assert_eq!(meta.media[0].1.content_type, "image/png");
     assert_eq!(meta.media[0].0, "1055");
     assert_eq!(meta.messages.len(), 1);
@@ -116,7 +119,7 @@ async fn a_message_task_uploads_the_media_and_sends_it_once() {
 #[tokio::test]
 async fn a_failed_send_is_retried_without_uploading_the_media_again() {
     let w = world();
-    let id = file(&w, Mode::Message, "image/png", &[b"img"]).await;
+    let id = file(&w, Mode::Message, "image/png", &[PNG]).await;
     w.meta.fail(
         "send",
         MetaError::RateLimited(MetaFault {
@@ -167,7 +170,7 @@ async fn a_failed_send_is_retried_without_uploading_the_media_again() {
 #[tokio::test]
 async fn a_permanent_error_is_dead_and_recorded() {
     let w = world();
-    let id = file(&w, Mode::Message, "image/png", &[b"img"]).await;
+    let id = file(&w, Mode::Message, "image/png", &[PNG]).await;
     w.meta.fail(
         "media",
         MetaError::Permanent(MetaFault {
@@ -203,19 +206,13 @@ async fn a_permanent_error_is_dead_and_recorded() {
 #[tokio::test]
 async fn a_template_task_uploads_resumably_and_puts_the_handle_in_the_header() {
     let w = world();
-    let id = file(
-        &w,
-        Mode::Template,
-        "image/png",
-        &[b"0123456789", b"abcdefghij"],
-    )
-    .await;
+    let id = file(&w, Mode::Template, "image/png", &[PNG, b"abcdefghij"]).await;
     w.meta.state().break_upload_after = Some(7);
     assert_done(w.worker.handle_task(&template_task(4, id), 1).await);
     let meta = w.meta.state();
     assert_eq!(
         meta.sessions["upload:1"],
-        b"0123456789abcdefghij".to_vec(),
+        [PNG, b"abcdefghij"].concat(),
         "resumed at offset 7 with identical bytes"
     );
     let created = &meta.templates[0];
@@ -235,7 +232,7 @@ async fn a_template_task_uploads_resumably_and_puts_the_handle_in_the_header() {
 async fn invalid_tasks_are_dead_at_once() {
     let w = world();
     let import = file(&w, Mode::Import, "text/csv", &[b"a,b"]).await;
-    let gif = file(&w, Mode::Message, "image/gif", &[b"GIF89a"]).await;
+    let text = file(&w, Mode::Message, "text/plain", &[b"plain words"]).await;
     let missing = FileId::from_uuid(Uuid::from_u128(777));
     /// A body, the reason it must die for, and the words the dead-letter header shows.
     type Case = (Vec<u8>, fn(&DeadReason) -> bool, &'static str);
@@ -261,14 +258,14 @@ async fn invalid_tasks_are_dead_at_once() {
             "only Message and Template",
         ),
         (
-            message_task(12, gif),
+            message_task(12, text),
             |r| matches!(r, DeadReason::NotAccepted(_)),
-            "does not accept image/gif",
+            "does not accept text/plain as image message media",
         ),
         (
-            template_task(13, gif),
+            template_task(13, text),
             |r| matches!(r, DeadReason::NotAccepted(_)),
-            "does not accept image/gif",
+            "does not accept text/plain as a template header",
         ),
     ];
     for (body, expected, needle) in cases {
@@ -343,7 +340,7 @@ async fn a_file_whose_upload_expired_is_dead() {
 #[tokio::test]
 async fn a_deleted_file_is_dead() {
     let w = world();
-    let id = file(&w, Mode::Message, "image/png", &[b"img"]).await;
+    let id = file(&w, Mode::Message, "image/png", &[PNG]).await;
     w.uploads.delete_file(who(), id).await.unwrap();
     match w.worker.handle_task(&message_task(22, id), 1).await {
         TaskOutcome::Dead(reason) => {
@@ -361,7 +358,7 @@ async fn a_deleted_file_is_dead() {
 #[tokio::test]
 async fn a_delivery_while_another_holds_the_task_waits() {
     let w = world();
-    let id = file(&w, Mode::Message, "image/png", &[b"img"]).await;
+    let id = file(&w, Mode::Message, "image/png", &[PNG]).await;
     let now = FixedClock.now();
     let task = TaskId::from_uuid(Uuid::from_u128(30));
     let claim = w
@@ -392,7 +389,7 @@ async fn a_delivery_while_another_holds_the_task_waits() {
 async fn bytes_that_changed_since_the_upload_are_never_sent() {
     for (mode, task) in [(Mode::Message, 41), (Mode::Template, 42)] {
         let w = world();
-        let id = file(&w, mode, "image/png", &[b"\x89PNG..", b"rest"]).await;
+        let id = file(&w, mode, "image/png", &[PNG, b"rest"]).await;
         let record = w
             .store
             .find_session(who().firm, id)

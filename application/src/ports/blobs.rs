@@ -155,6 +155,47 @@ impl ChunkBody {
         })
     }
 
+    /// The body's first `n` bytes (all of it when shorter), read ahead and put back in front:
+    /// for a rule decided from a file's first bytes before any of them is stored. At most `n`
+    /// bytes and one piece are held while reading ahead.
+    pub async fn peek(mut self, n: usize) -> Result<(Bytes, Self), BodyError> {
+        let mut pieces = Vec::new();
+        let mut len = 0usize;
+        let mut ended = false;
+        while len < n {
+            match self.next().await {
+                Some(piece) => {
+                    let piece = piece?;
+                    len += piece.len();
+                    pieces.push(piece);
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let prefix = match pieces.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.slice(..one.len().min(n)),
+            many => {
+                let mut joined = bytes::BytesMut::with_capacity(len.min(n));
+                for piece in many {
+                    let room = n - joined.len();
+                    joined.extend_from_slice(&piece[..piece.len().min(room)]);
+                }
+                joined.freeze()
+            }
+        };
+        let ahead = futures::stream::iter(pieces.into_iter().map(Ok));
+        let body = self.map_stream(|rest| match ended {
+            // A finished stream is not polled again.
+            true => ahead.boxed(),
+            false => ahead.chain(rest).boxed(),
+        });
+        Ok((prefix, body))
+    }
+
     /// Wraps the pieces (to count or cut them), keeping the budget.
     pub fn map_stream(
         self,
@@ -393,6 +434,49 @@ mod tests {
         assert_eq!(budget.held(), 40);
         drop(second);
         assert_eq!(budget.held(), 0);
+    }
+
+    /// A body of numbered bytes in pieces of `sizes`, which panics if polled after its end.
+    fn numbered(sizes: &[usize]) -> ChunkBody {
+        let mut next = 0u8;
+        let pieces: Vec<Bytes> = sizes
+            .iter()
+            .map(|&n| {
+                Bytes::from(
+                    (0..n)
+                        .map(|_| {
+                            next = next.wrapping_add(1);
+                            next
+                        })
+                        .collect::<Vec<u8>>(),
+                )
+            })
+            .collect();
+        let stream = futures::stream::unfold(pieces.into_iter(), |mut rest| async move {
+            rest.next().map(|piece| (Ok(piece), rest))
+        });
+        ChunkBody::new(stream.boxed())
+    }
+
+    #[tokio::test]
+    async fn peeking_reads_ahead_and_puts_every_byte_back() {
+        for (sizes, n) in [
+            (&[10, 20, 30][..], 25usize),
+            (&[100][..], 25),
+            (&[5, 5][..], 25),
+            (&[][..], 4),
+        ] {
+            let (whole, _) = numbered(sizes).collect(10_000).await.unwrap();
+            let (prefix, body) = numbered(sizes).peek(n).await.unwrap();
+            assert_eq!(prefix, whole.slice(..whole.len().min(n)), "{sizes:?}");
+            let (again, _) = body.collect(10_000).await.unwrap();
+            assert_eq!(again, whole, "{sizes:?}");
+        }
+        let failing = ChunkBody::new(
+            futures::stream::iter([Ok(Bytes::from_static(b"ab")), Err(BodyError::Stalled(3))])
+                .boxed(),
+        );
+        assert_eq!(failing.peek(10).await.err(), Some(BodyError::Stalled(3)));
     }
 
     #[tokio::test]

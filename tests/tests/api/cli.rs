@@ -17,16 +17,26 @@ fn sha(data: &[u8]) -> String {
 const CHUNK: usize = 256 * 1024;
 
 fn uploader(app: &TestApp, file: &std::path::Path, extra: &[&str]) -> Command {
+    uploader_in(app, file, "Import", CHUNK, extra)
+}
+
+fn uploader_in(
+    app: &TestApp,
+    file: &std::path::Path,
+    mode: &str,
+    chunk: usize,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(binary());
     cmd.arg("upload")
         .arg(file)
         .args([
             "--mode",
-            "Import",
+            mode,
             "--server",
             &app.base,
             "--chunk-size",
-            &CHUNK.to_string(),
+            &chunk.to_string(),
             "--json",
         ])
         .args(extra)
@@ -72,6 +82,45 @@ async fn the_uploader_sends_a_file_in_parallel_chunks_and_prints_one_json_line()
     // uploader waited for it and compared.
     assert_eq!(done["sha256"], sha(&data));
     assert_eq!(done["verified"], true);
+    let _ = std::fs::remove_file(file);
+}
+
+/// A legacy Excel file (an OLE compound file) whose directory, which names its kind, lies past
+/// a 512-byte block 0, under a name without an extension: the service cannot tell its kind
+/// from block 0, but the uploader reads the file's head, and declares it.
+#[tokio::test]
+async fn the_uploader_declares_the_type_the_first_chunk_cannot_show() {
+    let app = TestApp::spawn(Profile::Embedded).await;
+    let mut data = random_bytes(4096);
+    data[..512].fill(0);
+    data[..8].copy_from_slice(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]);
+    data[0x1E..0x20].copy_from_slice(&9u16.to_le_bytes());
+    data[0x30..0x34].copy_from_slice(&0u32.to_le_bytes());
+    // Directory sector 0 (at 512): the root entry, then a stream named `Workbook`.
+    data[512..1024].fill(0);
+    let name: Vec<u8> = "Workbook"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    data[640..640 + name.len()].copy_from_slice(&name);
+    data[640 + 0x40..640 + 0x42].copy_from_slice(&(name.len() as u16 + 2).to_le_bytes());
+    let file = std::env::temp_dir().join(format!("ledger-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, &data).unwrap();
+
+    // A client that declares nothing is refused: block 0 alone does not say.
+    let undeclared = Chunk {
+        content_type: None,
+        file_name: Some("ledger".into()),
+        ..Chunk::new(&data[..512], 0, 8, "Message")
+    };
+    let refused = app.post_chunk(undeclared).await;
+    assert_eq!(refused.status().as_u16(), 415);
+
+    let done = run_json(uploader_in(&app, &file, "Message", 512, &[])).await;
+    let id = done["fileId"].as_str().unwrap();
+    let status = envelope(app.status(id).await, 200).await;
+    assert_eq!(status["data"]["contentType"], "application/vnd.ms-excel");
+    assert_eq!(app.fetch(done["url"].as_str().unwrap()).await, data);
     let _ = std::fs::remove_file(file);
 }
 

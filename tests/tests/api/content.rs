@@ -3,7 +3,7 @@
 
 use filegate_tests::{Chunk, Profile, TestApp, TestAppOptions};
 
-use crate::support::{envelope, error_naming, random_bytes, split};
+use crate::support::{envelope, error_naming, png_bytes, random_bytes, split};
 
 async fn complete_file(app: &TestApp, data: &[u8]) -> String {
     let chunks = split(data, 2);
@@ -29,7 +29,7 @@ fn get(app: &TestApp, id: &str) -> reqwest::RequestBuilder {
 
 pub async fn the_content_route_streams_the_file_with_its_headers(profile: Profile) {
     let app = TestApp::spawn(profile).await;
-    let data = random_bytes(300_001);
+    let data = png_bytes(300_001);
     let id = complete_file(&app, &data).await;
     let resp = get(&app, &id).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -60,39 +60,54 @@ pub async fn the_content_route_streams_the_file_with_its_headers(profile: Profil
     assert_eq!(not_modified.status().as_u16(), 304);
 }
 
-/// A file of a type a browser would run or render as a page (HTML, SVG) is served as an
-/// attachment, never inline, and never sniffed; a range header's unit is read in any case.
-pub async fn active_content_is_served_as_an_attachment(profile: Profile) {
+/// Markup (HTML, SVG) is no type any mode takes, whatever it is declared as: 415, nothing kept.
+/// Text that is kept is served as an attachment, never inline, and never sniffed; a range
+/// header's unit is read in any case.
+pub async fn active_content_is_refused_or_served_as_an_attachment(profile: Profile) {
     let app = TestApp::spawn(profile).await;
-    for content_type in ["text/html", "image/svg+xml", "application/octet-stream"] {
-        let mut chunk = Chunk::new(b"<html><script>alert(1)</script></html>", 0, 1, "Import");
+    let page: &[u8] = b"<html><script>alert(1)</script></html>";
+    for (mode, content_type) in [
+        ("Profile", "image/png"),
+        ("Import", "text/csv"),
+        ("Message", "image/svg+xml"),
+        ("Firm", "text/html"),
+    ] {
+        let mut chunk = Chunk::new(page, 0, 1, mode);
         chunk.content_type = Some(content_type.into());
-        chunk.file_name = Some("page.html".into());
-        let done = envelope(app.post_chunk(chunk).await, 200).await;
-        let id = done["data"]["fileId"].as_str().unwrap().to_owned();
-        let resp = get(&app, &id).send().await.unwrap();
-        let headers = resp.headers();
-        assert_eq!(
-            headers["x-content-type-options"], "nosniff",
-            "{content_type}"
-        );
-        let disposition = headers["content-disposition"].to_str().unwrap();
-        assert!(
-            disposition.starts_with("attachment;"),
-            "{content_type}: {disposition}"
-        );
-        let ranged = get(&app, &id)
-            .header("Range", "BYTES=0-5")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            ranged.status().as_u16(),
-            206,
-            "the unit is case-insensitive"
-        );
-        assert_eq!(ranged.bytes().await.unwrap().as_ref(), b"<html>");
+        chunk.file_name = Some("avatar.png".into());
+        error_naming(
+            app.post_chunk(chunk).await,
+            415,
+            "the bytes sent are of no type this service recognizes; nothing was kept",
+        )
+        .await;
     }
+    app.assert_no_files().await;
+    let mut chunk = Chunk::new(b"alert(1) // plain words", 0, 1, "Message");
+    chunk.content_type = Some("text/html".into());
+    chunk.file_name = Some("page.html".into());
+    let done = envelope(app.post_chunk(chunk).await, 200).await;
+    let id = done["data"]["fileId"].as_str().unwrap().to_owned();
+    let resp = get(&app, &id).send().await.unwrap();
+    let headers = resp.headers();
+    assert_eq!(
+        headers["content-type"], "text/plain",
+        "the type the bytes show"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(disposition.starts_with("attachment;"), "{disposition}");
+    let ranged = get(&app, &id)
+        .header("Range", "BYTES=0-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ranged.status().as_u16(),
+        206,
+        "the unit is case-insensitive"
+    );
+    assert_eq!(ranged.bytes().await.unwrap().as_ref(), b"alert(");
 }
 
 pub async fn a_single_range_gets_206_with_just_those_bytes(profile: Profile) {
@@ -180,7 +195,8 @@ pub async fn the_first_start_prints_a_working_key(profile: Profile) {
         .unwrap_or_else(|| panic!("no key in the banner:\n{banner}"));
     app.key = key;
     envelope(
-        app.post_chunk(Chunk::new(b"hello", 0, 1, "Firm")).await,
+        app.post_chunk(Chunk::new(&png_bytes(64), 0, 1, "Firm"))
+            .await,
         200,
     )
     .await;

@@ -2,7 +2,7 @@
 
 use filegate_tests::{Chunk, Profile, TestApp, TestAppOptions};
 
-use crate::support::{envelope, error_naming, random_bytes};
+use crate::support::{envelope, error_naming, png_bytes, random_bytes, random_pdf};
 
 async fn open(app: &TestApp, total: u32) -> String {
     let body = envelope(
@@ -356,7 +356,7 @@ pub async fn a_file_over_its_modes_cap_gets_413_and_keeps_nothing(profile: Profi
         .env
         .push(("FILEGATE_LIMITS__PROFILE_BYTES".into(), "1000".into()));
     let app = TestApp::spawn_with(options).await;
-    let big = random_bytes(1001);
+    let big = png_bytes(1001);
     error_naming(
         app.post_chunk(Chunk::new(&big, 0, 1, "Profile")).await,
         413,
@@ -383,6 +383,40 @@ pub async fn a_file_over_its_modes_cap_gets_413_and_keeps_nothing(profile: Profi
     );
     // Other modes keep their own caps.
     envelope(app.post_chunk(Chunk::new(&big, 0, 1, "Contact")).await, 200).await;
+}
+
+/// In Message, the kind of media that block 0's bytes show has its own cap
+/// (`limits.image_bytes` here): a PNG, whatever it was declared as, is stored as a PNG and gets
+/// 413 naming its kind once it passes that cap, while a PDF of the same size is accepted.
+pub async fn a_kind_of_media_over_its_cap_gets_413_as_soon_as_block_zero_shows_it(
+    profile: Profile,
+) {
+    let mut options = TestAppOptions::new(profile);
+    options
+        .env
+        .push(("FILEGATE_LIMITS__IMAGE_BYTES".into(), "1000".into()));
+    let app = TestApp::spawn_with(options).await;
+    let png = png_bytes(1500);
+    // Declared as a PDF (Chunk::new's default): the bytes decide.
+    let first = envelope(
+        app.post_chunk(Chunk::new(&png[..800], 0, 2, "Message"))
+            .await,
+        200,
+    )
+    .await;
+    let id = first["data"]["fileId"].as_str().unwrap().to_owned();
+    let status = envelope(app.status(&id).await, 200).await;
+    assert_eq!(status["data"]["contentType"], "image/png");
+    error_naming(
+        app.post_chunk(Chunk::new(&png[800..], 1, 2, "Message").file_id(&id))
+            .await,
+        413,
+        "Message image files may have at most 1000 bytes",
+    )
+    .await;
+    let pdf = random_pdf(1500);
+    let done = envelope(app.post_chunk(Chunk::new(&pdf, 0, 1, "Message")).await, 200).await;
+    assert_eq!(done["data"]["isComplete"], true);
 }
 
 /// Request bytes held in memory are bounded across requests: a chunk that would have to be

@@ -2,7 +2,7 @@
 
 use filegate_tests::{Chunk, Profile, TestApp};
 
-use crate::support::{envelope, error_naming};
+use crate::support::{envelope, error_naming, png_bytes};
 
 pub async fn liveness_and_readiness_answer_without_a_key(profile: Profile) {
     let app = TestApp::spawn(profile).await;
@@ -25,7 +25,7 @@ pub async fn a_revoked_key_is_refused(profile: Profile) {
     let firm = uuid::Uuid::new_v4();
     let key = app.create_key(firm, uuid::Uuid::new_v4()).await;
     envelope(
-        app.post_chunk_as(&key, Chunk::new(b"x", 0, 1, "Firm"))
+        app.post_chunk_as(&key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
             .await,
         200,
     )
@@ -38,7 +38,7 @@ pub async fn a_revoked_key_is_refused(profile: Profile) {
         String::from_utf8_lossy(&out.stderr)
     );
     error_naming(
-        app.post_chunk_as(&key, Chunk::new(b"x", 0, 1, "Firm"))
+        app.post_chunk_as(&key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
             .await,
         401,
         "revoked",

@@ -70,9 +70,30 @@ pub fn split(data: &[u8], parts: usize) -> Vec<&[u8]> {
     data.chunks(size).collect()
 }
 
+/// Random bytes that are UTF-8 text (letters, digits, commas and line breaks), so that a file
+/// made of them is a CSV in Import and a plain-text document in Message: the type policy tells
+/// types from the first bytes, and random binary is no type at all.
 pub fn random_bytes(len: usize) -> Vec<u8> {
-    use rand::RngCore;
-    let mut data = vec![0u8; len];
-    rand::rng().fill_bytes(&mut data);
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,\n";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())])
+        .collect()
+}
+
+/// Random bytes behind a PDF header: a PDF by its first bytes.
+pub fn random_pdf(len: usize) -> Vec<u8> {
+    let mut data = b"%PDF-1.7\n".to_vec();
+    data.extend(random_bytes(len.saturating_sub(data.len())));
+    data.truncate(len);
+    data
+}
+
+/// A PNG by its first bytes, `len` long.
+pub fn png_bytes(len: usize) -> Vec<u8> {
+    let mut data = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    data.extend(random_bytes(len.saturating_sub(data.len())));
+    data.truncate(len);
     data
 }

@@ -4,7 +4,7 @@ use filegate_tests::{Chunk, Profile, TestApp};
 use futures::future::join_all;
 use serde_json::Value;
 
-use crate::support::{envelope, random_bytes, split, upload_sequentially};
+use crate::support::{envelope, png_bytes, random_bytes, random_pdf, split, upload_sequentially};
 
 fn file_id(body: &Value) -> String {
     body["data"]["fileId"]
@@ -19,7 +19,7 @@ fn url(body: &Value) -> &str {
 
 pub async fn a_single_chunk_upload_is_complete_with_the_bytes_at_the_mode_path(profile: Profile) {
     let app = TestApp::spawn(profile).await;
-    let data = random_bytes(10_000);
+    let data = png_bytes(10_000);
     let body = envelope(
         app.post_chunk(Chunk::new(&data, 0, 1, "Contact")).await,
         200,
@@ -81,7 +81,7 @@ pub async fn chunks_out_of_order_and_four_in_parallel_make_one_file(profile: Pro
 
 pub async fn a_chunk_sent_twice_replaces_the_first_copy(profile: Profile) {
     let app = TestApp::spawn(profile).await;
-    let data = random_bytes(300_000);
+    let data = random_pdf(300_000);
     let chunks = split(&data, 3);
     let first = envelope(
         app.post_chunk(Chunk::new(chunks[0], 0, 3, "Template"))
@@ -273,7 +273,7 @@ pub async fn an_upload_survives_a_server_restart_between_chunks(profile: Profile
 
 pub async fn the_legacy_fields_and_a_case_insensitive_path_work(profile: Profile) {
     let app = TestApp::spawn(profile).await;
-    let data = random_bytes(20_000);
+    let data = png_bytes(20_000);
     let chunks = split(&data, 2);
     let legacy = |bytes: &[u8], current: u32| Chunk {
         block_index: None,
@@ -317,7 +317,7 @@ pub async fn the_stored_name_is_the_sanitized_first_file_name(profile: Profile) 
 /// they arrive, and the upload works as usual.
 pub async fn a_file_sent_before_its_fields_is_buffered_and_stored(profile: Profile) {
     let app = TestApp::spawn(profile).await;
-    let data = random_bytes(3 * 150_000 + 11);
+    let data = png_bytes(3 * 150_000 + 11);
     let chunks = split(&data, 3);
     let first = envelope(
         app.post_chunk(Chunk::new(chunks[0], 0, 3, "Firm").file_first())
