@@ -318,6 +318,13 @@ pub struct HttpSettings {
     /// process's soft file-descriptor limit is raised to fit it, or it is lowered to what the
     /// hard limit allows (and the start logs it). Default 4096.
     pub max_connections: usize,
+    /// Bytes of a request body that was not read (an early 401, 413, 415 or 429) that are read
+    /// and discarded before the answer, so that a client still sending reads the answer rather
+    /// than a reset connection (nginx's lingering close). A request that declares a longer body
+    /// is answered and closed at once. 0 turns draining off. Default 64 MiB.
+    pub drain_max_bytes: u64,
+    /// Seconds that draining may take at most. Default 10.
+    pub drain_timeout_secs: u64,
 }
 
 impl Default for HttpSettings {
@@ -333,6 +340,8 @@ impl Default for HttpSettings {
             header_timeout_secs: 10,
             idle_timeout_secs: 30,
             max_connections: 4096,
+            drain_max_bytes: 64 * 1024 * 1024,
+            drain_timeout_secs: 10,
         }
     }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use filegate_adapter_azure_blob::AzureBlobStore;
 use filegate_adapter_http::{
-    BoundedAcceptor, ConnectionBounds, FilesService, HostPolicy, HttpOptions,
+    BoundedAcceptor, ConnectionBounds, DrainLimits, FilesService, HostPolicy, HttpOptions,
 };
 use filegate_adapter_local_fs::LocalFsStore;
 use filegate_adapter_meta::MetaHttpClient;
@@ -110,6 +110,10 @@ fn http_options(settings: &Settings) -> HttpOptions {
         body_idle_timeout: Some(idle_timeout(settings)),
         hosts: host_policy(settings),
         rate: settings.rate.limit(),
+        drain: DrainLimits {
+            max_bytes: settings.http.drain_max_bytes,
+            timeout: Duration::from_secs(settings.http.drain_timeout_secs),
+        },
     }
 }
 

@@ -199,7 +199,7 @@ struct RawForm {
     chunk_sha256: Option<String>,
 }
 
-async fn parse(
+pub(crate) async fn parse(
     request: &Request,
     body: &mut RequestBody,
     limits: ChunkLimits,

@@ -5,7 +5,11 @@
 
 mod api;
 mod chunk;
+mod drain;
 mod envelope;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hosts;
 mod idle;
 mod listener;
@@ -23,6 +27,7 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::OpenApiService;
 
 pub use chunk::ChunkLimits;
+pub use drain::DrainLimits;
 pub use envelope::ApiError;
 pub use hosts::HostPolicy;
 pub use listener::{BoundedAcceptor, BoundedIo, ConnectionBounds, HeadTimedOut};
@@ -47,6 +52,8 @@ pub struct HttpOptions {
     pub hosts: HostPolicy,
     /// Requests per API key (`None`: no limit).
     pub rate: Option<RateLimit>,
+    /// How much of a body left unread by an early answer is drained before the answer.
+    pub drain: DrainLimits,
 }
 
 fn openapi(options: &HttpOptions) -> OpenApiService<api::FilesApi, ()> {
@@ -79,7 +86,10 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
         .data(idle::BodyIdleTimeout(options.body_idle_timeout))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(Tracing);
-    paths::CaseInsensitivePaths(envelope::EnvelopeErrors(routes.into_endpoint()))
+    drain::LingeringClose {
+        inner: paths::CaseInsensitivePaths(envelope::EnvelopeErrors(routes.into_endpoint())),
+        limits: options.drain,
+    }
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

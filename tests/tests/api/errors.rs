@@ -327,6 +327,91 @@ pub async fn a_chunk_far_over_the_limit_is_refused_without_reading_it_all(profil
     }
 }
 
+/// Writes a whole multipart chunk request (a `File` part of `file` in `mode`) on a fresh
+/// connection before reading anything, as Python's http.client and Node's fetch do, then reads
+/// the answer: its status and body. A write that fails (the server closed while the client was
+/// still sending) is an error.
+async fn whole_then_read(
+    app: &TestApp,
+    key: &str,
+    mode: &str,
+    file: &[u8],
+) -> std::io::Result<(u16, serde_json::Value)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let boundary = "wholeThenRead";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"BlockIndex\"\r\n\r\n0\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"TotalBlocks\"\r\n\r\n2\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"Mode\"\r\n\r\n{mode}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"File\"; filename=\"a.bin\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let head = format!(
+        "POST /api/v1/Files/chunk HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(&addr).await?;
+    conn.write_all(head.as_bytes()).await?;
+    for piece in body.chunks(64 * 1024) {
+        conn.write_all(piece).await?;
+    }
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await?;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text}"));
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b.trim()).ok())
+        .unwrap_or_else(|| panic!("no JSON envelope in {text}"));
+    Ok((status, json))
+}
+
+/// Answers given before the body is read (a wrong key, a declared length over the limit, a
+/// type the mode refuses) reach a client that writes its whole body before it reads: the
+/// server drains the unread rest first (up to `http.drain_max_bytes`) instead of closing a
+/// connection the client is still writing to. (With `http.drain_max_bytes = 0` the first write
+/// after the 401 fails with a broken pipe: checked by hand when this was written.)
+pub async fn early_answers_reach_a_client_that_sends_its_whole_body_first(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
+    let text = random_bytes(10 * 1024 * 1024);
+    let cases: [(&str, &str, Vec<u8>, u16, &str); 3] = [
+        ("fg_wrong", "Import", text.clone(), 401, "key"),
+        (
+            &app.key,
+            "Import",
+            random_bytes(20 * 1024 * 1024),
+            413,
+            "maximum",
+        ),
+        (
+            &app.key,
+            "Profile",
+            [b"<html>".as_slice(), &text[..900 * 1024]].concat(),
+            415,
+            "Profile files must be",
+        ),
+    ];
+    for (key, mode, file, status, needle) in cases {
+        let (got, body) = whole_then_read(&app, key, mode, &file)
+            .await
+            .unwrap_or_else(|e| panic!("the {status} did not reach the client: {e}"));
+        assert_eq!(got, status, "{body}");
+        assert_eq!(body["isSuccess"], false);
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+    }
+    app.assert_no_files().await;
+}
+
 pub async fn unknown_routes_and_methods_answer_in_the_envelope(profile: Profile) {
     let app = TestApp::spawn(profile).await;
     error_naming(

@@ -74,12 +74,16 @@ pub fn split(data: &[u8], parts: usize) -> Vec<&[u8]> {
 /// made of them is a CSV in Import and a plain-text document in Message: the type policy tells
 /// types from the first bytes, and random binary is no type at all.
 pub fn random_bytes(len: usize) -> Vec<u8> {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,\n";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())])
-        .collect()
+    use rand::RngCore;
+    // 64 symbols: each random byte picks one by its low six bits.
+    const ALPHABET: &[u8; 64] =
+        b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,\n";
+    let mut data = vec![0u8; len];
+    rand::rng().fill_bytes(&mut data);
+    for b in &mut data {
+        *b = ALPHABET[usize::from(*b & 63)];
+    }
+    data
 }
 
 /// Random bytes behind a PDF header: a PDF by its first bytes.
