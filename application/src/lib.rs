@@ -26,6 +26,6 @@ pub mod fakes;
 pub use app::{Fault, Filegate, Readiness};
 pub use keys::{ApiKeys, AuthError, CreatedKey, KeyAdminError, Principal};
 pub use uploads::{
-    ChunkCommand, ChunkReceipt, ContentError, DeleteFileError, FileContent, FileStatus,
-    FileStatusError, UploadChunkError, Uploads,
+    BlockLists, ChunkCommand, ChunkReceipt, ContentError, DeleteFileError, FileContent, FileStatus,
+    FileStatusError, LISTED_BLOCKS_MAX, UploadChunkError, Uploads,
 };

@@ -65,6 +65,16 @@ pub struct ChunkReceipt {
     pub sha256: Option<Sha256Digest>,
 }
 
+/// The largest upload whose status lists every received and missing index.
+pub const LISTED_BLOCKS_MAX: u32 = 1000;
+
+/// The received and missing indices of an upload, ascending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockLists {
+    pub received: Vec<u32>,
+    pub missing: Vec<u32>,
+}
+
 /// Where an upload stands, for a client that wants to resume it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileStatus {
@@ -75,8 +85,12 @@ pub struct FileStatus {
     pub is_complete: bool,
     pub url: Option<String>,
     pub total_blocks: u32,
-    pub received: Vec<u32>,
-    pub missing: Vec<u32>,
+    pub received_count: u32,
+    /// The indices received and missing, ascending; only for an upload of at most
+    /// [`LISTED_BLOCKS_MAX`] blocks (a larger one's lists would be hundreds of KB).
+    pub lists: Option<BlockLists>,
+    /// The missing indices as runs `[first, last]`, inclusive: always, and compact.
+    pub missing_ranges: Vec<[u32; 2]>,
     /// Bytes staged so far, or the file's size once complete.
     pub size: u64,
     /// When the upload expires unless a chunk arrives; `None` once complete.
@@ -670,8 +684,12 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             is_complete: file.is_some(),
             url,
             total_blocks: session.total_blocks.get(),
-            received: received.received().collect(),
-            missing: received.missing().collect(),
+            received_count: received.len(),
+            lists: (session.total_blocks.get() <= LISTED_BLOCKS_MAX).then(|| BlockLists {
+                received: received.received().collect(),
+                missing: received.missing().collect(),
+            }),
+            missing_ranges: received.missing_ranges(),
             size: file.as_ref().map_or(staged_bytes, |f| f.size),
             expires_at: file
                 .is_none()
@@ -1210,7 +1228,11 @@ mod tests {
             other => panic!("expected a refusal, got {other:?}"),
         }
         let status = svc.file_status(who(1), first.file_id).await.unwrap();
-        assert_eq!(status.missing, vec![1], "the refused block is not recorded");
+        assert_eq!(
+            status.missing_ranges,
+            vec![[1, 1]],
+            "the refused block is not recorded"
+        );
         assert_eq!(blobs.staged_bytes(), 2, "and its bytes are gone");
         let last = svc
             .upload_chunk(who(1), with_sha(chunk(id, 1, 2, b"bb"), b"bb"))
@@ -1380,8 +1402,8 @@ mod tests {
         assert!(matches!(err, UploadChunkError::Unavailable(_)));
         let status = svc.file_status(who(1), id).await.unwrap();
         assert_eq!(
-            (status.is_complete, status.missing.clone()),
-            (false, vec![1])
+            (status.is_complete, status.missing_ranges.clone()),
+            (false, vec![[1, 1]])
         );
         blobs
             .fail_commits
@@ -1976,10 +1998,35 @@ mod tests {
             .await
             .unwrap();
         let status = svc.file_status(who(1), id).await.unwrap();
-        assert_eq!(status.received, vec![0, 2]);
-        assert_eq!(status.missing, vec![1, 3]);
+        assert_eq!(
+            status.lists,
+            Some(BlockLists {
+                received: vec![0, 2],
+                missing: vec![1, 3]
+            })
+        );
+        assert_eq!(status.missing_ranges, vec![[1, 1], [3, 3]]);
+        assert_eq!(status.received_count, 2);
         assert_eq!(status.size, 5);
         assert_eq!(status.file_name, "report.pdf");
         assert!(!status.is_complete && status.url.is_none());
+    }
+
+    /// An upload of many blocks answers runs of missing blocks, not every index.
+    #[tokio::test]
+    async fn a_large_upload_answers_runs_instead_of_lists() {
+        let (svc, _) = service();
+        let id = svc
+            .upload_chunk(who(1), chunk(None, 0, 50_000, b"aa"))
+            .await
+            .unwrap()
+            .file_id;
+        svc.upload_chunk(who(1), chunk(Some(id), 7, 50_000, b"b"))
+            .await
+            .unwrap();
+        let status = svc.file_status(who(1), id).await.unwrap();
+        assert_eq!(status.lists, None);
+        assert_eq!(status.missing_ranges, vec![[1, 6], [8, 49_999]]);
+        assert_eq!(status.received_count, 2);
     }
 }

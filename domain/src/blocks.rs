@@ -153,6 +153,19 @@ impl BlockSet {
         (0..self.total.get()).filter(|i| !self.contains(BlockIndex(*i)))
     }
 
+    /// The missing indices as runs `[first, last]` (inclusive), ascending: a few runs for an
+    /// upload sent in order or in parallel, where the list of indices would have thousands.
+    pub fn missing_ranges(&self) -> Vec<[u32; 2]> {
+        let mut runs: Vec<[u32; 2]> = Vec::new();
+        for i in self.missing() {
+            match runs.last_mut() {
+                Some(run) if run[1] + 1 == i => run[1] = i,
+                _ => runs.push([i, i]),
+            }
+        }
+        runs
+    }
+
     fn position(index: BlockIndex) -> (usize, u32) {
         ((index.0 / 64) as usize, index.0 % 64)
     }
@@ -219,7 +232,11 @@ mod tests {
             prop_assert_eq!(set.len() as usize, reference.len());
             prop_assert_eq!(set.received().collect::<Vec<_>>(), reference.iter().copied().collect::<Vec<_>>());
             let missing: Vec<u32> = (0..total).filter(|i| !reference.contains(i)).collect();
-            prop_assert_eq!(set.missing().collect::<Vec<_>>(), missing);
+            prop_assert_eq!(set.missing().collect::<Vec<_>>(), missing.clone());
+            let expanded: Vec<u32> = set.missing_ranges().iter().flat_map(|[a, b]| *a..=*b).collect();
+            prop_assert_eq!(expanded, missing);
+            // Runs never touch: each is as long as it can be.
+            prop_assert!(set.missing_ranges().windows(2).all(|w| w[0][1] + 1 < w[1][0]));
             prop_assert_eq!(set.is_complete(), reference.len() == total as usize);
         }
 

@@ -324,8 +324,8 @@ impl FilesApi {
 
     /// Read where an upload stands
     ///
-    /// Lists the received and the missing block indices, so that an interrupted client can
-    /// resume, and the file's URL once it is complete.
+    /// Says which blocks are missing (as runs, and for an upload of at most 1000 blocks also as
+    /// lists), so that an interrupted client can resume, and the file's URL once it is complete.
     #[oai(
         path = "/api/v1/Files/:fileId",
         method = "get",
@@ -610,8 +610,10 @@ fn status_envelope(s: FileStatus) -> FileStatusEnvelope {
         is_complete: s.is_complete,
         url: s.url,
         total_blocks: s.total_blocks,
-        received_blocks: s.received,
-        missing_blocks: s.missing,
+        received_count: s.received_count,
+        missing_ranges: s.missing_ranges,
+        received_blocks: s.lists.as_ref().map(|l| l.received.clone()),
+        missing_blocks: s.lists.map(|l| l.missing),
         size: s.size,
         expires_at: s.expires_at.map(rfc3339),
         sha256: s.sha256.as_ref().map(Sha256Digest::to_hex),

@@ -56,10 +56,18 @@ pub struct FileStatusData {
     #[oai(skip_serializing_if_is_none = false, nullable)]
     pub url: Option<String>,
     pub total_blocks: u32,
-    /// Indices already staged, ascending.
-    pub received_blocks: Vec<u32>,
-    /// Indices still to send, ascending.
-    pub missing_blocks: Vec<u32>,
+    /// How many distinct blocks have been received.
+    pub received_count: u32,
+    /// Indices still to send as runs `[first, last]`, both inclusive, ascending; `[]` once
+    /// every block arrived. Compact for any upload: resume from this.
+    pub missing_ranges: Vec<[u32; 2]>,
+    /// Indices already staged, ascending; only for an upload of at most 1000 blocks (a larger
+    /// upload's list would be hundreds of KB: use `receivedCount` and `missingRanges`).
+    #[oai(skip_serializing_if_is_none)]
+    pub received_blocks: Option<Vec<u32>>,
+    /// Indices still to send, ascending; only for an upload of at most 1000 blocks.
+    #[oai(skip_serializing_if_is_none)]
+    pub missing_blocks: Option<Vec<u32>>,
     /// Bytes staged so far, or the file's size once complete.
     pub size: u64,
     /// When the upload expires (RFC 3339, UTC) unless a chunk arrives; `null` once complete.
@@ -169,8 +177,10 @@ impl Example for FileStatusEnvelope {
                 is_complete: false,
                 url: None,
                 total_blocks: 5,
-                received_blocks: vec![0, 1, 3],
-                missing_blocks: vec![2, 4],
+                received_count: 3,
+                missing_ranges: vec![[2, 2], [4, 4]],
+                received_blocks: Some(vec![0, 1, 3]),
+                missing_blocks: Some(vec![2, 4]),
                 size: 25_165_824,
                 expires_at: Some("2026-11-28T09:30:00Z".into()),
                 sha256: None,

@@ -137,9 +137,19 @@ struct StatusData {
     is_complete: bool,
     url: Option<String>,
     total_blocks: u32,
-    missing_blocks: Vec<u32>,
+    /// Runs `[first, last]` of missing blocks, inclusive: compact for any upload size.
+    missing_ranges: Vec<[u32; 2]>,
     #[serde(default)]
     sha256: Option<String>,
+}
+
+impl StatusData {
+    fn missing(&self) -> Vec<u32> {
+        self.missing_ranges
+            .iter()
+            .flat_map(|[first, last]| *first..=*last)
+            .collect()
+    }
 }
 
 /// The longest `Retry-After` obeyed: a proxy that asks for an hour would otherwise leave the
@@ -271,13 +281,14 @@ impl Client {
                         chunk_size: self.options.chunk_size,
                     });
                 }
-                let done = u64::from(self.total - status.missing_blocks.len() as u32);
+                let missing = status.missing();
+                let done = u64::from(self.total - missing.len() as u32);
                 self.bar
                     .set_position(done.saturating_mul(self.options.chunk_size).min(self.size));
                 if status.is_complete {
                     return self.verify(id, status.url, 0, status.sha256).await;
                 }
-                (id, status.missing_blocks, None)
+                (id, missing, None)
             }
             None => {
                 let first = self.send_with_retries(None, 0).await?;
@@ -312,7 +323,7 @@ impl Client {
                 if !status.is_complete {
                     return Err(UploadError::Protocol(format!(
                         "every block was sent but the upload is not complete; missing {:?}",
-                        status.missing_blocks
+                        status.missing_ranges
                     )));
                 }
                 (status.url, status.sha256)

@@ -42,6 +42,7 @@ on_both_profiles!(
     uploads::two_racing_copies_of_the_final_chunk_commit_once_and_agree,
     uploads::the_last_two_missing_chunks_racing_complete_the_file_once,
     uploads::the_status_lists_what_is_missing_and_then_the_url,
+    uploads::the_status_of_a_large_upload_is_compact,
     uploads::an_upload_survives_a_server_restart_between_chunks,
     uploads::the_legacy_fields_and_a_case_insensitive_path_work,
     uploads::the_stored_name_is_the_sanitized_first_file_name,

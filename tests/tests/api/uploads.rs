@@ -209,6 +209,35 @@ pub async fn the_last_two_missing_chunks_racing_complete_the_file_once(profile: 
     }
 }
 
+/// The status of an upload of 50,000 blocks stays small: runs of missing blocks, no lists.
+pub async fn the_status_of_a_large_upload_is_compact(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
+    let first = envelope(
+        app.post_chunk(Chunk::new(b"first", 0, 50_000, "Message"))
+            .await,
+        200,
+    )
+    .await;
+    let id = file_id(&first);
+    envelope(
+        app.post_chunk(Chunk::new(b"more", 9, 50_000, "Message").file_id(&id))
+            .await,
+        200,
+    )
+    .await;
+    let resp = app.status(&id).await;
+    let raw = resp.bytes().await.unwrap();
+    assert!(raw.len() < 1024, "{} bytes: {raw:?}", raw.len());
+    let status: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        status["data"]["missingRanges"],
+        serde_json::json!([[1, 8], [10, 49_999]])
+    );
+    assert_eq!(status["data"]["receivedCount"], 2);
+    assert!(status["data"].get("missingBlocks").is_none());
+    assert!(status["data"].get("receivedBlocks").is_none());
+}
+
 pub async fn the_status_lists_what_is_missing_and_then_the_url(profile: Profile) {
     let app = TestApp::spawn(profile).await;
     let data = random_bytes(40_000);
@@ -228,6 +257,11 @@ pub async fn the_status_lists_what_is_missing_and_then_the_url(profile: Profile)
     let status = envelope(app.status(&id).await, 200).await;
     assert_eq!(status["data"]["receivedBlocks"], serde_json::json!([0, 2]));
     assert_eq!(status["data"]["missingBlocks"], serde_json::json!([1, 3]));
+    assert_eq!(status["data"]["receivedCount"], 2);
+    assert_eq!(
+        status["data"]["missingRanges"],
+        serde_json::json!([[1, 1], [3, 3]])
+    );
     assert_eq!(status["data"]["isComplete"], false);
     assert_eq!(status["data"]["mode"], "Message");
     for i in [1usize, 3] {
