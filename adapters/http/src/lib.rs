@@ -15,6 +15,7 @@ mod idle;
 mod listener;
 mod paths;
 mod rate;
+mod rejections;
 mod service;
 
 use std::sync::Arc;

@@ -106,6 +106,9 @@ enum Head {
 /// is late.
 pub struct BoundedIo<T> {
     inner: T,
+    /// An envelope answer that replaced one of hyper's empty rejections, and how much of it is
+    /// written; it goes out before anything else is written, flushed or shut down.
+    replaced: Option<(Vec<u8>, usize)>,
     head: Head,
     scan: EndOfHead,
     timeout: Duration,
@@ -122,6 +125,7 @@ impl<T> BoundedIo<T> {
     fn new(inner: T, permit: OwnedSemaphorePermit, timeout: Duration) -> Self {
         Self {
             inner,
+            replaced: None,
             head: Head::Awaited(Box::pin(tokio::time::sleep(timeout))),
             scan: EndOfHead::default(),
             timeout,
@@ -168,20 +172,54 @@ impl<T: AsyncRead + Unpin> AsyncRead for BoundedIo<T> {
     }
 }
 
+impl<T: AsyncWrite + Unpin> BoundedIo<T> {
+    /// Writes what is left of a replaced answer; ready once all of it is written.
+    fn poll_replaced(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, written)) = self.replaced.as_mut() {
+            if *written == bytes.len() {
+                self.replaced = None;
+                break;
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for BoundedIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        std::task::ready!(this.poll_replaced(cx))?;
+        if let Some(envelope) = crate::rejections::rewrite(buf) {
+            // Taken whole: hyper sees its bytes written, the client gets the envelope.
+            this.replaced = Some((envelope, 0));
+            // Whatever is not written now goes out on the next write, flush or shutdown.
+            if let Poll::Ready(Err(e)) = this.poll_replaced(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_replaced(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_replaced(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
@@ -190,6 +228,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for BoundedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_replaced(cx))?;
+        // hyper writes a rejection's head as one slice.
+        if let [only] = bufs
+            && crate::rejections::rewrite(only).is_some()
+        {
+            return self.poll_write(cx, only);
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 

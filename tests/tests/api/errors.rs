@@ -412,6 +412,50 @@ pub async fn early_answers_reach_a_client_that_sends_its_whole_body_first(profil
     app.assert_no_files().await;
 }
 
+/// Requests that hyper refuses before the service sees them (a garbage request line, two
+/// different Content-Length headers, too many headers) are answered in the envelope too.
+pub async fn requests_hyper_refuses_are_answered_in_the_envelope(profile: Profile) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(profile).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases = [
+        ("GARBAGE\r\n\r\n".to_owned(), 400, "not valid HTTP/1.1"),
+        (
+            format!(
+                "POST /api/v1/Files/chunk HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 5\r\n\
+                 Content-Length: 6\r\n\r\nhello!"
+            ),
+            400,
+            "conflicting Content-Length",
+        ),
+        (
+            format!("GET /health/live HTTP/1.1\r\nHost: {addr}\r\n{many_headers}\r\n"),
+            431,
+            "headers are too many",
+        ),
+    ];
+    for (request, status, needle) in cases {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{status}: {head}"
+        );
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["isSuccess"], false);
+        assert!(json["message"].as_str().unwrap().contains(needle), "{body}");
+    }
+    // A well-formed request on the same server is untouched.
+    let live = app.http.get(app.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+}
+
 pub async fn unknown_routes_and_methods_answer_in_the_envelope(profile: Profile) {
     let app = TestApp::spawn(profile).await;
     error_naming(

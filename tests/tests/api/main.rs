@@ -60,6 +60,7 @@ on_both_profiles!(
     errors::a_chunk_far_over_the_limit_is_refused_without_reading_it_all,
     errors::unknown_routes_and_methods_answer_in_the_envelope,
     errors::early_answers_reach_a_client_that_sends_its_whole_body_first,
+    errors::requests_hyper_refuses_are_answered_in_the_envelope,
     errors::a_key_over_its_rate_gets_429_with_retry_after,
     health::liveness_and_readiness_answer_without_a_key,
     health::a_revoked_key_is_refused,
