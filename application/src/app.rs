@@ -74,6 +74,12 @@ where
     }
 
     /// Replaces the default per-mode size caps.
+    /// [`Uploads::with_metrics`].
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<dyn crate::ports::Metrics>) -> Self {
+        self.uploads = self.uploads.with_metrics(metrics);
+        self
+    }
+
     pub fn with_caps(mut self, caps: filegate_domain::SizeCaps) -> Self {
         self.uploads = self.uploads.with_caps(caps);
         self

@@ -26,8 +26,8 @@ use crate::housekeeping::SweepError;
 use crate::inflight::{Hold, InFlight};
 use crate::keys::Principal;
 use crate::ports::{
-    BlobError, BlobStore, BodyError, ChunkBody, Clock, DeletionStore, IdSource, SessionSnapshot,
-    StagedBlock, StagedPart, UploadStore,
+    BlobError, BlobStore, BodyError, ChunkBody, Clock, DeletionStore, IdSource, Metrics, NoMetrics,
+    SessionSnapshot, StagedBlock, StagedPart, UploadStore,
 };
 
 /// One chunk as received, before any rule is checked. Numbers are kept wide so that an
@@ -257,6 +257,7 @@ pub struct Uploads<M, B, C, I> {
     digests: RunningDigests,
     /// Woken when a file is committed without its checksum, to hash it soon.
     checksum_wakeups: Option<futures::channel::mpsc::Sender<()>>,
+    metrics: std::sync::Arc<dyn Metrics>,
 }
 
 /// The longest a client over its open-upload quota is told to wait: the next expiry may be a
@@ -276,7 +277,14 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             open_limit: None,
             digests: RunningDigests::default(),
             checksum_wakeups: None,
+            metrics: std::sync::Arc::new(NoMetrics),
         }
+    }
+
+    /// Where uploads opened, completed and expired, and chunks received, are counted.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<dyn Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Where to say that a file was committed without its checksum (its blocks did not arrive
@@ -347,6 +355,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
                 expired += 1;
                 self.digests.forget(upload.file_id);
                 tracing::info!(file_id = %upload.file_id, %mode, "upload expired");
+                self.metrics.upload_expired(mode);
                 if upload.upload_id.is_empty() {
                     continue;
                 }
@@ -372,6 +381,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         who: Principal,
         cmd: ChunkCommand,
     ) -> Result<ChunkReceipt, UploadChunkError> {
+        let started = std::time::Instant::now();
         // Taken apart at once: the body must not be borrowed across an await (it is not Sync).
         let ChunkCommand {
             file_id,
@@ -458,7 +468,9 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         let cap = self.caps.cap(mode, session.format());
         let body = within_cap(data, mode, cap, already, hold.clone());
         if is_new && total.get() == 1 {
-            return self.upload_whole(session, body, chunk_sha256).await;
+            return self
+                .upload_whole(session, body, chunk_sha256, started)
+                .await;
         }
         let running = match is_new {
             true => self.digests.start(session.file_id),
@@ -527,6 +539,16 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             (Ok(BlockOutcome::Staged { .. }), None) => {}
             // Complete, or the block was not recorded (and the digest has its bytes).
             _ => self.digests.forget(session.file_id),
+        }
+        if let Ok(done) = &outcome {
+            self.metrics
+                .chunk_received(mode, size, started.elapsed().as_secs_f64());
+            if is_new {
+                self.metrics.upload_opened(mode);
+            }
+            if matches!(done, BlockOutcome::Committed(_)) {
+                self.metrics.upload_completed(mode);
+            }
         }
         let expires_at = self.expires_at(session.mode, self.clock.now());
         let receipt =
@@ -741,6 +763,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         session: UploadSession,
         body: ChunkBody,
         declared: Option<Sha256Digest>,
+        started: std::time::Instant,
     ) -> Result<ChunkReceipt, UploadChunkError> {
         // The file is the chunk: one digest serves both.
         let (body, tap) = digests::tap(body, true, None, digests::Hashing::Inline);
@@ -795,6 +818,11 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             }
         };
         tracing::info!(size = file.size, path = %file.blob_path, "file committed");
+        // A file of one chunk is opened and completed by this one request.
+        self.metrics.upload_opened(session.mode);
+        self.metrics.upload_completed(session.mode);
+        self.metrics
+            .chunk_received(session.mode, file.size, started.elapsed().as_secs_f64());
         Ok(ChunkReceipt {
             file_id: session.file_id,
             is_complete: true,

@@ -48,6 +48,19 @@ pub struct Settings {
     pub uploads: UploadSettings,
     #[serde(default)]
     pub rate: RateSettings,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+}
+
+/// What an operator sees from outside.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Serve `GET /metrics` (Prometheus text, no key) on a listener of its own at this
+    /// address. `serve` then no longer serves it on its API port (recommended in production,
+    /// so that the metrics are not public); `worker` serves metrics only when it is set.
+    /// Default none.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Requests per API key, per instance (several servers each allow this much).

@@ -3,6 +3,7 @@
 //! crate that names concrete adapters.
 
 mod config;
+mod metrics_page;
 mod startup;
 mod telemetry;
 

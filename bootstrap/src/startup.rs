@@ -15,9 +15,11 @@ use uuid::Uuid;
 use filegate_adapter_azure_blob::AzureBlobStore;
 use filegate_adapter_http::{
     BoundedAcceptor, ConnectionBounds, DrainLimits, FilesService, HostPolicy, HttpOptions,
+    MetricsPage,
 };
 use filegate_adapter_local_fs::LocalFsStore;
 use filegate_adapter_meta::MetaHttpClient;
+use filegate_adapter_metrics::PrometheusMetrics;
 use filegate_adapter_postgres::PgStore;
 use filegate_adapter_rabbitmq::{RabbitPublisher, run_worker};
 use filegate_adapter_sqlite::SqliteStore;
@@ -25,9 +27,9 @@ use filegate_application::check::CheckReport;
 use filegate_application::checksums::fill_checksums;
 use filegate_application::events::{OutboxRelay, purge_old_events};
 use filegate_application::housekeeping::sweep_leftovers;
-use filegate_application::media::SendMedia;
+use filegate_application::media::{MeteredMeta, SendMedia};
 use filegate_application::media_ports::TaskHandler;
-use filegate_application::ports::{BlobStore, MetadataStore};
+use filegate_application::ports::{BlobStore, ByteBudget, MetadataStore, Metrics, NoMetrics};
 use filegate_application::system::{RandomIds, SystemClock};
 use filegate_application::uploads::Uploads;
 use filegate_application::{ApiKeys, CreatedKey, Filegate};
@@ -35,6 +37,7 @@ use filegate_domain::{ApiKeyId, FirmId, UserId};
 use futures::StreamExt;
 
 use crate::config::{BlobKind, DatabaseKind, Settings};
+use crate::metrics_page::{ServePage, WorkerPage, spawn_metrics_listener};
 
 /// The metadata store the configuration names.
 enum AnyStore {
@@ -102,10 +105,15 @@ pub async fn revoke_key(settings: &Settings, key_id: Uuid) -> anyhow::Result<()>
         .await)?)
 }
 
-fn http_options(settings: &Settings) -> HttpOptions {
+fn http_options(
+    settings: &Settings,
+    metrics: Arc<dyn Metrics>,
+    metrics_page: Option<Arc<dyn MetricsPage>>,
+    budget: ByteBudget,
+) -> HttpOptions {
     HttpOptions {
         max_chunk_bytes: settings.http.max_chunk_bytes,
-        max_inflight_bytes: settings.http.max_inflight_bytes,
+        budget,
         public_url: settings.http.public_url.clone(),
         body_idle_timeout: Some(idle_timeout(settings)),
         hosts: host_policy(settings),
@@ -114,6 +122,8 @@ fn http_options(settings: &Settings) -> HttpOptions {
             max_bytes: settings.http.drain_max_bytes,
             timeout: Duration::from_secs(settings.http.drain_timeout_secs),
         },
+        metrics,
+        metrics_page,
     }
 }
 
@@ -187,7 +197,13 @@ fn fit_connections(wanted: usize, reserved: u64, limit: u64) -> usize {
 }
 
 pub fn openapi(settings: &Settings) -> String {
-    filegate_adapter_http::spec_json(&http_options(settings))
+    let options = http_options(
+        settings,
+        Arc::new(NoMetrics),
+        None,
+        ByteBudget::new(settings.http.max_inflight_bytes),
+    );
+    filegate_adapter_http::spec_json(&options)
 }
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -326,7 +342,9 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
     settings: Settings,
 ) -> anyhow::Result<()> {
     let wakeups = spawn_checksum_filler(store.clone(), blobs.clone());
-    let app = Filegate::new(store, blobs.clone(), SystemClock, RandomIds)
+    let metrics = Arc::new(PrometheusMetrics::new());
+    let app = Filegate::new(store.clone(), blobs.clone(), SystemClock, RandomIds)
+        .with_metrics(metrics.port())
         .with_checksum_wakeups(wakeups)
         .with_caps(settings.limits.caps())
         .with_expiry(settings.uploads.expiry())
@@ -347,7 +365,6 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
         false => None,
     };
     let service: Arc<dyn FilesService> = Arc::new(app);
-    let endpoint = filegate_adapter_http::app(service, http_options(&settings));
 
     let bounds = ConnectionBounds {
         max_connections: connection_budget(&settings),
@@ -358,6 +375,23 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
         .await
         .with_context(|| format!("cannot listen on {}", settings.http.addr))?;
     let acceptor = BoundedAcceptor::new(acceptor, bounds);
+    let budget = ByteBudget::new(settings.http.max_inflight_bytes);
+    let page: Arc<dyn MetricsPage> = Arc::new(ServePage {
+        metrics: metrics.clone(),
+        store,
+        budget: budget.clone(),
+        connections: acceptor.open_connections(),
+    });
+    // On a listener of its own when one is configured, else on the API port.
+    let page_on_api = match settings.telemetry.metrics_addr {
+        Some(addr) => {
+            spawn_metrics_listener(addr, page).await?;
+            None
+        }
+        None => Some(page),
+    };
+    let options = http_options(&settings, metrics.port(), page_on_api, budget);
+    let endpoint = filegate_adapter_http::app(service, options);
     let local = acceptor
         .local_addr()
         .into_iter()
@@ -429,8 +463,14 @@ async fn worker_app<M: MetadataStore, B: BlobStore>(
 ) -> anyhow::Result<()> {
     let meta = MetaHttpClient::new(&settings.meta).context("invalid Meta settings (meta)")?;
     let lease = Duration::from_secs(settings.worker.lease_secs.max(1));
-    let handler: Arc<dyn TaskHandler> =
-        Arc::new(SendMedia::new(store, blobs, SystemClock, meta, lease));
+    let metrics = Arc::new(PrometheusMetrics::new());
+    if let Some(addr) = settings.telemetry.metrics_addr {
+        spawn_metrics_listener(addr, Arc::new(WorkerPage(metrics.clone()))).await?;
+    }
+    let meta = MeteredMeta::new(meta, metrics.port());
+    let handler: Arc<dyn TaskHandler> = Arc::new(
+        SendMedia::new(store, blobs, SystemClock, meta, lease).with_metrics(metrics.port()),
+    );
     let topology = settings.rabbitmq.topology();
     tracing::info!(queue = %topology.queue, dead_queue = %topology.dead_queue, "worker starting");
     println!("filegate worker consuming {}", topology.queue);

@@ -20,6 +20,8 @@ pub struct WorkerOptions {
     pub lease_secs: u64,
     pub prefetch: u16,
     pub max_attempts: u32,
+    /// `telemetry.metrics_addr`: where the worker serves `/metrics`, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,9 @@ impl TestWorker {
             .env("FILEGATE_WORKER__LEASE_SECS", o.lease_secs.to_string())
             .env("FILEGATE_DATABASE__CREATE_FIRST_KEY", "false")
             .stdout(Stdio::piped());
+        if let Some(addr) = o.metrics_addr {
+            cmd.env("FILEGATE_TELEMETRY__METRICS_ADDR", addr.to_string());
+        }
         let mut child = cmd.spawn().expect("spawn filegate worker");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();

@@ -13,6 +13,7 @@ pub mod fuzzing;
 mod hosts;
 mod idle;
 mod listener;
+mod metrics;
 mod paths;
 mod rate;
 mod rejections;
@@ -31,18 +32,20 @@ pub use chunk::ChunkLimits;
 pub use drain::DrainLimits;
 pub use envelope::ApiError;
 pub use hosts::HostPolicy;
-pub use listener::{BoundedAcceptor, BoundedIo, ConnectionBounds, HeadTimedOut};
+pub use listener::{BoundedAcceptor, BoundedIo, ConnectionBounds, HeadTimedOut, OpenConnections};
+pub use metrics::MetricsPage;
 pub use rate::RateLimit;
 pub use service::FilesService;
 
 /// Settings of the HTTP layer that the routes need.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpOptions {
     /// The largest chunk accepted, in bytes.
     pub max_chunk_bytes: usize,
     /// Request bytes held in memory at once across all requests (a File sent before its
-    /// fields, a block a store takes as one payload); beyond it a chunk gets 503.
-    pub max_inflight_bytes: u64,
+    /// fields, a block a store takes as one payload); beyond it a chunk gets 503. Made by the
+    /// caller, who may read how much it holds.
+    pub budget: ByteBudget,
     /// The service's public URL: written into the spec, and the base of content URLs when the
     /// blob store has no client-facing URL (else the request's `Host` is used).
     pub public_url: Option<String>,
@@ -55,6 +58,24 @@ pub struct HttpOptions {
     pub rate: Option<RateLimit>,
     /// How much of a body left unread by an early answer is drained before the answer.
     pub drain: DrainLimits,
+    /// Where answers are counted, by route and status.
+    pub metrics: Arc<dyn filegate_application::ports::Metrics>,
+    /// Serves `GET /metrics` on this application's port (no key, no rate limit, no host
+    /// check); `None` when metrics have a listener of their own, or none.
+    pub metrics_page: Option<Arc<dyn MetricsPage>>,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("max_chunk_bytes", &self.max_chunk_bytes)
+            .field("public_url", &self.public_url)
+            .field("body_idle_timeout", &self.body_idle_timeout)
+            .field("rate", &self.rate)
+            .field("drain", &self.drain)
+            .field("metrics_page", &self.metrics_page.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 fn openapi(options: &HttpOptions) -> OpenApiService<api::FilesApi, ()> {
@@ -73,24 +94,43 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
     let api = openapi(&options);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    let routes = Route::new()
+    let mut routes = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
-        .nest("/docs", docs)
+        .nest("/docs", docs);
+    if let Some(page) = options.metrics_page.clone() {
+        routes = routes.at("/metrics", metrics_endpoint(page));
+    }
+    let routes = routes
         .data(service)
         .data(options.hosts.clone())
         .data(Arc::new(rate::RateLimiter::new(options.rate)))
         .data(ChunkLimits {
             max_chunk_bytes: options.max_chunk_bytes,
         })
-        .data(ByteBudget::new(options.max_inflight_bytes))
+        .data(options.budget.clone())
         .data(idle::BodyIdleTimeout(options.body_idle_timeout))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(Tracing);
     drain::LingeringClose {
-        inner: paths::CaseInsensitivePaths(envelope::EnvelopeErrors(routes.into_endpoint())),
+        inner: metrics::CountAnswers {
+            inner: paths::CaseInsensitivePaths(envelope::EnvelopeErrors(routes.into_endpoint())),
+            metrics: options.metrics.clone(),
+        },
         limits: options.drain,
     }
+}
+
+/// `GET /metrics` alone, for a listener of its own (`telemetry.metrics_addr`).
+pub fn metrics_app(page: Arc<dyn MetricsPage>) -> impl Endpoint + 'static {
+    Route::new().at("/metrics", metrics_endpoint(page))
+}
+
+fn metrics_endpoint(page: Arc<dyn MetricsPage>) -> impl Endpoint + 'static {
+    poem::get(poem::endpoint::make(move |_req| {
+        let page = page.clone();
+        async move { metrics::page(page).await }
+    }))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -45,6 +45,33 @@ pub struct BoundedAcceptor<A> {
     inner: A,
     permits: Arc<Semaphore>,
     header_timeout: Duration,
+    open: OpenConnections,
+}
+
+/// How many accepted connections are open now, for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct OpenConnections(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenConnections {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) as u64
+    }
+
+    fn opened(&self) -> OpenGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenGuard(self.clone())
+    }
+}
+
+/// Counts its connection as open until dropped.
+struct OpenGuard(OpenConnections);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        (self.0)
+            .0
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl<A> BoundedAcceptor<A> {
@@ -53,7 +80,13 @@ impl<A> BoundedAcceptor<A> {
             inner,
             permits: Arc::new(Semaphore::new(bounds.max_connections.max(1))),
             header_timeout: bounds.header_timeout,
+            open: OpenConnections::default(),
         }
+    }
+
+    /// Reads how many of this acceptor's connections are open.
+    pub fn open_connections(&self) -> OpenConnections {
+        self.open.clone()
     }
 }
 
@@ -78,7 +111,7 @@ impl<A: Acceptor> Acceptor for BoundedAcceptor<A> {
             .map_err(|_| io::Error::other("the connection permits were closed"))?;
         match self.inner.accept().await {
             Ok((io, local, remote, scheme)) => Ok((
-                BoundedIo::new(io, permit, self.header_timeout),
+                BoundedIo::new(io, permit, self.header_timeout, self.open.opened()),
                 local,
                 remote,
                 scheme,
@@ -113,6 +146,7 @@ pub struct BoundedIo<T> {
     scan: EndOfHead,
     timeout: Duration,
     _permit: OwnedSemaphorePermit,
+    _open: OpenGuard,
 }
 
 impl<T> std::fmt::Debug for BoundedIo<T> {
@@ -122,7 +156,7 @@ impl<T> std::fmt::Debug for BoundedIo<T> {
 }
 
 impl<T> BoundedIo<T> {
-    fn new(inner: T, permit: OwnedSemaphorePermit, timeout: Duration) -> Self {
+    fn new(inner: T, permit: OwnedSemaphorePermit, timeout: Duration, open: OpenGuard) -> Self {
         Self {
             inner,
             replaced: None,
@@ -130,6 +164,7 @@ impl<T> BoundedIo<T> {
             scan: EndOfHead::default(),
             timeout,
             _permit: permit,
+            _open: open,
         }
     }
 
@@ -303,7 +338,12 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_sends_nothing_fails_its_read_after_the_timeout() {
         let (_client, server) = tokio::io::duplex(64);
-        let mut io = BoundedIo::new(server, permit(), Duration::from_millis(50));
+        let mut io = BoundedIo::new(
+            server,
+            permit(),
+            Duration::from_millis(50),
+            OpenConnections::default().opened(),
+        );
         let mut buf = [0u8; 16];
         let err = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
             .await
@@ -316,7 +356,12 @@ mod tests {
     #[tokio::test]
     async fn a_connection_whose_head_arrived_is_left_alone() {
         let (mut client, server) = tokio::io::duplex(64);
-        let mut io = BoundedIo::new(server, permit(), Duration::from_millis(50));
+        let mut io = BoundedIo::new(
+            server,
+            permit(),
+            Duration::from_millis(50),
+            OpenConnections::default().opened(),
+        );
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let mut buf = [0u8; 64];
         let n = io.read(&mut buf).await.unwrap();
@@ -330,7 +375,12 @@ mod tests {
     #[tokio::test]
     async fn a_head_that_trickles_in_too_slowly_fails() {
         let (mut client, server) = tokio::io::duplex(64);
-        let mut io = BoundedIo::new(server, permit(), Duration::from_millis(100));
+        let mut io = BoundedIo::new(
+            server,
+            permit(),
+            Duration::from_millis(100),
+            OpenConnections::default().opened(),
+        );
         let trickle = tokio::spawn(async move {
             for b in b"GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaa" {
                 if client.write_all(&[*b]).await.is_err() {

@@ -39,7 +39,7 @@ macro_rules! metadata_ports {
             use ::filegate_application::media_ports::OutgoingEvent;
             use ::filegate_application::ports::{
                 ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx,
-                BlockUpsert, ChecksumStore, DeletionStore, InventoryStore, ExpiredUpload, StagedBlock, StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
+                BlockUpsert, ChecksumStore, DeletionStore, InventoryStore, ExpiredUpload, StagedBlock, StagedPart, StoreCounts, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
                 TaskClaim, TaskRecord, TaskStore, UploadStore,
             };
             use ::filegate_domain::{
@@ -767,6 +767,24 @@ macro_rules! metadata_ports {
             }
 
             impl InventoryStore for $store {
+                async fn counts(&self) -> Result<StoreCounts, StoreError> {
+                    // The open uploads are counted in the partial index of open sessions
+                    // (migration 0006); the backlog in the outbox's unpublished rows.
+                    let (open, backlog): (i64, i64) = ::sqlx::query_as(
+                        "SELECT (SELECT count(*) FROM upload_sessions
+                                  WHERE state = 'open' AND expired_at IS NULL
+                                    AND deleted_at IS NULL),
+                                (SELECT count(*) FROM outbox WHERE published_at IS NULL)",
+                    )
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    Ok(StoreCounts {
+                        open_uploads: u64::try_from(open).unwrap_or_default(),
+                        outbox_backlog: u64::try_from(backlog).unwrap_or_default(),
+                    })
+                }
+
                 async fn live_files(
                     &self,
                     after: Option<FileId>,

@@ -190,6 +190,18 @@ impl ChecksumStore for InMemoryStore {
 }
 
 impl InventoryStore for InMemoryStore {
+    async fn counts(&self) -> Result<crate::ports::StoreCounts, StoreError> {
+        let state = self.lock();
+        Ok(crate::ports::StoreCounts {
+            open_uploads: state
+                .sessions
+                .values()
+                .filter(|s| s.state == SessionState::Open)
+                .count() as u64,
+            outbox_backlog: state.outbox.iter().filter(|(_, sent)| !sent).count() as u64,
+        })
+    }
+
     async fn live_files(
         &self,
         after: Option<FileId>,

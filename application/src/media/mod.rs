@@ -9,6 +9,7 @@
 //! `wire` reads a task body into the domain's `MediaTask`; `stop` holds the typed reasons a
 //! delivery ends with; this module is the use case that goes from one to the other.
 
+mod metered;
 mod stop;
 mod verify;
 mod wire;
@@ -29,6 +30,7 @@ use crate::media_ports::{
 };
 use crate::ports::{BlobStore, Clock, TaskClaim, TaskRecord, TaskStatus, TaskStore, UploadStore};
 
+pub use metered::MeteredMeta;
 pub use stop::{DeadReason, RetryReason};
 pub use wire::{MediaTask, TaskParseError, parse_task};
 
@@ -46,6 +48,7 @@ pub struct SendMedia<M, B, C, X> {
     clock: C,
     meta: X,
     lease: Duration,
+    metrics: std::sync::Arc<dyn crate::ports::Metrics>,
 }
 
 impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> SendMedia<M, B, C, X> {
@@ -58,7 +61,14 @@ impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> SendMedi
             clock,
             meta,
             lease,
+            metrics: std::sync::Arc::new(crate::ports::NoMetrics),
         }
+    }
+
+    /// Where the outcome of every delivery is counted.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<dyn crate::ports::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Handles one delivery of a task body.
@@ -323,6 +333,15 @@ impl<M: TaskStore + UploadStore, B: BlobStore, C: Clock, X: MetaClient> TaskHand
     for SendMedia<M, B, C, X>
 {
     fn handle<'a>(&'a self, body: &'a [u8], attempt: u32) -> BoxFuture<'a, TaskOutcome> {
-        self.handle_task(body, attempt).boxed()
+        async move {
+            let outcome = self.handle_task(body, attempt).await;
+            self.metrics.task_finished(match outcome {
+                TaskOutcome::Done => crate::ports::TaskCount::Sent,
+                TaskOutcome::Retry(_) => crate::ports::TaskCount::Retried,
+                TaskOutcome::Dead(_) => crate::ports::TaskCount::Dead,
+            });
+            outcome
+        }
+        .boxed()
     }
 }

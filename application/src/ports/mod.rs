@@ -14,6 +14,7 @@ mod checksums;
 mod deletion;
 mod inventory;
 mod keys;
+mod metrics;
 mod outbox;
 mod tasks;
 mod uploads;
@@ -21,8 +22,9 @@ mod uploads;
 pub use blobs::{BlobRead, BlobStore, BodyError, ByteBudget, ChunkBody, ListedBlob, Reservation};
 pub use checksums::ChecksumStore;
 pub use deletion::DeletionStore;
-pub use inventory::InventoryStore;
+pub use inventory::{InventoryStore, StoreCounts};
 pub use keys::{KeyStore, StoredApiKey};
+pub use metrics::{Metrics, NoMetrics, TaskCount};
 pub use outbox::OutboxStore;
 pub use tasks::{ClaimDecision, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore};
 pub use uploads::{

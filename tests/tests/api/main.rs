@@ -12,6 +12,7 @@ mod crash;
 mod errors;
 mod health;
 mod lifecycle;
+mod metrics;
 mod support;
 mod uploads;
 
@@ -61,6 +62,8 @@ on_both_profiles!(
     errors::unknown_routes_and_methods_answer_in_the_envelope,
     errors::early_answers_reach_a_client_that_sends_its_whole_body_first,
     errors::requests_hyper_refuses_are_answered_in_the_envelope,
+    metrics::metrics_count_uploads_and_answers_without_ids,
+    metrics::metrics_move_to_their_own_listener,
     errors::a_key_over_its_rate_gets_429_with_retry_after,
     health::liveness_and_readiness_answer_without_a_key,
     health::a_revoked_key_is_refused,

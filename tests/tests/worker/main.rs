@@ -46,6 +46,7 @@ impl Setup {
             lease_secs: 60,
             prefetch: 4,
             max_attempts: 5,
+            metrics_addr: None,
         };
         tweak(&mut worker_options);
         let worker = TestWorker::spawn(&app, worker_options).await;
@@ -170,7 +171,8 @@ fn header(delivery: &lapin::message::Delivery, name: &str) -> String {
 
 #[tokio::test]
 async fn a_message_task_sends_the_file_as_whatsapp_media_once() {
-    let s = Setup::new().await;
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], filegate_tests::free_port()));
+    let s = Setup::with(|o| o.metrics_addr = Some(metrics_addr)).await;
     let data = png(40_000);
     let file = s.file(&data, "Message", "image/png", "invoice.png").await;
     let task = Uuid::new_v4();
@@ -198,6 +200,21 @@ async fn a_message_task_sends_the_file_as_whatsapp_media_once() {
     s.broker
         .wait_ready(&s.names.queue, 0, Duration::from_secs(5))
         .await;
+    // The worker counted the task and its two calls to Meta, with no ids in its labels.
+    let page = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "filegate_tasks_total{outcome=\"sent\"} 1",
+        "filegate_meta_call_duration_seconds_count{call=\"upload_message_media\"} 1",
+        "filegate_meta_call_duration_seconds_count{call=\"send_message\"} 1",
+    ] {
+        assert!(page.contains(line), "`{line}` missing from:\n{page}");
+    }
+    assert!(!page.contains(&task.to_string()) && !page.contains(&file));
     s.done().await;
 }
 
