@@ -338,6 +338,12 @@ pub struct HttpSettings {
     pub drain_max_bytes: u64,
     /// Seconds that draining may take at most. Default 10.
     pub drain_timeout_secs: u64,
+    /// Browser origins (`https://crm.example`) that may call the API from their pages; `*`
+    /// for any (the key travels in a header, not a cookie). Default none: CORS is off. A
+    /// request from an unlisted origin is served without CORS headers, not refused. In the
+    /// environment, a comma-separated list.
+    #[serde(deserialize_with = "string_list")]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -355,6 +361,7 @@ impl Default for HttpSettings {
             max_connections: 4096,
             drain_max_bytes: 64 * 1024 * 1024,
             drain_timeout_secs: 10,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -528,10 +535,19 @@ mod tests {
             let s = Settings::load(None).unwrap();
             assert_eq!(s.http.allowed_hosts, ["localhost", "127.0.0.1", "[::1]"]);
             assert!(s.http.trusted_proxies.is_empty());
+            assert!(s.http.cors_allowed_origins.is_empty());
+            jail.set_env(
+                "FILEGATE_HTTP__CORS_ALLOWED_ORIGINS",
+                "https://crm.example,http://localhost:3000",
+            );
             jail.set_env("FILEGATE_HTTP__ALLOWED_HOSTS", "files.example, localhost");
             jail.set_env("FILEGATE_HTTP__TRUSTED_PROXIES", "10.0.0.7,::1");
             let s = Settings::load(None).unwrap();
             assert_eq!(s.http.allowed_hosts, ["files.example", "localhost"]);
+            assert_eq!(
+                s.http.cors_allowed_origins,
+                ["https://crm.example", "http://localhost:3000"]
+            );
             assert_eq!(
                 s.http.trusted_proxies,
                 [

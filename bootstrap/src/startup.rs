@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use filegate_adapter_azure_blob::AzureBlobStore;
 use filegate_adapter_http::{
-    BoundedAcceptor, ConnectionBounds, DrainLimits, FilesService, HostPolicy, HttpOptions,
-    MetricsPage,
+    BoundedAcceptor, ConnectionBounds, CorsPolicy, DrainLimits, FilesService, HostPolicy,
+    HttpOptions, MetricsPage,
 };
 use filegate_adapter_local_fs::LocalFsStore;
 use filegate_adapter_meta::MetaHttpClient;
@@ -124,6 +124,9 @@ fn http_options(
         },
         metrics,
         metrics_page,
+        cors: CorsPolicy {
+            allowed_origins: settings.http.cors_allowed_origins.clone(),
+        },
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod api;
 mod chunk;
+mod cors;
 mod drain;
 mod envelope;
 #[cfg(feature = "fuzzing")]
@@ -29,6 +30,7 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::OpenApiService;
 
 pub use chunk::ChunkLimits;
+pub use cors::CorsPolicy;
 pub use drain::DrainLimits;
 pub use envelope::ApiError;
 pub use hosts::HostPolicy;
@@ -58,6 +60,8 @@ pub struct HttpOptions {
     pub rate: Option<RateLimit>,
     /// How much of a body left unread by an early answer is drained before the answer.
     pub drain: DrainLimits,
+    /// The browser origins that may call the API.
+    pub cors: CorsPolicy,
     /// Where answers are counted, by route and status.
     pub metrics: Arc<dyn filegate_application::ports::Metrics>,
     /// Serves `GET /metrics` on this application's port (no key, no rate limit, no host
@@ -73,6 +77,7 @@ impl std::fmt::Debug for HttpOptions {
             .field("body_idle_timeout", &self.body_idle_timeout)
             .field("rate", &self.rate)
             .field("drain", &self.drain)
+            .field("cors", &self.cors)
             .field("metrics_page", &self.metrics_page.is_some())
             .finish_non_exhaustive()
     }
@@ -114,7 +119,12 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
         .with(Tracing);
     drain::LingeringClose {
         inner: metrics::CountAnswers {
-            inner: paths::CaseInsensitivePaths(envelope::EnvelopeErrors(routes.into_endpoint())),
+            inner: cors::Cors {
+                inner: paths::CaseInsensitivePaths(envelope::EnvelopeErrors(
+                    routes.into_endpoint(),
+                )),
+                policy: options.cors.clone(),
+            },
             metrics: options.metrics.clone(),
         },
         limits: options.drain,

@@ -8,6 +8,7 @@ mod check;
 mod checksums;
 mod cli;
 mod content;
+mod cors;
 mod crash;
 mod errors;
 mod health;
@@ -64,6 +65,7 @@ on_both_profiles!(
     errors::requests_hyper_refuses_are_answered_in_the_envelope,
     metrics::metrics_count_uploads_and_answers_without_ids,
     metrics::metrics_move_to_their_own_listener,
+    cors::a_listed_origin_gets_cors_on_every_answer_and_others_none,
     errors::a_key_over_its_rate_gets_429_with_retry_after,
     health::liveness_and_readiness_answer_without_a_key,
     health::a_revoked_key_is_refused,
