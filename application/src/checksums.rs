@@ -9,7 +9,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::housekeeping::SweepError;
-use crate::ports::{BlobError, BlobStore, ChecksumStore};
+use crate::ports::{BlobError, BlobStore, ChecksumStore, InventoryStore};
 
 /// Why a stored file could not be hashed.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ pub struct Filled {
 
 /// Hashes up to `limit` complete files without a checksum, newest first, and records each
 /// checksum. A file that cannot be hashed is logged and left for `filegate check`.
-pub async fn fill_checksums<M: ChecksumStore, B: BlobStore>(
+pub async fn fill_checksums<M: ChecksumStore + InventoryStore, B: BlobStore>(
     store: &M,
     blobs: &B,
     limit: u32,
@@ -73,6 +73,12 @@ pub async fn fill_checksums<M: ChecksumStore, B: BlobStore>(
                 if store.set_checksum(file.id, &digest).await? {
                     done.filled += 1;
                 }
+            }
+            // Deleted between the listing and the read: nothing to hash any more.
+            Err(HashError::Blob(BlobError::NotFound(_)))
+                if !store.blob_path_known(&file.blob_path).await? =>
+            {
+                tracing::debug!(file_id = %file.id, "a file was deleted before it was hashed");
             }
             Err(e) => {
                 done.failed += 1;

@@ -18,6 +18,7 @@ mod metrics;
 mod paths;
 mod rate;
 mod rejections;
+mod sdk;
 mod service;
 
 use std::sync::Arc;
@@ -102,7 +103,9 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
     let mut routes = Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
-        .nest("/docs", docs);
+        .nest("/docs", docs)
+        .at("/sdk/filegate.js", poem::get(sdk::Asset::script()))
+        .at("/try", poem::get(sdk::Asset::try_page()));
     if let Some(page) = options.metrics_page.clone() {
         routes = routes.at("/metrics", metrics_endpoint(page));
     }

@@ -23,6 +23,7 @@ pub(crate) fn route_of(method: &Method, path: &str) -> &'static str {
         "/api/v1/files/chunk" => "chunk",
         "/metrics" => "metrics",
         "/openapi.json" => "openapi",
+        "/sdk/filegate.js" | "/try" => "browser",
         "/health/live" | "/health/ready" => "health",
         p if p == "/docs" || p.starts_with("/docs/") => "docs",
         p if p.starts_with("/api/v1/files/") && p.ends_with("/content") => "content",

@@ -127,3 +127,47 @@ pub async fn a_listed_origin_gets_cors_on_every_answer_and_others_none(profile: 
     assert_eq!(allow_origin(&other_preflight), None);
     assert_ne!(other_preflight.status().as_u16(), 204);
 }
+
+/// The uploader and the try page are served without a key, with an ETag, and the module with
+/// CORS headers for a listed origin (module scripts are fetched in CORS mode).
+pub async fn the_uploader_and_the_try_page_are_served_with_etags(profile: Profile) {
+    let mut options = TestAppOptions::new(profile);
+    options
+        .env
+        .push(("FILEGATE_HTTP__CORS_ALLOWED_ORIGINS".into(), ORIGIN.into()));
+    let app = TestApp::spawn_with(options).await;
+    let script = app
+        .http
+        .get(app.url("/sdk/filegate.js"))
+        .header("Origin", ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status().as_u16(), 200);
+    assert_eq!(allow_origin(&script).as_deref(), Some(ORIGIN));
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let etag = script.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(
+        script
+            .text()
+            .await
+            .unwrap()
+            .contains("export async function upload")
+    );
+    let again = app
+        .http
+        .get(app.url("/sdk/filegate.js"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+    let page = app.http.get(app.url("/try")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("./sdk/filegate.js"));
+}

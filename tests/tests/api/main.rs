@@ -66,6 +66,7 @@ on_both_profiles!(
     metrics::metrics_count_uploads_and_answers_without_ids,
     metrics::metrics_move_to_their_own_listener,
     cors::a_listed_origin_gets_cors_on_every_answer_and_others_none,
+    cors::the_uploader_and_the_try_page_are_served_with_etags,
     errors::a_key_over_its_rate_gets_429_with_retry_after,
     health::liveness_and_readiness_answer_without_a_key,
     health::a_revoked_key_is_refused,
