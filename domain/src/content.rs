@@ -124,13 +124,7 @@ impl Format {
 
     /// The format a stored or declared content type names (parameters and case ignored).
     pub fn from_content_type(content_type: &str) -> Option<Self> {
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        Some(match essence.as_str() {
+        Some(match crate::media::essence(content_type).as_str() {
             "image/jpeg" | "image/jpg" | "image/pjpeg" => Format::Jpeg,
             "image/png" => Format::Png,
             "image/webp" => Format::Webp,

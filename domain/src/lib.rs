@@ -22,7 +22,7 @@ pub use content::{Format, Hint, SNIFF_BYTES, sniff};
 pub use digest::{NotASha256, Sha256Digest};
 pub use file_name::FileName;
 pub use ids::{ApiKeyId, FileId, FirmId, TaskId, UserId};
-pub use media::{HeaderFormat, MediaRejection, MediaType, UnknownMediaType};
+pub use media::{HeaderFormat, MediaRejection, MediaType, UnknownMediaType, essence};
 pub use mode::{Mode, UnknownMode};
 pub use policy::{
     ExpiryPolicy, FileTooLarge, SizeCaps, TypeNotAllowed, admit_format, allowed_formats,

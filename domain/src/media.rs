@@ -166,7 +166,8 @@ impl HeaderFormat {
     }
 }
 
-fn essence(content_type: &str) -> String {
+/// A content type without its parameters, lower-cased (`Image/PNG; q=1` is `image/png`).
+pub fn essence(content_type: &str) -> String {
     content_type
         .split(';')
         .next()

@@ -521,13 +521,7 @@ const SHOWN_INLINE: [&str; 6] = [
 /// `inline` or `attachment` (by the type), with the name twice: a plain ASCII fallback, and the
 /// exact name as RFC 8187 UTF-8 for clients that read it (header values must be ASCII).
 fn content_disposition(name: &filegate_domain::FileName, content_type: &str) -> String {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let kind = if SHOWN_INLINE.contains(&essence.as_str()) {
+    let kind = if SHOWN_INLINE.contains(&filegate_domain::essence(content_type).as_str()) {
         "inline"
     } else {
         "attachment"
