@@ -18,6 +18,9 @@ use filegate_application::ports::{ByteBudget, InventoryStore};
 
 /// How long a render waits for the metadata store's counts before it shows the last ones.
 const COUNTS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the store's counts are reused: `/metrics` may be public (on the API port), and a
+/// flood of scrapes must not become a flood of queries.
+const COUNTS_TTL: Duration = Duration::from_secs(5);
 
 /// `serve`'s page: events, plus open uploads and the outbox backlog from the store, request
 /// bytes in memory and open connections.
@@ -26,28 +29,57 @@ pub struct ServePage<M> {
     pub store: M,
     pub budget: ByteBudget,
     pub connections: OpenConnections,
+    /// The store's counts and when they were read; one query at a time.
+    pub counted: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl<M: InventoryStore> ServePage<M> {
+    pub fn new(
+        metrics: Arc<PrometheusMetrics>,
+        store: M,
+        budget: ByteBudget,
+        connections: OpenConnections,
+    ) -> Self {
+        Self {
+            metrics,
+            store,
+            budget,
+            connections,
+            counted: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Sets the store's gauges, unless they were set less than [`COUNTS_TTL`] ago.
+    async fn refresh_counts(&self) {
+        let mut counted = self.counted.lock().await;
+        if counted.is_some_and(|at| at.elapsed() < COUNTS_TTL) {
+            return;
+        }
+        match tokio::time::timeout(COUNTS_TIMEOUT, self.store.counts()).await {
+            Ok(Ok(counts)) => {
+                self.metrics.set_gauges(Gauges {
+                    open_uploads: Some(counts.open_uploads),
+                    outbox_backlog: Some(counts.outbox_backlog),
+                    ..Gauges::default()
+                });
+                *counted = Some(std::time::Instant::now());
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "metrics: the store's counts are unavailable");
+            }
+            Err(_) => tracing::warn!("metrics: the store's counts took too long"),
+        }
+    }
 }
 
 impl<M: InventoryStore> MetricsPage for ServePage<M> {
     fn render(&self) -> BoxFuture<'_, String> {
         async move {
-            let counts = tokio::time::timeout(COUNTS_TIMEOUT, self.store.counts()).await;
-            let counts = match counts {
-                Ok(Ok(counts)) => Some(counts),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "metrics: the store's counts are unavailable");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!("metrics: the store's counts took too long");
-                    None
-                }
-            };
+            self.refresh_counts().await;
             self.metrics.set_gauges(Gauges {
-                open_uploads: counts.map(|c| c.open_uploads),
-                outbox_backlog: counts.map(|c| c.outbox_backlog),
                 inflight_bytes: Some(self.budget.held()),
                 open_connections: Some(self.connections.get()),
+                ..Gauges::default()
             });
             self.metrics.render()
         }

@@ -379,12 +379,12 @@ async fn serve_app<M: MetadataStore, B: BlobStore>(
         .with_context(|| format!("cannot listen on {}", settings.http.addr))?;
     let acceptor = BoundedAcceptor::new(acceptor, bounds);
     let budget = ByteBudget::new(settings.http.max_inflight_bytes);
-    let page: Arc<dyn MetricsPage> = Arc::new(ServePage {
-        metrics: metrics.clone(),
+    let page: Arc<dyn MetricsPage> = Arc::new(ServePage::new(
+        metrics.clone(),
         store,
-        budget: budget.clone(),
-        connections: acceptor.open_connections(),
-    });
+        budget.clone(),
+        acceptor.open_connections(),
+    ));
     // On a listener of its own when one is configured, else on the API port.
     let page_on_api = match settings.telemetry.metrics_addr {
         Some(addr) => {

@@ -158,6 +158,14 @@ export async function upload(file, options = {}) {
     if (onProgress) onProgress(Math.min(sent, size), size);
   };
 
+  // One controller for every request of this upload: the caller's signal aborts it, and so
+  // does the first block that fails for good, so that the other blocks stop at once.
+  const ctrl = new AbortController();
+  const onCallerAbort = () => ctrl.abort(abortError(signal));
+  if (signal?.aborted) throw abortError(signal);
+  signal?.addEventListener("abort", onCallerAbort, { once: true });
+  const inner = ctrl.signal;
+
   const send = (index, fileId) =>
     withRetries(
       () => {
@@ -168,59 +176,78 @@ export async function upload(file, options = {}) {
         if (fileId) form.append("FileId", fileId);
         // Last: the server streams the bytes to storage as they arrive.
         form.append("File", file.slice(index * chunk, index * chunk + blockSize(index), file.type), name);
-        return fetch(chunkUrl, { method: "POST", headers: auth, body: form, signal });
+        return fetch(chunkUrl, { method: "POST", headers: auth, body: form, signal: inner });
       },
-      { signal, tries },
+      { signal: inner, tries },
     );
 
-  let fileId;
-  let missing;
-  let done;
-  if (resume) {
-    const st = await status(resume, { server, apiKey, signal });
-    if (st.totalBlocks !== total) {
-      throw new FilegateError(
-        `upload ${resume} has ${st.totalBlocks} blocks, but this file in chunks of ${chunk} bytes has ${total}: use the chunk size it was started with`,
-        409,
-      );
-    }
-    fileId = resume;
-    missing = st.missingRanges.flatMap(([a, b]) => Array.from({ length: b - a + 1 }, (_, k) => a + k));
-    progress(size - missing.reduce((n, i) => n + blockSize(i), 0));
-    if (st.isComplete) return { fileId, url: st.url, size };
-  } else {
-    const first = await send(0, undefined);
-    fileId = first.fileId;
-    if (options.onStart) options.onStart(fileId);
-    progress(blockSize(0));
-    if (first.isComplete) done = first;
-    missing = Array.from({ length: total - 1 }, (_, k) => k + 1);
-  }
-
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < missing.length) {
-      const index = missing[next++];
-      try {
-        const answer = await send(index, fileId);
-        progress(blockSize(index));
-        if (answer.isComplete) done = answer;
-      } catch (e) {
-        // The other workers stop after their current block.
-        failed = true;
-        throw e;
+  try {
+    let fileId;
+    let missing;
+    let done;
+    if (resume) {
+      const st = await status(resume, { server, apiKey, signal: inner });
+      if (st.totalBlocks !== total) {
+        throw new FilegateError(
+          `upload ${resume} has ${st.totalBlocks} blocks, but this file in chunks of ${chunk} bytes has ${total}: use the chunk size it was started with`,
+          409,
+        );
       }
+      fileId = resume;
+      missing = st.missingRanges.flatMap(([a, b]) => Array.from({ length: b - a + 1 }, (_, k) => a + k));
+      progress(size - missing.reduce((n, i) => n + blockSize(i), 0));
+      if (st.isComplete) return { fileId, url: st.url, size };
+    } else {
+      const first = await send(0, undefined);
+      fileId = first.fileId;
+      if (options.onStart) options.onStart(fileId);
+      progress(blockSize(0));
+      if (first.isComplete) done = first;
+      missing = Array.from({ length: total - 1 }, (_, k) => k + 1);
     }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(parallel, missing.length)) }, worker));
-  if (!done) {
-    // The completing answer may have gone to a retry; the status knows.
-    const st = await status(fileId, { server, apiKey, signal });
-    if (!st.isComplete) {
-      throw new FilegateError(`every block was sent but upload ${fileId} is not complete`, 409, st);
+
+    let next = 0;
+    let failure;
+    const worker = async () => {
+      while (!failure && !done && next < missing.length) {
+        const index = missing[next++];
+        try {
+          const answer = await send(index, fileId);
+          progress(blockSize(index));
+          if (answer.isComplete) done = answer;
+        } catch (e) {
+          if (failure) return;
+          // 409: the upload is already complete (a retried block whose first try committed
+          // it, or another tab that finished it); the status says which.
+          if (e instanceof FilegateError && e.status === 409) {
+            const st = await status(fileId, { server, apiKey, signal: inner }).catch(() => undefined);
+            if (st?.isComplete) {
+              done = st;
+              return;
+            }
+          }
+          failure = e;
+          ctrl.abort(e);
+        }
+      }
+    };
+    const workers = Array.from({ length: Math.max(1, Math.min(parallel, missing.length)) }, worker);
+    await Promise.allSettled(workers);
+    if (failure) throw failure;
+    if (!done) {
+      // The completing answer may have gone to a retry; the status knows.
+      const st = await status(fileId, { server, apiKey, signal: inner });
+      if (!st.isComplete) {
+        throw new FilegateError(`every block was sent but upload ${fileId} is not complete`, 409, st);
+      }
+      done = st;
     }
-    done = st;
+    return { fileId, url: done.url, size };
+  } catch (e) {
+    // An abort by the caller surfaces as the caller's reason, not as the inner one.
+    if (signal?.aborted) throw abortError(signal);
+    throw e;
+  } finally {
+    signal?.removeEventListener("abort", onCallerAbort);
   }
-  return { fileId, url: done.url, size };
 }

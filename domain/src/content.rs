@@ -17,7 +17,7 @@ pub enum Format {
     Png,
     Webp,
     Ico,
-    /// ISO base media (MP4) with a video brand, or any brand not named below.
+    /// ISO base media (MP4) with one of MP4's own brands (isom, mp42, avc1, ...).
     Mp4,
     /// ISO base media with an audio brand (M4A), or an MP4 the client declared as audio.
     Mp4Audio,
@@ -255,6 +255,15 @@ fn iso_media(b: &[u8], hint: Hint<'_>) -> Option<Format> {
     if matches!(brand, b"M4A " | b"M4B " | b"M4P ") {
         return Some(Format::Mp4Audio);
     }
+    // MP4's own brands; others (AVIF, HEIF sequences, CRX, ...) share the boxes but are not
+    // MP4 media Meta would play.
+    const MP4_BRANDS: [&[u8; 4]; 19] = [
+        b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso8", b"iso9", b"mp41", b"mp42",
+        b"avc1", b"M4V ", b"M4VH", b"M4VP", b"dash", b"MSNV", b"f4v ", b"mmp4", b"XAVC",
+    ];
+    if !MP4_BRANDS.iter().any(|b| *b == brand) {
+        return None;
+    }
     Some(hint.pick(&[Format::Mp4Audio]).unwrap_or(Format::Mp4))
 }
 
@@ -392,7 +401,9 @@ fn is_text(b: &[u8]) -> bool {
     let controls_ok = text
         .chars()
         .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r' | '\x0C'));
-    let markup = text.trim_start().starts_with('<');
+    let markup = text
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}')
+        .starts_with('<');
     controls_ok && !markup
 }
 
@@ -450,6 +461,8 @@ mod tests {
         assert_eq!(plain(&ftyp(b"3gp5")), Some(Format::ThreeGpp));
         assert_eq!(plain(&ftyp(b"qt  ")), None);
         assert_eq!(plain(&ftyp(b"heic")), None);
+        assert_eq!(plain(&ftyp(b"avif")), None);
+        assert_eq!(plain(&ftyp(b"crx ")), None);
         let audio = Hint {
             declared: Some("audio/mp4"),
             file_name: "voice.mp4",
@@ -540,6 +553,7 @@ mod tests {
         assert_eq!(plain(b"caf\xE9,latin1\n"), None);
         assert_eq!(plain(b"  <html><script>alert(1)</script>"), None);
         assert_eq!(plain(b"<svg xmlns='http://www.w3.org/2000/svg'/>"), None);
+        assert_eq!(plain("\u{FEFF}\u{FEFF} <html>".as_bytes()), None);
     }
 
     #[test]

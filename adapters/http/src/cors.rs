@@ -39,6 +39,10 @@ impl CorsPolicy {
     fn is_off(&self) -> bool {
         self.allowed_origins.is_empty()
     }
+
+    fn is_any(&self) -> bool {
+        self.allowed_origins.iter().any(|o| o == "*")
+    }
 }
 
 pub(crate) struct Cors<E> {
@@ -55,7 +59,14 @@ impl<E: Endpoint> Endpoint for Cors<E> {
             _ => None,
         };
         let Some(allow) = allowed else {
-            return self.inner.call(req).await.map(IntoResponse::into_response);
+            let mut resp = self.inner.call(req).await?.into_response();
+            if !self.policy.is_off() && !self.policy.is_any() {
+                // The answer differs by Origin: a cache must not hand this one to a listed
+                // origin.
+                resp.headers_mut()
+                    .append(header::VARY, HeaderValue::from_static("Origin"));
+            }
+            return Ok(resp);
         };
         let preflight = req.method() == Method::OPTIONS
             && req

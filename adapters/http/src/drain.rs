@@ -45,12 +45,17 @@ type Rest = BoxStream<'static, Result<Bytes, std::io::Error>>;
 struct Unread {
     inner: Option<Rest>,
     slot: Arc<Mutex<Option<Rest>>>,
+    /// Whether the handler read anything: a client that waits for `100 Continue` has sent
+    /// nothing of a body nobody asked for, and reading it now would ask for it.
+    polled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Stream for Unread {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.polled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -89,17 +94,25 @@ impl<E: Endpoint> Endpoint for LingeringClose<E> {
         let declared = req
             .header(header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok());
+        let expects_continue = req
+            .header(header::EXPECT)
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         let slot = Arc::new(Mutex::new(None));
+        let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let body = Unread {
             inner: Some(req.take_body().into_bytes_stream().boxed()),
             slot: slot.clone(),
+            polled: polled.clone(),
         };
         req.set_body(Body::from_bytes_stream(body));
         let mut resp = self.inner.call(req).await?.into_response();
         let rest = slot.lock().ok().and_then(|mut s| s.take());
         if let Some(rest) = rest {
+            let unasked = expects_continue && !polled.load(std::sync::atomic::Ordering::Relaxed);
             let drained = match declared {
                 Some(len) if len > self.limits.max_bytes => false,
+                // hyper has not sent `100 Continue`: the client sends nothing, nothing to drain.
+                _ if unasked => false,
                 _ => drain(rest, self.limits).await,
             };
             if !drained {

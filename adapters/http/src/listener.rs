@@ -142,6 +142,9 @@ pub struct BoundedIo<T> {
     /// An envelope answer that replaced one of hyper's empty rejections, and how much of it is
     /// written; it goes out before anything else is written, flushed or shut down.
     replaced: Option<(Vec<u8>, usize)>,
+    /// Whether anything was written yet: only the first write of a connection may be one of
+    /// hyper's rejections (a later one could be the body of a download that looks like one).
+    wrote_any: bool,
     head: Head,
     scan: EndOfHead,
     timeout: Duration,
@@ -160,6 +163,7 @@ impl<T> BoundedIo<T> {
         Self {
             inner,
             replaced: None,
+            wrote_any: false,
             head: Head::Awaited(Box::pin(tokio::time::sleep(timeout))),
             scan: EndOfHead::default(),
             timeout,
@@ -236,7 +240,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for BoundedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         std::task::ready!(this.poll_replaced(cx))?;
-        if let Some(envelope) = crate::rejections::rewrite(buf) {
+        let first = !this.wrote_any;
+        this.wrote_any = true;
+        if let Some(envelope) = first.then(|| crate::rejections::rewrite(buf)).flatten() {
             // Taken whole: hyper sees its bytes written, the client gets the envelope.
             this.replaced = Some((envelope, 0));
             // Whatever is not written now goes out on the next write, flush or shutdown.
@@ -264,12 +270,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for BoundedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_replaced(cx))?;
-        // hyper writes a rejection's head as one slice.
+        // hyper writes a rejection's head as one slice, as the connection's first write.
         if let [only] = bufs
-            && crate::rejections::rewrite(only).is_some()
+            && !self.wrote_any
         {
             return self.poll_write(cx, only);
         }
+        self.wrote_any = true;
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -351,6 +358,41 @@ mod tests {
             .expect_err("a late head is an error");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(err.get_ref().is_some_and(|e| e.is::<HeadTimedOut>()));
+    }
+
+    /// hyper's rejection is rewritten as the first write of a connection, and bytes that look
+    /// like one later (a download's body) are written as they are.
+    #[tokio::test]
+    async fn only_a_first_write_that_is_hypers_rejection_becomes_an_envelope() {
+        let rejection: &[u8] =
+            b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        for (first, expect_rewrite) in [(rejection, true), (&b"HTTP/1.1 200 OK\r\n\r\n"[..], false)]
+        {
+            let (mut client, server) = tokio::io::duplex(4096);
+            let mut io = BoundedIo::new(
+                server,
+                permit(),
+                Duration::from_secs(5),
+                OpenConnections::default().opened(),
+            );
+            io.write_all(first).await.unwrap();
+            if !expect_rewrite {
+                // A body piece that looks like a rejection, after the head.
+                io.write_all(rejection).await.unwrap();
+            }
+            io.shutdown().await.unwrap();
+            drop(io);
+            let mut out = Vec::new();
+            client.read_to_end(&mut out).await.unwrap();
+            let text = String::from_utf8(out).unwrap();
+            if expect_rewrite {
+                assert!(text.contains("\"isSuccess\":false"), "{text}");
+            } else {
+                let mut expected = first.to_vec();
+                expected.extend_from_slice(rejection);
+                assert_eq!(text.as_bytes(), expected.as_slice());
+            }
+        }
     }
 
     #[tokio::test]

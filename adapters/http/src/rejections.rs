@@ -4,7 +4,9 @@
 //! other answer of the service is the envelope, so the connection rewrites those answers on
 //! their way out (see [`crate::listener::BoundedIo`]). They are recognized by what only hyper
 //! writes: a 4xx head whose first headers are `connection: close` and `content-length: 0`
-//! (the service's own 4xx answers always carry an envelope).
+//! (the service's own 4xx answers always carry an envelope). Only a connection's first write is
+//! looked at: a later one may be a download's bytes, which must never be rewritten, whatever
+//! they hold (a rejection on a later keep-alive request keeps hyper's empty body).
 
 /// The prefix of an answer hyper writes for a request it refused.
 const HYPER_REJECTION: &[u8] = b"\r\nconnection: close\r\ncontent-length: 0\r\n";

@@ -162,10 +162,15 @@ impl ChunkBody {
         let mut pieces = Vec::new();
         let mut len = 0usize;
         let mut ended = false;
+        // The read-ahead window is held against the budget until the body (which replays it)
+        // is dropped. The piece that crosses the window is not counted past it: any streamed
+        // request holds one piece in flight, and counting it would refuse what streams.
+        let mut held = self.budget.reservation();
         while len < n {
             match self.next().await {
                 Some(piece) => {
                     let piece = piece?;
+                    held.grow(piece.len().min(n - len) as u64)?;
                     len += piece.len();
                     pieces.push(piece);
                 }
@@ -187,7 +192,10 @@ impl ChunkBody {
                 joined.freeze()
             }
         };
-        let ahead = futures::stream::iter(pieces.into_iter().map(Ok));
+        let ahead = futures::stream::iter(pieces.into_iter().map(Ok)).map(move |piece| {
+            let _ = &held;
+            piece
+        });
         let body = self.map_stream(|rest| match ended {
             // A finished stream is not polled again.
             true => ahead.boxed(),
@@ -477,6 +485,28 @@ mod tests {
                 .boxed(),
         );
         assert_eq!(failing.peek(10).await.err(), Some(BodyError::Stalled(3)));
+    }
+
+    #[tokio::test]
+    async fn a_peeked_window_is_held_against_the_budget_until_the_body_goes() {
+        let budget = ByteBudget::new(1000);
+        // One piece larger than the budget still streams: only the window is counted.
+        let (prefix, body) = pieces(&[5000])
+            .with_budget(budget.clone())
+            .peek(600)
+            .await
+            .unwrap();
+        assert_eq!(prefix.len(), 600);
+        assert_eq!(budget.held(), 600);
+        // A second window that does not fit is refused.
+        let refused = pieces(&[300, 300])
+            .with_budget(budget.clone())
+            .peek(600)
+            .await;
+        assert_eq!(refused.err(), Some(BodyError::OverBudget));
+        assert_eq!(budget.held(), 600);
+        drop(body);
+        assert_eq!(budget.held(), 0);
     }
 
     #[tokio::test]

@@ -165,3 +165,71 @@ test("an expired upload fails clearly with 410", async () => {
     await quick.stop();
   }
 });
+
+/** Runs `body` with globalThis.fetch wrapped by `wrap(realFetch, url, init)`. */
+async function withFetch(wrap, body) {
+  const real = globalThis.fetch;
+  globalThis.fetch = (url, init) => wrap(real, url, init);
+  try {
+    return await body();
+  } finally {
+    globalThis.fetch = real;
+  }
+}
+
+const blockOf = (init) => (init?.body instanceof FormData ? Number(init.body.get("BlockIndex")) : undefined);
+
+test("a completing answer lost on the way is recovered: the retry's 409 is checked against the status", async () => {
+  const file = pdf(4 * 64 * 1024);
+  let lost = false;
+  const done = await withFetch(
+    async (real, url, init) => {
+      const resp = await real(url, init);
+      if (blockOf(init) === 3 && !lost) {
+        // The server committed the file, but the client never hears it.
+        lost = true;
+        await resp.arrayBuffer();
+        throw new TypeError("fetch failed: connection reset");
+      }
+      return resp;
+    },
+    () => upload(file, { server: app.server, apiKey: app.apiKey, mode: "Message", chunkSize: 64 * 1024, parallel: 1 }),
+  );
+  assert.ok(lost, "the last block's answer was dropped");
+  assert.deepEqual(await content(app, done.url, done.fileId), new Uint8Array(await file.arrayBuffer()));
+});
+
+test("a block that fails for good stops the other blocks at once", async () => {
+  const file = pdf(64 * 16 * 1024);
+  let started = 0;
+  let inFlightAborted = 0;
+  await assert.rejects(
+    withFetch(
+      async (real, url, init) => {
+        const index = blockOf(init);
+        if (index !== undefined) started++;
+        if (index === 2) {
+          // A block the server refuses for good: its mode differs from block 0's (409).
+          init.body.set("Mode", "Template");
+        }
+        if (index > 2) {
+          // Slow blocks, still in flight when block 2 fails.
+          await new Promise((resolve, reject) => {
+            const timer = setTimeout(resolve, 2000);
+            init.signal.addEventListener("abort", () => {
+              clearTimeout(timer);
+              inFlightAborted++;
+              reject(init.signal.reason);
+            });
+          });
+        }
+        return real(url, init);
+      },
+      () =>
+        upload(file, { server: app.server, apiKey: app.apiKey, mode: "Message", chunkSize: 16 * 1024, parallel: 3 }),
+    ),
+    (e) => e instanceof FilegateError && e.status === 409,
+  );
+  assert.ok(inFlightAborted >= 1, "the blocks in flight were aborted");
+  assert.ok(started < 10, `only the blocks under way were started (${started} of 64)`);
+});
