@@ -30,6 +30,7 @@ pub fn file_completed(file: &FileRecord) -> OutgoingEvent {
         id: file.id.to_string(),
         routing_key: format!("file.completed.{}", file.mode.as_str().to_ascii_lowercase()),
         payload: payload.to_string().into_bytes(),
+        trace_parent: None,
     }
 }
 
@@ -53,6 +54,7 @@ pub fn file_deleted(session: &UploadSession) -> OutgoingEvent {
             session.mode.as_str().to_ascii_lowercase()
         ),
         payload: payload.to_string().into_bytes(),
+        trace_parent: None,
     }
 }
 

@@ -159,6 +159,10 @@ pub struct OutgoingEvent {
     pub id: String,
     pub routing_key: String,
     pub payload: Vec<u8>,
+    /// The W3C `traceparent` of the work that made the event true, published as the AMQP
+    /// header of that name so that consumers continue the trace. The use cases leave it
+    /// `None`: the outbox records the span current when the event is written.
+    pub trace_parent: Option<String>,
 }
 
 /// The bus that carries file events (RabbitMQ exchange `filegate.events`).

@@ -208,6 +208,7 @@ impl<M: UploadStore + DeletionStore, B: BlobStore, C: Clock, I: IdSource> Upload
     /// (everything about it answers 404 from then on) and a `file.deleted` event goes to the
     /// outbox in the same transaction; then its bytes go, the blob and anything staged. A
     /// crash before the bytes are gone leaves them without a record, for `filegate check`.
+    #[tracing::instrument(skip_all, fields(firm = %who.firm, file_id = %id))]
     pub async fn delete_file(&self, who: Principal, id: FileId) -> Result<(), DeleteFileError> {
         let snapshot = self
             .store
@@ -346,6 +347,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
     /// Expires every open upload that no chunk reached for its mode's time, and discards
     /// what it staged; answers how many. Safe to run on several servers at once: the store
     /// hands each upload to one sweeper.
+    #[tracing::instrument(skip_all)]
     pub async fn sweep_expired(&self) -> Result<usize, SweepError> {
         let now = self.clock.now();
         let mut expired = 0;
@@ -673,6 +675,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
     }
 
     /// Where an upload of this firm stands.
+    #[tracing::instrument(skip_all)]
     pub async fn file_status(
         &self,
         who: Principal,
@@ -726,6 +729,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
     }
 
     /// Streams a committed file of this firm, whole or the requested range.
+    #[tracing::instrument(skip_all)]
     pub async fn open_content(
         &self,
         who: Principal,
@@ -871,6 +875,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
 
     /// Commits the staged parts; the file's digest is `candidate`'s when it covered exactly
     /// these parts.
+    #[tracing::instrument(skip_all, fields(file_id = %session.file_id))]
     async fn commit(
         &self,
         session: &UploadSession,

@@ -61,6 +61,11 @@ pub struct TelemetrySettings {
     /// so that the metrics are not public); `worker` serves metrics only when it is set.
     /// Default none.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector base URL (`/v1/traces` is
+    /// appended, as for `OTEL_EXPORTER_OTLP_ENDPOINT`, which also turns export on). It wins
+    /// over the environment. Default none: no export, though spans still carry trace ids for
+    /// logs and for the `traceparent` of events.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Requests per API key, per instance (several servers each allow this much).

@@ -110,7 +110,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
+    let service = match cli.command {
+        Command::Serve => "filegate",
+        Command::Worker => "filegate-worker",
+        _ => "filegate-cli",
+    };
+    let tracing = telemetry::init(&settings.log, &settings.telemetry, service);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,7 +129,7 @@ fn main() -> ExitCode {
     // A long-running service also logs its fatal error, for log pipelines; a one-shot command
     // just tells the person who ran it.
     let is_service = matches!(cli.command, Command::Serve | Command::Worker);
-    match runtime.block_on(run(cli.command, settings)) {
+    let code = match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if is_service {
@@ -133,7 +138,12 @@ fn main() -> ExitCode {
             eprintln!("filegate: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    // After a graceful stop (SIGTERM included): the spans still buffered go out now.
+    if let Some(tracing) = tracing {
+        tracing.shutdown();
     }
+    code
 }
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod broker;
 pub mod form;
+pub mod otlp;
 pub mod worker;
 
 pub use app::{Db, Profile, TestApp, TestAppOptions, binary, fake_meta_binary, free_port};

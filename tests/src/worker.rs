@@ -22,6 +22,8 @@ pub struct WorkerOptions {
     pub max_attempts: u32,
     /// `telemetry.metrics_addr`: where the worker serves `/metrics`, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// More environment for the worker (`OTEL_EXPORTER_OTLP_ENDPOINT`, say).
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -55,6 +57,7 @@ impl TestWorker {
             .env("FILEGATE_META__APP_ID", "1234567890")
             .env("FILEGATE_WORKER__LEASE_SECS", o.lease_secs.to_string())
             .env("FILEGATE_DATABASE__CREATE_FIRST_KEY", "false")
+            .envs(o.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped());
         if let Some(addr) = o.metrics_addr {
             cmd.env("FILEGATE_TELEMETRY__METRICS_ADDR", addr.to_string());

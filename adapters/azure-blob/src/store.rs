@@ -349,6 +349,7 @@ impl BlobStore for AzureBlobStore {
             .map_err(|e| errors::map(e, &self.cx("starting an upload to", path.as_str())))
     }
 
+    #[tracing::instrument(name = "blob.stage_block", skip_all)]
     async fn stage_block(
         &self,
         path: &BlobPath,
@@ -381,6 +382,7 @@ impl BlobStore for AzureBlobStore {
 
     /// Put Blob: one request. It takes the blob as one payload, so the chunk is collected
     /// first, held against the server's budget as Put Block's is.
+    #[tracing::instrument(name = "blob.put", skip_all)]
     async fn put(&self, path: &BlobPath, body: ChunkBody) -> Result<u64, BlobError> {
         let location = self.path(path)?;
         let (data, _held) = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
@@ -401,6 +403,7 @@ impl BlobStore for AzureBlobStore {
     /// blob of that path and size is this session's own earlier commit. (One corner: a client
     /// that re-sent a block with different bytes of the same length after that earlier commit
     /// keeps the first version.)
+    #[tracing::instrument(name = "blob.commit", skip_all)]
     async fn commit(
         &self,
         path: &BlobPath,
@@ -470,6 +473,7 @@ impl BlobStore for AzureBlobStore {
             .collect())
     }
 
+    #[tracing::instrument(name = "blob.read", skip_all)]
     async fn read(
         &self,
         path: &BlobPath,
@@ -524,6 +528,7 @@ impl BlobStore for AzureBlobStore {
     }
 
     /// Deleting a blob that does not exist succeeds: the caller wants it gone, and it is.
+    #[tracing::instrument(name = "blob.delete", skip_all)]
     async fn delete(&self, path: &BlobPath) -> Result<(), BlobError> {
         let location = self.path(path)?;
         match self.inner.delete(&location).await {

@@ -20,13 +20,14 @@ mod rate;
 mod rejections;
 mod sdk;
 mod service;
+mod traces;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use filegate_application::ports::ByteBudget;
 
-use poem::middleware::{NormalizePath, Tracing, TrailingSlash};
+use poem::middleware::{NormalizePath, TrailingSlash};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::OpenApiService;
 
@@ -118,9 +119,8 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
         })
         .data(options.budget.clone())
         .data(idle::BodyIdleTimeout(options.body_idle_timeout))
-        .with(NormalizePath::new(TrailingSlash::Trim))
-        .with(Tracing);
-    drain::LingeringClose {
+        .with(NormalizePath::new(TrailingSlash::Trim));
+    let app = drain::LingeringClose {
         inner: metrics::CountAnswers {
             inner: cors::Cors {
                 inner: paths::CaseInsensitivePaths(envelope::EnvelopeErrors(
@@ -131,7 +131,8 @@ pub fn app(service: Arc<dyn FilesService>, options: HttpOptions) -> impl Endpoin
             metrics: options.metrics.clone(),
         },
         limits: options.drain,
-    }
+    };
+    traces::Traced { inner: app }
 }
 
 /// `GET /metrics` alone, for a listener of its own (`telemetry.metrics_addr`).

@@ -885,6 +885,7 @@ impl BlobStore for LocalFsStore {
     /// Either is flushed when `sync_blocks` is on before the block is answered. A body that
     /// fails midway leaves nothing anyone was given a part id for: its claim or its temporary
     /// file is removed.
+    #[tracing::instrument(name = "blob.stage_block", skip_all)]
     async fn stage_block(
         &self,
         path: &BlobPath,
@@ -909,6 +910,7 @@ impl BlobStore for LocalFsStore {
     /// Writes the bytes as they arrive into a hidden temporary file in the final folder
     /// (created as needed), flushes it, renames it into place and flushes the folder: a file of
     /// one chunk costs one new file (and its folder) and no staging at all.
+    #[tracing::instrument(name = "blob.put", skip_all)]
     async fn put(&self, path: &BlobPath, mut body: ChunkBody) -> Result<u64, BlobError> {
         let target = self.inner.resolve(path)?;
         let p = path.clone();
@@ -933,6 +935,7 @@ impl BlobStore for LocalFsStore {
     /// the whole file: only the rename publishes it, and a leftover temporary file has a hidden
     /// name no blob path can reach. When the blocks are gone but the path already holds a file
     /// of exactly `size` bytes, the commit happened before and is reported done (as on Azure).
+    #[tracing::instrument(name = "blob.commit", skip_all)]
     async fn commit(
         &self,
         path: &BlobPath,
@@ -991,6 +994,7 @@ impl BlobStore for LocalFsStore {
     /// Streams the file in pieces of 64 KiB. Ranges behave as on Azure: an end past the end of
     /// the file is cut to it; an empty range (`start >= end`) answers no bytes at
     /// `start.min(size)`; a non-empty range starting at or past the end is an error.
+    #[tracing::instrument(name = "blob.read", skip_all)]
     async fn read(
         &self,
         path: &BlobPath,
@@ -1043,6 +1047,7 @@ impl BlobStore for LocalFsStore {
     }
 
     /// Deleting a file that does not exist succeeds: the caller wants it gone, and it is.
+    #[tracing::instrument(name = "blob.delete", skip_all)]
     async fn delete(&self, path: &BlobPath) -> Result<(), BlobError> {
         let target = self.inner.resolve(path)?;
         match tokio::fs::remove_file(&target).await {

@@ -264,6 +264,7 @@ fn check_session(session: &str) -> Result<(), MetaError> {
 }
 
 impl MetaClient for MetaHttpClient {
+    #[tracing::instrument(name = "meta.upload_message_media", skip_all, fields(otel.kind = "client"))]
     async fn upload_message_media(
         &self,
         phone_number_id: &PhoneNumberId,
@@ -300,6 +301,7 @@ impl MetaClient for MetaHttpClient {
         .await
     }
 
+    #[tracing::instrument(name = "meta.send_message", skip_all, fields(otel.kind = "client"))]
     async fn send_message(&self, request: &SendMessage) -> Result<String, MetaError> {
         let action = "sending a message";
         let phone_number_id = request.message.phone_number_id().as_str();
@@ -321,6 +323,7 @@ impl MetaClient for MetaHttpClient {
         .await
     }
 
+    #[tracing::instrument(name = "meta.start_resumable_upload", skip_all, fields(otel.kind = "client"))]
     async fn start_resumable_upload(&self, media: &MediaUpload) -> Result<String, MetaError> {
         let action = "opening a resumable upload";
         let span = tracing::debug_span!("meta.start_upload", file_name = %media.file_name, content_type = %media.content_type, size = media.size);
@@ -349,6 +352,7 @@ impl MetaClient for MetaHttpClient {
         .await
     }
 
+    #[tracing::instrument(name = "meta.resumable_offset", skip_all, fields(otel.kind = "client"))]
     async fn resumable_offset(&self, session: &str) -> Result<u64, MetaError> {
         let action = "reading an upload's offset";
         let span = tracing::debug_span!("meta.upload_offset", session);
@@ -373,6 +377,7 @@ impl MetaClient for MetaHttpClient {
         .await
     }
 
+    #[tracing::instrument(name = "meta.upload_resumable", skip_all, fields(otel.kind = "client"))]
     async fn upload_resumable(
         &self,
         session: &str,
@@ -415,6 +420,7 @@ impl MetaClient for MetaHttpClient {
         .await
     }
 
+    #[tracing::instrument(name = "meta.create_template", skip_all, fields(otel.kind = "client"))]
     async fn create_template(&self, request: &CreateTemplate) -> Result<String, MetaError> {
         let action = "creating a template";
         let waba_id = request.template.waba_id().as_str();

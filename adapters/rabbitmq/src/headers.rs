@@ -14,6 +14,15 @@ pub const REASON_HEADER: &str = "x-filegate-reason";
 /// On a dead letter: how many attempts were made.
 pub const ATTEMPTS_HEADER: &str = "x-filegate-attempts";
 
+/// A header's text (a long or short string), if the message has it.
+pub(crate) fn text_header(properties: &BasicProperties, name: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok().map(str::to_owned),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
 /// Persistent: the broker writes the message to disk in a durable queue.
 pub(crate) const PERSISTENT: u8 = 2;
 

@@ -1,14 +1,16 @@
 //! The publisher: file events to the events exchange, and tasks to the task queue, each
 //! confirmed by the broker before the call returns.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use filegate_adapter_otel::{TRACEPARENT, current_traceparent};
 use filegate_application::media_ports::{EventPublisher, OutgoingEvent, PublishError};
 use lapin::options::ConfirmSelectOptions;
-use lapin::types::ShortString;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
@@ -82,12 +84,26 @@ impl RabbitPublisher {
     }
 
     /// Publishes a task body to the task queue (persistent, `application/json`, attempt 1 as
-    /// the header is absent) and waits for the broker's confirmation.
+    /// the header is absent) and waits for the broker's confirmation. The current span's
+    /// trace, if any, goes along in the `traceparent` header.
     pub async fn publish_task(&self, body: &[u8]) -> Result<(), PublishError> {
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(PERSISTENT)
-            .with_timestamp(now_secs());
+        self.publish_task_in_trace(body, current_traceparent().as_deref())
+            .await
+    }
+
+    /// [`Self::publish_task`] with the given W3C `traceparent` (a producer's own trace).
+    pub async fn publish_task_in_trace(
+        &self,
+        body: &[u8],
+        traceparent: Option<&str>,
+    ) -> Result<(), PublishError> {
+        let properties = with_traceparent(
+            BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_delivery_mode(PERSISTENT)
+                .with_timestamp(now_secs()),
+            traceparent,
+        );
         let queue = self.inner.topology.queue.as_str().into();
         // Mandatory: a task that reaches no queue is an error, not a silent drop.
         self.publish_confirmed("", queue, true, body, properties)
@@ -199,6 +215,8 @@ impl EventPublisher for RabbitPublisher {
             .with_content_type("application/json".into())
             .with_delivery_mode(PERSISTENT)
             .with_timestamp(now_secs());
+        // The committing request's trace, for consumers to continue.
+        let properties = with_traceparent(properties, event.trace_parent.as_deref());
         // Not mandatory: an event nobody subscribed to is not an error.
         self.publish_confirmed(
             &self.inner.topology.events_exchange,
@@ -214,6 +232,17 @@ impl EventPublisher for RabbitPublisher {
                 event.id, event.routing_key
             )))
         })
+    }
+}
+
+/// Adds the `traceparent` header (W3C trace context) when there is a trace to pass on.
+fn with_traceparent(properties: BasicProperties, traceparent: Option<&str>) -> BasicProperties {
+    match traceparent {
+        Some(traceparent) => properties.with_headers(FieldTable::from(BTreeMap::from([(
+            ShortString::from(TRACEPARENT),
+            AMQPValue::LongString(LongString::from(traceparent)),
+        )]))),
+        None => properties,
     }
 }
 

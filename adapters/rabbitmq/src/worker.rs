@@ -27,9 +27,11 @@ use tracing::Instrument as _;
 
 use crate::amqp::{connect, publish_confirmed, unavailable};
 use crate::error::RabbitError;
+use filegate_adapter_otel::{TRACEPARENT, TRACESTATE, continue_trace};
+
 use crate::headers::{
     ATTEMPT_HEADER, ATTEMPTS_HEADER, LAST_ERROR_HEADER, REASON_HEADER, attempt_of, copy_properties,
-    count_value, reason_value,
+    count_value, reason_value, text_header,
 };
 use crate::settings::RabbitSettings;
 use crate::topology::Topology;
@@ -254,6 +256,14 @@ async fn settle(
             .as_ref()
             .map(|m| m.as_str()),
         redelivered = delivery.redelivered,
+        otel.kind = "consumer",
+    );
+    // The producer's trace goes on through the blob read, the Meta calls and the send; a retry
+    // copy keeps the header, so every attempt joins the same trace.
+    continue_trace(
+        &span,
+        text_header(&delivery.properties, TRACEPARENT).as_deref(),
+        text_header(&delivery.properties, TRACESTATE).as_deref(),
     );
     async move {
         let body = delivery.data.as_slice();

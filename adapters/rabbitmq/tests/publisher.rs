@@ -58,6 +58,7 @@ fn event(id: &str, routing_key: &str) -> OutgoingEvent {
         id: id.to_owned(),
         routing_key: routing_key.to_owned(),
         payload: format!("{{\"eventId\":\"{id}\"}}").into_bytes(),
+        trace_parent: None,
     }
 }
 

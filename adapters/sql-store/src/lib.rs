@@ -17,6 +17,8 @@ mod rows;
 pub use checks::{corrupt, indices, pending_migrations, to_i32, to_i64, unsigned, unstorable};
 pub use dialect::{Dialect, Encoding};
 pub use errors::classify;
+#[doc(hidden)]
+pub use filegate_adapter_otel::current_traceparent;
 pub use rows::{
     ApiKeyRow, EventRow, FileRow, PartRow, SessionRow, SnapshotRow, TaskRow, session_state,
 };

@@ -118,14 +118,17 @@ macro_rules! metadata_ports {
                 X: ::sqlx::Executor<'c, Database = <D as Dialect>::Db>,
             {
                 ::sqlx::query(
-                    "INSERT INTO outbox (id, routing_key, payload, created_at)
-                     VALUES ($1, $2, $3, $4)
+                    "INSERT INTO outbox (id, routing_key, payload, created_at, traceparent)
+                     VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(&event.id)
                 .bind(&event.routing_key)
                 .bind(&event.payload)
                 .bind(now()?)
+                // The trace of the transaction that makes the event true (the committing
+                // request's), for the relay to publish later.
+                .bind(event.trace_parent.clone().or_else($crate::current_traceparent))
                 .execute(exec)
                 .await
                 .map_err(err)?;
@@ -278,10 +281,12 @@ macro_rules! metadata_ports {
             impl UploadStore for $store {
                 type Tx = $tx;
 
+                #[tracing::instrument(name = "store.open_session", skip_all)]
                 async fn open_session(&self, session: &UploadSession) -> Result<(), StoreError> {
                     insert_session(&self.pool, session).await
                 }
 
+                #[tracing::instrument(name = "store.expire_idle", skip_all)]
                 async fn expire_idle(
                     &self,
                     mode: Mode,
@@ -381,6 +386,7 @@ macro_rules! metadata_ports {
                     .map_err(err)
                 }
 
+                #[tracing::instrument(name = "store.find_session", skip_all)]
                 async fn find_session(
                     &self,
                     firm: FirmId,
@@ -434,6 +440,7 @@ macro_rules! metadata_ports {
                     }))
                 }
 
+                #[tracing::instrument(name = "store.open_and_lock", skip_all)]
                 async fn open_and_lock(
                     &self,
                     session: &UploadSession,
@@ -445,6 +452,7 @@ macro_rules! metadata_ports {
                     Ok(($tx { tx, file: session.file_id }, LockedSession::from(session)))
                 }
 
+                #[tracing::instrument(name = "store.lock_session", skip_all)]
                 async fn lock_session(
                     &self,
                     file: FileId,
@@ -480,6 +488,7 @@ macro_rules! metadata_ports {
                     <$store>::committed_file_in(&mut *self.tx, self.file).await
                 }
 
+                #[tracing::instrument(name = "store.upsert_block", skip_all)]
                 async fn upsert_block(&mut self, block: &StagedBlock) -> Result<BlockUpsert, StoreError> {
                     let file = id(self.file.as_uuid());
                     let index = to_i32(block.index.get(), "block index")?;
@@ -527,6 +536,7 @@ macro_rules! metadata_ports {
                     })
                 }
 
+                #[tracing::instrument(name = "store.staged_parts", skip_all)]
                 async fn staged_parts(&mut self) -> Result<Vec<StagedPart>, StoreError> {
                     let rows: Vec<PartRow> = ::sqlx::query_as(
                         "SELECT part_id, size FROM staged_blocks
@@ -539,6 +549,7 @@ macro_rules! metadata_ports {
                     rows.into_iter().map(|r| r.into_domain(self.file)).collect()
                 }
 
+                #[tracing::instrument(name = "store.insert_file", skip_all)]
                 async fn insert_file(&mut self, record: &FileRecord) -> Result<(), StoreError> {
                     ::sqlx::query(concat!(
                         "INSERT INTO files (",
@@ -562,10 +573,12 @@ macro_rules! metadata_ports {
                     Ok(())
                 }
 
+                #[tracing::instrument(name = "store.insert_event", skip_all)]
                 async fn insert_event(&mut self, event: &OutgoingEvent) -> Result<(), StoreError> {
                     insert_event_in(&mut *self.tx, event).await
                 }
 
+                #[tracing::instrument(name = "store.mark_committed", skip_all)]
                 async fn mark_committed(&mut self) -> Result<(), StoreError> {
                     ::sqlx::query(
                         "UPDATE upload_sessions SET state = 'committed', completed_at = $2
@@ -579,6 +592,7 @@ macro_rules! metadata_ports {
                     Ok(())
                 }
 
+                #[tracing::instrument(name = "store.commit", skip_all)]
                 async fn commit(self) -> Result<(), StoreError> {
                     self.tx.commit().await.map_err(err)
                 }
@@ -589,6 +603,7 @@ macro_rules! metadata_ports {
             }
 
             impl TaskStore for $store {
+                #[tracing::instrument(name = "store.claim_task", skip_all)]
                 async fn claim_task(
                     &self,
                     task: TaskId,
@@ -677,6 +692,7 @@ macro_rules! metadata_ports {
                     Ok(claim)
                 }
 
+                #[tracing::instrument(name = "store.save_task", skip_all)]
                 async fn save_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
                     let lease_until = task
                         .lease_until
@@ -711,6 +727,7 @@ macro_rules! metadata_ports {
                     Ok(())
                 }
 
+                #[tracing::instrument(name = "store.find_task", skip_all)]
                 async fn find_task(&self, task: TaskId) -> Result<Option<TaskRecord>, StoreError> {
                     let row: Option<TaskRow<U, T>> = ::sqlx::query_as(concat!(
                         "SELECT ",
@@ -824,6 +841,7 @@ macro_rules! metadata_ports {
             }
 
             impl DeletionStore for $store {
+                #[tracing::instrument(name = "store.mark_deleted", skip_all)]
                 async fn mark_deleted(
                     &self,
                     firm: FirmId,
@@ -854,12 +872,13 @@ macro_rules! metadata_ports {
             }
 
             impl OutboxStore for $store {
+                #[tracing::instrument(name = "store.unpublished_events", skip_all)]
                 async fn unpublished_events(
                     &self,
                     limit: u32,
                 ) -> Result<Vec<OutgoingEvent>, StoreError> {
                     let rows: Vec<EventRow> = ::sqlx::query_as(
-                        "SELECT id, routing_key, payload FROM outbox
+                        "SELECT id, routing_key, payload, traceparent FROM outbox
                          WHERE published_at IS NULL
                          ORDER BY created_at, id
                          LIMIT $1",
@@ -890,6 +909,7 @@ macro_rules! metadata_ports {
                     Ok(purged.rows_affected())
                 }
 
+                #[tracing::instrument(name = "store.mark_events_published", skip_all)]
                 async fn mark_events_published(&self, ids: &[String]) -> Result<(), StoreError> {
                     if ids.is_empty() {
                         return Ok(());

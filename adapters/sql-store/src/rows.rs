@@ -238,6 +238,7 @@ pub struct EventRow {
     id: String,
     routing_key: String,
     payload: Vec<u8>,
+    traceparent: Option<String>,
 }
 
 impl From<EventRow> for OutgoingEvent {
@@ -246,6 +247,7 @@ impl From<EventRow> for OutgoingEvent {
             id: row.id,
             routing_key: row.routing_key,
             payload: row.payload,
+            trace_parent: row.traceparent,
         }
     }
 }

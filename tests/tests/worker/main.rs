@@ -47,6 +47,7 @@ impl Setup {
             prefetch: 4,
             max_attempts: 5,
             metrics_addr: None,
+            env: Vec::new(),
         };
         tweak(&mut worker_options);
         let worker = TestWorker::spawn(&app, worker_options).await;
