@@ -26,6 +26,24 @@ pub struct WorkerOptions {
     pub env: Vec<(String, String)>,
 }
 
+impl WorkerOptions {
+    /// A worker on the machine's broker with the test's `names`, sending to `meta`: a lease of
+    /// 60 s, 4 deliveries at once, 5 attempts, no metrics listener.
+    pub fn new(names: &Names, meta: &filegate_fake_meta::FakeMeta) -> Self {
+        Self {
+            amqp_url: crate::broker::broker_url(),
+            names: names.clone(),
+            meta_base_url: meta.base_url(),
+            meta_token: meta.access_token().to_owned(),
+            lease_secs: 60,
+            prefetch: 4,
+            max_attempts: 5,
+            metrics_addr: None,
+            env: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct TestWorker {
     child: Option<Child>,

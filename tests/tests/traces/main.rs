@@ -227,21 +227,9 @@ async fn a_tasks_traceparent_reaches_the_workers_meta_calls() {
         .expect("start the fake Meta");
     let names = Names::fresh();
     let broker = Broker::connect(&names).await;
-    let _worker = TestWorker::spawn(
-        &app,
-        WorkerOptions {
-            amqp_url: broker_url(),
-            names: names.clone(),
-            meta_base_url: meta.base_url(),
-            meta_token: meta.access_token().to_owned(),
-            lease_secs: 60,
-            prefetch: 4,
-            max_attempts: 5,
-            metrics_addr: None,
-            env: otel_env(&receiver),
-        },
-    )
-    .await;
+    let mut options = WorkerOptions::new(&names, &meta);
+    options.env = otel_env(&receiver);
+    let _worker = TestWorker::spawn(&app, options).await;
 
     let mut chunk = Chunk::new(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 0, 1, "Message");
     chunk.content_type = Some("image/png".into());

@@ -38,17 +38,7 @@ impl Setup {
             .expect("start the fake Meta");
         let names = Names::fresh();
         let broker = Broker::connect(&names).await;
-        let mut worker_options = WorkerOptions {
-            amqp_url: broker_url(),
-            names: names.clone(),
-            meta_base_url: meta.base_url(),
-            meta_token: meta.access_token().to_owned(),
-            lease_secs: 60,
-            prefetch: 4,
-            max_attempts: 5,
-            metrics_addr: None,
-            env: Vec::new(),
-        };
+        let mut worker_options = WorkerOptions::new(&names, &meta);
         tweak(&mut worker_options);
         let worker = TestWorker::spawn(&app, worker_options).await;
         Self {
