@@ -48,4 +48,9 @@ impl Dialect for Pg {
     ) -> impl Future<Output = Result<Transaction<'static, Postgres>, sqlx::Error>> + Send {
         pool.begin()
     }
+
+    /// Postgres locks rows: writers on different sessions run side by side.
+    fn write_gate() -> filegate_sql_store::WriteGate {
+        filegate_sql_store::WriteGate::open()
+    }
 }

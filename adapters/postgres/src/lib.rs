@@ -37,6 +37,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    gate: filegate_sql_store::WriteGate,
 }
 
 impl PgStore {
@@ -47,16 +48,16 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(store_error)?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// Opens a pool without connecting, so that the service can start (and report itself not
     /// ready) while the database is still coming up. Only a malformed URL fails here.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse().map_err(store_error)?;
-        Ok(Self {
-            pool: Self::pool_options(max_connections).connect_lazy_with(options),
-        })
+        Ok(Self::from_pool(
+            Self::pool_options(max_connections).connect_lazy_with(options),
+        ))
     }
 
     /// The pool options every constructor here uses; exposed so that callers building their own

@@ -39,4 +39,8 @@ pub trait Dialect: Encoding {
     fn begin_write(
         pool: &Pool<Self::Db>,
     ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+
+    /// How this process's writing transactions queue before they begin (see
+    /// [`crate::WriteGate`]); each store keeps one, shared by its clones.
+    fn write_gate() -> crate::WriteGate;
 }

@@ -11,6 +11,7 @@
 mod checks;
 mod dialect;
 mod errors;
+mod gate;
 mod ports;
 mod rows;
 
@@ -19,6 +20,7 @@ pub use dialect::{Dialect, Encoding};
 pub use errors::classify;
 #[doc(hidden)]
 pub use filegate_adapter_otel::current_traceparent;
+pub use gate::{WriteGate, WriteTx, begin_write};
 pub use rows::{
     ApiKeyRow, EventRow, FileRow, PartRow, SessionRow, SnapshotRow, TaskRow, session_state,
 };

@@ -30,7 +30,7 @@ macro_rules! metadata_ports {
         /// A transaction holding one session's lock.
         #[derive(Debug)]
         pub struct $tx {
-            tx: ::sqlx::Transaction<'static, <$dialect as $crate::Dialect>::Db>,
+            tx: $crate::WriteTx<<$dialect as $crate::Dialect>::Db>,
             file: ::filegate_domain::FileId,
         }
 
@@ -138,7 +138,10 @@ macro_rules! metadata_ports {
             impl $store {
                 /// Wraps a pool configured elsewhere (tests, or a caller that shares one pool).
                 pub fn from_pool(pool: ::sqlx::Pool<<D as Dialect>::Db>) -> Self {
-                    Self { pool }
+                    Self {
+                        pool,
+                        gate: <D as Dialect>::write_gate(),
+                    }
                 }
 
                 pub fn pool(&self) -> &::sqlx::Pool<<D as Dialect>::Db> {
@@ -445,7 +448,7 @@ macro_rules! metadata_ports {
                     &self,
                     session: &UploadSession,
                 ) -> Result<($tx, LockedSession), StoreError> {
-                    let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
+                    let mut tx = $crate::begin_write::<D>(&self.pool, &self.gate).await.map_err(err)?;
                     // The new row is this transaction's until it commits: nobody else sees it,
                     // and whoever waits for its lock waits for this transaction.
                     insert_session(&mut *tx, session).await?;
@@ -457,7 +460,7 @@ macro_rules! metadata_ports {
                     &self,
                     file: FileId,
                 ) -> Result<Option<($tx, LockedSession)>, StoreError> {
-                    let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
+                    let mut tx = $crate::begin_write::<D>(&self.pool, &self.gate).await.map_err(err)?;
                     // The lock every request for this file queues on.
                     let locked: Option<(i32, String)> = ::sqlx::query_as(concat!(
                         "SELECT total_blocks,
@@ -620,7 +623,7 @@ macro_rules! metadata_ports {
                     }
                     let when_stored = at(when, "the claim time")?;
                     let lease = at(lease_until, "the lease's end")?;
-                    let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
+                    let mut tx = $crate::begin_write::<D>(&self.pool, &self.gate).await.map_err(err)?;
 
                     // First sight creates the record, claimed. A concurrent claim of the same
                     // new id waits for the creating transaction and then does nothing: it finds
@@ -848,7 +851,7 @@ macro_rules! metadata_ports {
                     file: FileId,
                     event: &OutgoingEvent,
                 ) -> Result<bool, StoreError> {
-                    let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
+                    let mut tx = $crate::begin_write::<D>(&self.pool, &self.gate).await.map_err(err)?;
                     // Waits for the session's lock like a commit does: a commit in flight
                     // finishes first, and none can follow the deletion (its lock sees it).
                     let deleted: Option<(U,)> = ::sqlx::query_as(
@@ -917,7 +920,7 @@ macro_rules! metadata_ports {
                     let published_at = now()?;
                     // One transaction (one fsync) for the batch, one prepared statement per
                     // id: SQLite has no array parameter.
-                    let mut tx = <D as Dialect>::begin_write(&self.pool).await.map_err(err)?;
+                    let mut tx = $crate::begin_write::<D>(&self.pool, &self.gate).await.map_err(err)?;
                     for event in ids {
                         // An event published twice (at least once) keeps the time of its first
                         // publication.

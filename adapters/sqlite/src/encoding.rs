@@ -53,6 +53,12 @@ impl Dialect for Text {
     ) -> impl Future<Output = Result<Transaction<'static, Sqlite>, sqlx::Error>> + Send {
         pool.begin_with("BEGIN IMMEDIATE")
     }
+
+    /// One writer at a time: the process's writers queue here rather than in SQLite's busy
+    /// handler, which sleeps; they queue as long as the busy timeout would have let them.
+    fn write_gate() -> filegate_sql_store::WriteGate {
+        filegate_sql_store::WriteGate::serial(crate::BUSY_TIMEOUT)
+    }
 }
 
 /// The stored form of a uuid.

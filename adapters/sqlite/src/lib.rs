@@ -41,7 +41,7 @@ pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// `SQLITE_BUSY` (reported as `StoreError::Unavailable`). SQLite has one writer at a time and
 /// a session's transaction holds the lock while the blob commit runs, so writers queue; this is how long
 /// they queue.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a request waits for a pooled connection. The database is a local file, so a wait
 /// means that every connection is busy (most likely queued on the write lock): as long as the
@@ -53,6 +53,7 @@ const ACQUIRE_TIMEOUT: Duration = BUSY_TIMEOUT;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    gate: filegate_sql_store::WriteGate,
 }
 
 impl SqliteStore {
@@ -75,7 +76,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(store_error)?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// The connection options every constructor here uses: the file created when missing, WAL,
