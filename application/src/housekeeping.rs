@@ -118,6 +118,7 @@ mod tests {
                 &filegate_domain::BlobPath::from_stored("x/y/z".into()),
                 &orphan,
                 filegate_domain::BlockIndex::FIRST,
+                filegate_domain::TotalBlocks::new(1).unwrap(),
                 Bytes::from_static(b"lost").into(),
             )
             .await

@@ -486,7 +486,7 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         );
         let staged = self
             .blobs
-            .stage_block(&session.blob_path, &session.upload_id, index, body)
+            .stage_block(&session.blob_path, &session.upload_id, index, total, body)
             .await;
         let StagedPart { part_id, size } = match staged {
             Ok(part) => part,

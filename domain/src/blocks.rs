@@ -34,6 +34,13 @@ impl TotalBlocks {
         self.0
     }
 
+    /// How many blocks of its own a store may stage for each of this file's blocks, so that
+    /// the whole file still fits in [`MAX_TOTAL_BLOCKS`] committed blocks (Azure's limit): a
+    /// store that sends a block on in pieces as it arrives stays within this.
+    pub const fn store_blocks_per_block(&self) -> u32 {
+        MAX_TOTAL_BLOCKS / self.0
+    }
+
     /// Checks a raw index against this total; the only way to make a `BlockIndex` for a session.
     pub fn index(&self, index: i64) -> Result<BlockIndex, BlockRuleError> {
         if index < 0 {

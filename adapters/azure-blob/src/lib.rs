@@ -7,6 +7,7 @@
 //! plain blob URL or a short-lived read-only SAS URL. It never creates the container: a
 //! missing one is a deployment mistake that `ping` reports.
 
+mod blocks;
 mod connection_string;
 mod errors;
 mod settings;

@@ -5,10 +5,11 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use filegate_application::ports::{
     BlobError, BlobRead, BlobStore, ChunkBody, ListedBlob, StagedPart,
 };
-use filegate_domain::{BlobPath, BlockIndex};
+use filegate_domain::{BlobPath, BlockIndex, TotalBlocks};
 use futures::{StreamExt, TryStreamExt};
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder, split_sas};
 use object_store::multipart::{MultipartStore, PartId};
@@ -21,6 +22,7 @@ use object_store::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::blocks::{PART_SEPARATOR, Pieces, SUB_BLOCK_BYTES, Sending, block_ids};
 use crate::connection_string::{self, ConnectionCredential, ConnectionStringError};
 use crate::errors::{self, Context};
 use crate::settings::{AzureBlobSettings, UrlMode};
@@ -355,27 +357,52 @@ impl BlobStore for AzureBlobStore {
         path: &BlobPath,
         upload_id: &str,
         index: BlockIndex,
+        total: TotalBlocks,
         body: ChunkBody,
     ) -> Result<StagedPart, BlobError> {
         let location = self.path(path)?;
         let upload_id = upload_id.to_owned();
-        // Put Block takes the block as one payload: the chunk is collected first (the HTTP
-        // adapter has already bounded it to the largest chunk accepted).
-        // The bytes are held against the server's budget until Put Block has sent them.
-        let (data, _held) = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
-        let size = data.len() as u64;
-        let part = self
-            .inner
-            .put_part(
-                &location,
-                &upload_id,
-                index.get() as usize,
-                PutPayload::from(data),
-            )
-            .await
-            .map_err(|e| errors::map(e, &self.cx("staging a block of", path.as_str())))?;
+        // Put Block takes a block as one payload, so a chunk goes on as Azure blocks of at most
+        // SUB_BLOCK_BYTES, each sent while the next arrives: a request holds one block being
+        // sent and one being filled, held against the server's budget, not the whole chunk. The
+        // file may have TotalBlocks × (its share of Azure's 50,000) blocks; the last one a
+        // chunk may have takes the rest of it, however long (within the budget).
+        let allowed = total.store_blocks_per_block().max(1) as usize;
+        let mut pieces = Pieces::new(body);
+        let mut ids: Vec<String> = Vec::new();
+        let mut size = 0u64;
+        let mut sending: Option<Sending> = None;
+        let failed = |e| errors::map(e, &self.cx("staging a block of", path.as_str()));
+        loop {
+            let staged = ids.len() + usize::from(sending.is_some());
+            let max = if staged + 1 >= allowed {
+                usize::MAX
+            } else {
+                SUB_BLOCK_BYTES
+            };
+            // Read while the previous block is being sent; a failed body drops (aborts) it.
+            let next = pieces.next_block(max).await.map_err(BlobError::Body)?;
+            if let Some(previous) = sending.take() {
+                ids.push(previous.finish().await.map_err(failed)?);
+            }
+            let (data, held) = match next {
+                Some((data, held)) => (data, Some(held)),
+                // An empty chunk is still one (empty) block.
+                None if ids.is_empty() => (Bytes::new(), None),
+                None => break,
+            };
+            // Fewer bytes than asked for: the chunk has ended.
+            let ended = data.len() < max;
+            size += data.len() as u64;
+            let sent = Sending::start(&self.inner, &location, &upload_id, index, data, held);
+            if ended {
+                ids.push(sent.finish().await.map_err(failed)?);
+                break;
+            }
+            sending = Some(sent);
+        }
         Ok(StagedPart {
-            part_id: part.content_id,
+            part_id: ids.join(PART_SEPARATOR),
             size,
         })
     }
@@ -412,9 +439,13 @@ impl BlobStore for AzureBlobStore {
         size: u64,
     ) -> Result<(), BlobError> {
         let location = self.path(path)?;
+        // A chunk sent as several Azure blocks has their ids in its part id, in order.
         let parts = part_ids
-            .into_iter()
-            .map(|content_id| PartId { content_id })
+            .iter()
+            .flat_map(|part| block_ids(part))
+            .map(|content_id| PartId {
+                content_id: content_id.to_owned(),
+            })
             .collect();
         let failure = match self
             .inner

@@ -67,7 +67,13 @@ async fn a_repeated_commit_with_another_size_is_refused() {
         .index(0)
         .unwrap();
     let part = store
-        .stage_block(&path, &upload, index, Bytes::from_static(b"12345").into())
+        .stage_block(
+            &path,
+            &upload,
+            index,
+            one(),
+            Bytes::from_static(b"12345").into(),
+        )
         .await
         .unwrap()
         .part_id;
@@ -83,6 +89,37 @@ async fn a_repeated_commit_with_another_size_is_refused() {
         !matches!(err, BlobError::Unavailable(_)),
         "a refused block list is not an outage: {err:?}"
     );
+}
+
+/// A chunk goes on as Azure blocks of 4 MiB, as many as the file's share of Azure's 50,000
+/// committed blocks allows (the last takes the rest): 9 MiB is 3 blocks in a file of 2 chunks,
+/// 2 in a file of 25,000, and 1 in a file of 50,000.
+#[tokio::test]
+async fn a_chunk_is_sent_as_azure_blocks_within_the_files_share() {
+    let store = store_with(&settings()).await;
+    let data = Bytes::from(vec![7u8; 9 * 1024 * 1024]);
+    for (total, blocks) in [(2, 3), (25_000, 2), (50_000, 1)] {
+        let path = blobs::fresh_path("shared.bin");
+        let upload = store.begin(&path).await.unwrap();
+        let total = filegate_domain::TotalBlocks::new(total).unwrap();
+        let staged = store
+            .stage_block(
+                &path,
+                &upload,
+                total.index(0).unwrap(),
+                total,
+                data.clone().into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(staged.size, data.len() as u64);
+        assert_eq!(
+            staged.part_id.split(',').count(),
+            blocks,
+            "{total} blocks: {}",
+            staged.part_id
+        );
+    }
 }
 
 #[tokio::test]
@@ -104,7 +141,7 @@ async fn a_missing_container_makes_ping_answer_container_missing() {
         .index(0)
         .unwrap();
     let err = store
-        .stage_block(&path, "", index, Bytes::from_static(b"x").into())
+        .stage_block(&path, "", index, one(), Bytes::from_static(b"x").into())
         .await
         .unwrap_err();
     assert!(matches!(err, BlobError::ContainerMissing(_)), "{err:?}");
@@ -173,4 +210,8 @@ async fn public_mode_hands_out_the_plain_location() {
         Some(store.location(&path))
     );
     assert!(!store.location(&path).contains('?'));
+}
+
+fn one() -> filegate_domain::TotalBlocks {
+    filegate_domain::TotalBlocks::new(1).unwrap()
 }

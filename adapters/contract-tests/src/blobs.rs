@@ -126,6 +126,52 @@ pub async fn a_large_block_comes_back_whole<B: BlobStore>(store: &B) {
     );
 }
 
+/// A block of 9 MiB arriving in uneven pieces is staged and read back byte for byte, both in a
+/// file of few blocks (a store may send it on in blocks of its own) and in a file of the most
+/// blocks (where it may not split it), next to a small block.
+pub async fn a_block_of_several_mebibytes_in_pieces_comes_back_whole<B: BlobStore>(store: &B) {
+    for of in [2usize, 50_000] {
+        let big = random_bytes(9 * 1024 * 1024 + 5);
+        let small = random_bytes(777);
+        let path = fresh_path("big.bin");
+        let upload = ok(store.begin(&path).await, "begin");
+        let total = TotalBlocks::new(of as i64).expect("a valid total");
+        let index = total.index(0).expect("index 0");
+        // Pieces of 100,000 bytes: none ends where a 4 MiB block would.
+        let pieces: Vec<Result<Bytes, BodyError>> = big
+            .chunks(100_000)
+            .map(|p| Ok(Bytes::copy_from_slice(p)))
+            .collect();
+        let staged = ok(
+            store
+                .stage_block(
+                    &path,
+                    &upload,
+                    index,
+                    total,
+                    ChunkBody::new(futures::stream::iter(pieces).boxed()),
+                )
+                .await,
+            "stage_block of 9 MiB in pieces",
+        );
+        assert_eq!(staged.size, big.len() as u64);
+        let last = stage(store, &path, &upload, of, 1, small.clone()).await;
+        let size = (big.len() + small.len()) as u64;
+        ok(
+            store
+                .commit(&path, &upload, vec![staged.part_id, last], size)
+                .await,
+            "commit",
+        );
+        let (read, bytes) = read_all(store, &path, None).await;
+        assert_eq!(read.size, size, "{of} blocks");
+        assert!(
+            bytes == concat(&[big, small]),
+            "the 9 MiB block must come back unchanged ({of} blocks)"
+        );
+    }
+}
+
 /// Every character a sanitized file name may hold survives the trip to the backend and back.
 pub async fn unusual_file_names_round_trip<B: BlobStore>(store: &B) {
     let name = "Résumé [final] (v2) +copy, @home.pdf";
@@ -288,7 +334,9 @@ pub async fn a_block_arriving_in_pieces_is_staged_whole<B: BlobStore>(store: &B)
         .index(0)
         .expect("index 0");
     let staged = ok(
-        store.stage_block(&path, &upload, index, body).await,
+        store
+            .stage_block(&path, &upload, index, single(), body)
+            .await,
         "stage_block of a body in pieces",
     );
     assert_eq!(staged.size, whole.len() as u64);
@@ -320,7 +368,10 @@ pub async fn a_body_that_fails_midway_is_answered_with_its_error<B: BlobStore>(s
         .expect("a valid total")
         .index(0)
         .expect("index 0");
-    match store.stage_block(&path, &upload, index, body).await {
+    match store
+        .stage_block(&path, &upload, index, single(), body)
+        .await
+    {
         Err(BlobError::Body(BodyError::Stalled(30))) => {}
         other => panic!("a failing body must be answered with its error, got {other:?}"),
     }
@@ -384,6 +435,7 @@ pub async fn a_block_that_failed_midway_can_be_sent_again<B: BlobStore>(store: &
             &path,
             &upload,
             index,
+            TotalBlocks::new(2).expect("a valid total"),
             ChunkBody::new(futures::stream::iter(pieces).boxed()),
         )
         .await;
@@ -568,7 +620,9 @@ async fn stage<B: BlobStore>(
     let index = total.index(index as i64).expect("a valid index");
     let size = data.len() as u64;
     let staged = ok(
-        store.stage_block(path, upload, index, data.into()).await,
+        store
+            .stage_block(path, upload, index, total, data.into())
+            .await,
         "stage_block",
     );
     assert_eq!(
@@ -597,4 +651,8 @@ fn ok<T, E: Debug>(result: Result<T, E>, what: &str) -> T {
         Ok(v) => v,
         Err(e) => panic!("{what} failed: {e:?}"),
     }
+}
+
+fn single() -> TotalBlocks {
+    TotalBlocks::new(1).expect("a valid total")
 }

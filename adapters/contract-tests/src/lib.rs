@@ -156,6 +156,7 @@ macro_rules! blob_store_suite {
                     a_blob_put_whole_reads_back_and_a_failed_put_leaves_none,
                     a_range_reads_just_those_bytes,
                     a_large_block_comes_back_whole,
+                    a_block_of_several_mebibytes_in_pieces_comes_back_whole,
                     unusual_file_names_round_trip,
                     committing_a_committed_file_again_succeeds_and_changes_nothing,
                     a_repeated_commit_with_another_size_never_changes_the_blob,

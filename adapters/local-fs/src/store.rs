@@ -31,7 +31,7 @@ use bytes::Bytes;
 use filegate_application::ports::{
     BlobError, BlobRead, BlobStore, ChunkBody, ListedBlob, StagedPart,
 };
-use filegate_domain::{BlobPath, BlockIndex};
+use filegate_domain::{BlobPath, BlockIndex, TotalBlocks};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
@@ -891,6 +891,8 @@ impl BlobStore for LocalFsStore {
         path: &BlobPath,
         upload_id: &str,
         index: BlockIndex,
+        // One file per block here, whatever its size: nothing to split.
+        _total: TotalBlocks,
         body: ChunkBody,
     ) -> Result<StagedPart, BlobError> {
         self.inner.resolve(path)?;

@@ -50,6 +50,10 @@ impl Drop for TestDir {
     }
 }
 
+fn total_of(total: i64) -> TotalBlocks {
+    TotalBlocks::new(total).unwrap()
+}
+
 fn index(total: i64, i: i64) -> BlockIndex {
     TotalBlocks::new(total).unwrap().index(i).unwrap()
 }
@@ -67,6 +71,7 @@ async fn stage(
             path,
             upload,
             index(total, i),
+            total_of(total),
             Bytes::from_static(data).into(),
         )
         .await
@@ -285,6 +290,7 @@ async fn a_block_longer_than_its_place_becomes_a_part() {
             &path,
             &upload,
             index(2, 1),
+            total_of(2),
             filegate_application::ports::ChunkBody::new(body),
         )
         .await
@@ -422,7 +428,13 @@ async fn concurrent_blocks_are_committed_in_index_order() {
             tokio::spawn(async move {
                 let data = Bytes::from(vec![i as u8; 1000 + i as usize]);
                 store
-                    .stage_block(&path, &upload, index(total, i), data.into())
+                    .stage_block(
+                        &path,
+                        &upload,
+                        index(total, i),
+                        total_of(total),
+                        data.into(),
+                    )
                     .await
                     .unwrap()
             })
@@ -532,6 +544,7 @@ async fn paths_and_ids_that_lead_out_of_the_root_are_refused() {
                     &bad,
                     &upload,
                     index(1, 0),
+                    total_of(1),
                     Bytes::from_static(b"evil").into(),
                 )
                 .await
@@ -562,6 +575,7 @@ async fn paths_and_ids_that_lead_out_of_the_root_are_refused() {
                 &path,
                 bad_upload,
                 index(1, 0),
+                total_of(1),
                 Bytes::from_static(b"evil").into(),
             )
             .await;
@@ -628,7 +642,13 @@ async fn a_missing_root_is_container_missing_and_is_not_recreated() {
     missing(store.begin(&path).await.map(|_| ()), "begin");
     missing(
         store
-            .stage_block(&path, &upload, index(1, 0), Bytes::from_static(b"x").into())
+            .stage_block(
+                &path,
+                &upload,
+                index(1, 0),
+                total_of(1),
+                Bytes::from_static(b"x").into(),
+            )
             .await
             .map(|_| ()),
         "stage_block",
@@ -668,6 +688,7 @@ async fn staging_into_an_unknown_upload_is_not_found() {
             &path,
             "0123456789abcdef0123456789abcdef",
             index(1, 0),
+            total_of(1),
             Bytes::from_static(b"x").into(),
         )
         .await;

@@ -95,6 +95,7 @@ impl BlobStore for InMemoryBlobs {
         _path: &BlobPath,
         upload_id: &str,
         _index: BlockIndex,
+        _total: filegate_domain::TotalBlocks,
         body: ChunkBody,
     ) -> Result<StagedPart, BlobError> {
         let (data, _held) = body.collect(usize::MAX).await.map_err(BlobError::Body)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use filegate_domain::{BlobPath, BlockIndex};
+use filegate_domain::{BlobPath, BlockIndex, TotalBlocks};
 use futures::stream::BoxStream;
 
 use futures::StreamExt;
@@ -118,6 +118,12 @@ impl ChunkBody {
             stream,
             budget: ByteBudget::unlimited(),
         }
+    }
+
+    /// The budget this body's buffered bytes are held against, for a store that buffers it in
+    /// blocks of its own.
+    pub fn budget(&self) -> &ByteBudget {
+        &self.budget
     }
 
     /// The budget that buffering this body is held against.
@@ -309,12 +315,15 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
     /// block is durable once this answers; when the body fails ([`BlobError::Body`]) or the
     /// store does, nothing of the block is kept under a part id anyone was given. Every call
     /// answers a part id of its own, never one an earlier block had, so that a list of part
-    /// ids names exactly which bytes it holds (a running checksum relies on it).
+    /// ids names exactly which bytes it holds (a running checksum relies on it). `total` is
+    /// the file's number of blocks: a store that splits a block into blocks of its own may make
+    /// at most [`TotalBlocks::store_blocks_per_block`] of them.
     fn stage_block(
         &self,
         path: &BlobPath,
         upload_id: &str,
         index: BlockIndex,
+        total: TotalBlocks,
         body: ChunkBody,
     ) -> impl Future<Output = Result<StagedPart, BlobError>> + Send;
 

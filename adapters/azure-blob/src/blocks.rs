@@ -1,0 +1,186 @@
+//! A chunk sent on to Azure as blocks of its own while it arrives: the reader that cuts the
+//! body into blocks, and the Put Block under way while the next block fills.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use filegate_application::ports::{BodyError, ChunkBody, Reservation};
+use filegate_domain::BlockIndex;
+use object_store::MultipartId;
+use object_store::PutPayload;
+use object_store::azure::MicrosoftAzure;
+use object_store::multipart::MultipartStore;
+use object_store::path::Path;
+
+/// The size of the Azure blocks a chunk is sent as (the last one of a chunk may be shorter,
+/// or longer when the chunk may have no more blocks). Put Block takes a whole payload, so this
+/// is what a request holds twice at most: one block being sent, one being filled.
+pub(crate) const SUB_BLOCK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Joins the Azure block ids of one chunk into its part id, in order. Block ids are hex.
+pub(crate) const PART_SEPARATOR: &str = ",";
+
+/// The Azure block ids a part id names, in order (one for a chunk sent as one block).
+pub(crate) fn block_ids(part_id: &str) -> impl Iterator<Item = &str> {
+    part_id.split(PART_SEPARATOR)
+}
+
+/// A chunk's body read in blocks: a piece that crosses a block's end is split, and its rest
+/// starts the next block.
+pub(crate) struct Pieces {
+    body: ChunkBody,
+    rest: Option<Bytes>,
+}
+
+impl Pieces {
+    pub(crate) fn new(body: ChunkBody) -> Self {
+        Self { body, rest: None }
+    }
+
+    /// The next `max` bytes (fewer only at the body's end), held against the body's budget
+    /// until the answered reservation is dropped; `None` once the body has ended.
+    pub(crate) async fn next_block(
+        &mut self,
+        max: usize,
+    ) -> Result<Option<(Bytes, Reservation)>, BodyError> {
+        let mut held = self.body.budget().reservation();
+        let mut block = BytesMut::new();
+        while block.len() < max {
+            let mut piece = match self.rest.take() {
+                Some(rest) => rest,
+                None => match self.body.next().await {
+                    Some(piece) => piece?,
+                    None => break,
+                },
+            };
+            let room = max - block.len();
+            if piece.len() > room {
+                self.rest = Some(piece.split_off(room));
+            }
+            held.grow(piece.len() as u64)?;
+            if block.is_empty() && piece.len() == max {
+                // A piece that is the whole block goes on without a copy.
+                return Ok(Some((piece, held)));
+            }
+            block.extend_from_slice(&piece);
+        }
+        Ok((!block.is_empty()).then(|| (block.freeze(), held)))
+    }
+}
+
+/// A Put Block under way, in a task of its own so that it goes on while the request reads the
+/// next block; aborted when dropped unfinished (a failed body, a failed earlier block).
+pub(crate) struct Sending(tokio::task::JoinHandle<Result<String, object_store::Error>>);
+
+impl Sending {
+    pub(crate) fn start(
+        store: &Arc<MicrosoftAzure>,
+        location: &Path,
+        upload_id: &MultipartId,
+        index: BlockIndex,
+        data: Bytes,
+        held: Option<Reservation>,
+    ) -> Self {
+        let (store, location, upload_id) = (store.clone(), location.clone(), upload_id.clone());
+        Self(tokio::spawn(async move {
+            // The bytes stay held against the budget until Azure has them.
+            let _held = held;
+            store
+                .put_part(
+                    &location,
+                    &upload_id,
+                    index.get() as usize,
+                    PutPayload::from(data),
+                )
+                .await
+                .map(|part| part.content_id)
+        }))
+    }
+
+    /// The block's id, once Azure has it.
+    pub(crate) async fn finish(mut self) -> Result<String, object_store::Error> {
+        match (&mut self.0).await {
+            Ok(result) => result,
+            Err(e) => Err(object_store::Error::Generic {
+                store: "MicrosoftAzure",
+                source: Box::new(e),
+            }),
+        }
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use filegate_application::ports::ByteBudget;
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn body(pieces: &[usize]) -> ChunkBody {
+        let mut next = 0u8;
+        let pieces: Vec<Result<Bytes, BodyError>> = pieces
+            .iter()
+            .map(|&n| {
+                let piece: Vec<u8> = (0..n)
+                    .map(|_| {
+                        next = next.wrapping_add(1);
+                        next
+                    })
+                    .collect();
+                Ok(Bytes::from(piece))
+            })
+            .collect();
+        ChunkBody::new(futures::stream::iter(pieces).boxed())
+    }
+
+    #[tokio::test]
+    async fn blocks_are_cut_at_their_size_whatever_the_pieces() {
+        let whole = body(&[3, 10, 1, 7]).collect(100).await.unwrap().0;
+        let mut pieces = Pieces::new(body(&[3, 10, 1, 7]));
+        let mut blocks = Vec::new();
+        while let Some((block, _)) = pieces.next_block(5).await.unwrap() {
+            blocks.push(block);
+        }
+        let sizes: Vec<usize> = blocks.iter().map(Bytes::len).collect();
+        assert_eq!(sizes, [5, 5, 5, 5, 1]);
+        assert_eq!(blocks.concat(), whole.to_vec());
+    }
+
+    #[tokio::test]
+    async fn the_last_block_allowed_takes_the_rest() {
+        let mut pieces = Pieces::new(body(&[4, 4, 4]));
+        assert_eq!(pieces.next_block(5).await.unwrap().unwrap().0.len(), 5);
+        assert_eq!(
+            pieces
+                .next_block(usize::MAX)
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+                .len(),
+            7
+        );
+        assert!(pieces.next_block(5).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_block_is_held_against_the_budget_until_it_is_dropped() {
+        let budget = ByteBudget::new(8);
+        let mut pieces = Pieces::new(body(&[6, 6]).with_budget(budget.clone()));
+        let first = pieces.next_block(6).await.unwrap().unwrap();
+        assert_eq!(budget.held(), 6);
+        assert_eq!(
+            pieces.next_block(6).await.err(),
+            Some(BodyError::OverBudget),
+            "two blocks do not fit a budget of 8"
+        );
+        drop(first);
+        assert_eq!(budget.held(), 0);
+    }
+}
