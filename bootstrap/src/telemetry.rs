@@ -20,15 +20,19 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings, service: &str) -> 
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let tracing = match Tracing::start(&TracingOptions {
+    let options = TracingOptions {
         endpoint: telemetry.otlp_endpoint.clone(),
         service_name: service.to_owned(),
-    }) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            eprintln!("filegate: {e}; traces are off");
-            None
-        }
+    };
+    let tracing = match filegate_adapter_otel::sdk_disabled() {
+        true => None,
+        false => match Tracing::start(&options) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("filegate: {e}; traces are off");
+                None
+            }
+        },
     };
     let otel = tracing
         .as_ref()

@@ -103,6 +103,12 @@ impl Endpoint {
     }
 }
 
+/// `OTEL_SDK_DISABLED=true`: no OpenTelemetry at all, not even span ids (the standard switch;
+/// it also takes the small cost of the spans off every request).
+pub fn sdk_disabled() -> bool {
+    env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -114,7 +120,7 @@ fn export_endpoint(options: &TracingOptions) -> Option<Endpoint> {
             base.trim().trim_end_matches('/')
         )));
     }
-    if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+    if sdk_disabled() {
         return None;
     }
     (env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()

@@ -9,7 +9,7 @@ mod export;
 mod logs;
 mod propagation;
 
-pub use export::{ExportError, Tracing, TracingOptions};
+pub use export::{ExportError, Tracing, TracingOptions, sdk_disabled};
 pub use logs::{Attachment, JsonWithTrace};
 pub use propagation::{
     TRACEPARENT, TRACESTATE, continue_trace, current_traceparent, traceparent_of,

@@ -277,3 +277,21 @@ async fn a_tasks_traceparent_reaches_the_workers_meta_calls() {
     assert_eq!(meta.messages().len(), 1, "the message was sent");
     broker.cleanup().await;
 }
+
+#[tokio::test]
+async fn otel_sdk_disabled_turns_tracing_off_even_with_an_endpoint() {
+    let receiver = OtlpReceiver::start().await;
+    let mut options = TestAppOptions::new(Profile::Embedded);
+    options.env.extend(otel_env(&receiver));
+    options
+        .env
+        .push(("OTEL_SDK_DISABLED".into(), "true".into()));
+    let mut app = TestApp::spawn_with(options).await;
+    let mut chunk = Chunk::new(b"name\nAda\n", 0, 1, "Import");
+    chunk.content_type = Some("text/csv".into());
+    post_chunk(&app, chunk, &traceparent(&random_hex(16), &random_hex(8))).await;
+    // A stop exports whatever is buffered: with the SDK off there is nothing.
+    app.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(receiver.spans().is_empty(), "{:?}", receiver.spans());
+}
