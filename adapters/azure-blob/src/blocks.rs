@@ -11,6 +11,7 @@ use object_store::PutPayload;
 use object_store::azure::MicrosoftAzure;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
+use tracing::Instrument;
 
 /// The size of the Azure blocks a chunk is sent as (the last one of a chunk may be shorter,
 /// or longer when the chunk may have no more blocks). Put Block takes a whole payload, so this
@@ -82,7 +83,7 @@ impl Sending {
         held: Option<Reservation>,
     ) -> Self {
         let (store, location, upload_id) = (store.clone(), location.clone(), upload_id.clone());
-        Self(tokio::spawn(async move {
+        let put = async move {
             // The bytes stay held against the budget until Azure has them.
             let _held = held;
             store
@@ -94,7 +95,9 @@ impl Sending {
                 )
                 .await
                 .map(|part| part.content_id)
-        }))
+        };
+        // In the request's span, so that what it logs stays in the request's trace.
+        Self(tokio::spawn(put.instrument(tracing::Span::current())))
     }
 
     /// The block's id, once Azure has it.

@@ -47,9 +47,13 @@ impl<E: Endpoint> Endpoint for Traced<E> {
         let _entered = span.enter();
         if status >= 500 {
             span.record("otel.status_code", "ERROR");
-            tracing::error!(status, elapsed_ms, "answered");
-        } else {
-            tracing::info!(status, elapsed_ms, "answered");
+        }
+        match status {
+            // 503 is the server's own back-pressure (budget, unavailable store), with a
+            // Retry-After: worth a warning, not an error line per request under load.
+            503 => tracing::warn!(status, elapsed_ms, "answered"),
+            500.. => tracing::error!(status, elapsed_ms, "answered"),
+            _ => tracing::info!(status, elapsed_ms, "answered"),
         }
         Ok(resp)
     }

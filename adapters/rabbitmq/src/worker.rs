@@ -13,6 +13,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use filegate_adapter_otel::{TRACEPARENT, TRACESTATE, continue_trace};
 use filegate_application::media_ports::{TaskHandler, TaskOutcome};
 use futures::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
@@ -27,8 +28,6 @@ use tracing::Instrument as _;
 
 use crate::amqp::{connect, publish_confirmed, unavailable};
 use crate::error::RabbitError;
-use filegate_adapter_otel::{TRACEPARENT, TRACESTATE, continue_trace};
-
 use crate::headers::{
     ATTEMPT_HEADER, ATTEMPTS_HEADER, LAST_ERROR_HEADER, REASON_HEADER, attempt_of, copy_properties,
     count_value, reason_value, text_header,
