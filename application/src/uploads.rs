@@ -791,36 +791,31 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             part_id: WHOLE_PART.to_owned(),
             size,
         };
-        let outcome =
-            completion::record_first_block(&self.store, &session, block, |plan: CommitPlan| {
-                let size = plan.size;
-                let session = &session;
-                async move {
-                    self.caps.check(session.mode, session.format(), size)?;
-                    Ok::<_, UploadChunkError>(FileRecord {
-                        sha256,
-                        ..self.record_of(session, size)
-                    })
-                }
-            })
-            .await;
-        let file = match outcome {
-            Ok(BlockOutcome::Committed(file)) => file,
-            other => {
-                if let Err(e) = self.blobs.delete(&session.blob_path).await {
-                    tracing::warn!(error = %e, path = %session.blob_path, "a file whose record failed could not be deleted");
-                }
-                return Err(match other {
-                    Err(RecordError::Store(e)) => e.into(),
-                    Err(RecordError::Commit(e)) => e,
-                    Err(RecordError::SessionMissing) => UploadChunkError::NotFound(session.file_id),
-                    Err(RecordError::Expired) => UploadChunkError::Gone(session.file_id),
-                    Ok(outcome) => UploadChunkError::Unknown(anyhow::anyhow!(
-                        "a new file of one block was recorded as {outcome:?}"
-                    )),
-                });
-            }
+        // A new file of one block: its session, block, record and event in one transaction
+        // (nobody knows its id yet, so there is no lock to take or count to read).
+        let file = FileRecord {
+            sha256,
+            ..self.record_of(&session, size)
         };
+        let recorded = match self.caps.check(session.mode, session.format(), size) {
+            Ok(()) => self
+                .store
+                .record_whole_file(
+                    &session,
+                    &block,
+                    &file,
+                    &crate::events::file_completed(&file),
+                )
+                .await
+                .map_err(UploadChunkError::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = recorded {
+            if let Err(delete) = self.blobs.delete(&session.blob_path).await {
+                tracing::warn!(error = %delete, path = %session.blob_path, "a file whose record failed could not be deleted");
+            }
+            return Err(e);
+        }
         tracing::info!(size = file.size, path = %file.blob_path, "file committed");
         // A file of one chunk is opened and completed by this one request.
         self.metrics.upload_opened(session.mode);

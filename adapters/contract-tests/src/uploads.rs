@@ -518,6 +518,59 @@ pub async fn a_first_block_opens_its_session_in_the_same_transaction<M: UploadSt
     }
 }
 
+/// A new file of one block is recorded whole at once: it reads back committed, with its block,
+/// its size and its record, exactly as the general path leaves it; the same id again is a
+/// conflict that changes nothing.
+pub async fn a_whole_file_is_recorded_committed_at_once<M: UploadStore>(store: M) {
+    let single = session(Mode::Contact, 1, "card.vcf");
+    let record = record_for(&single, 42);
+    let event = filegate_application::events::file_completed(&record);
+    ok(
+        store
+            .record_whole_file(&single, &block(&single, 0, "whole", 42), &record, &event)
+            .await,
+        "record_whole_file",
+    );
+    let snapshot = ok(
+        store.find_session(single.firm, single.file_id).await,
+        "find_session",
+    )
+    .expect("the session exists");
+    assert_eq!(snapshot.session.state, SessionState::Committed);
+    assert_eq!(snapshot.received.len(), 1);
+    assert!(snapshot.received.is_complete());
+    assert_eq!(snapshot.staged_bytes, 42);
+    assert_eq!(snapshot.file, Some(record.clone()));
+    assert!(
+        !ok(
+            store.upload_is_open(&single.upload_id).await,
+            "upload_is_open"
+        ),
+        "a whole file is never open"
+    );
+
+    let again = record_for(&single, 7);
+    match store
+        .record_whole_file(
+            &single,
+            &block(&single, 0, "other", 7),
+            &again,
+            &filegate_application::events::file_completed(&again),
+        )
+        .await
+    {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("recording the same file id twice must be a conflict, got {other:?}"),
+    }
+    let unchanged = ok(
+        store.find_session(single.firm, single.file_id).await,
+        "find_session",
+    )
+    .expect("the session exists");
+    assert_eq!(unchanged.file, Some(record), "the first record stays");
+    assert_eq!(unchanged.staged_bytes, 42);
+}
+
 /// The sweep of leftover staging asks whether an upload id is still in use: yes while its
 /// session is open; no once it is committed, nor for an id no session has.
 pub async fn an_upload_id_is_open_only_while_its_session_is<M: UploadStore>(store: M) {

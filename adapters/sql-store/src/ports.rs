@@ -71,7 +71,12 @@ macro_rules! metadata_ports {
                 at(Utc::now(), "the current time")
             }
 
-            async fn insert_session<'c, X>(exec: X, session: &UploadSession) -> Result<(), StoreError>
+            /// Stores a new session with `received` blocks counted.
+            async fn insert_session<'c, X>(
+                exec: X,
+                session: &UploadSession,
+                received: i32,
+            ) -> Result<(), StoreError>
             where
                 X: ::sqlx::Executor<'c, Database = <D as Dialect>::Db>,
             {
@@ -90,8 +95,9 @@ macro_rules! metadata_ports {
                 ::sqlx::query(
                     "INSERT INTO upload_sessions
                          (file_id, firm_id, user_id, mode, total_blocks, file_name,
-                          content_type, blob_path, upload_id, state, created_at, completed_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                          content_type, blob_path, upload_id, state, created_at, completed_at,
+                          received_blocks)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(id(session.file_id.as_uuid()))
                 .bind(id(session.firm.as_uuid()))
@@ -105,6 +111,59 @@ macro_rules! metadata_ports {
                 .bind(session.state.as_str())
                 .bind(at(session.created_at, "session creation time")?)
                 .bind(completed_at)
+                .bind(received)
+                .execute(exec)
+                .await
+                .map_err(err)?;
+                Ok(())
+            }
+
+            async fn insert_block_in<'c, X>(
+                exec: X,
+                file: FileId,
+                block: &StagedBlock,
+            ) -> Result<(), StoreError>
+            where
+                X: ::sqlx::Executor<'c, Database = <D as Dialect>::Db>,
+            {
+                ::sqlx::query(
+                    "INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (file_id, block_index)
+                     DO UPDATE SET part_id = excluded.part_id, size = excluded.size,
+                                   staged_at = excluded.staged_at",
+                )
+                .bind(id(file.as_uuid()))
+                .bind(to_i32(block.index.get(), "block index")?)
+                .bind(&block.part_id)
+                .bind(to_i64(block.size, "block size")?)
+                .bind(now()?)
+                .execute(exec)
+                .await
+                .map_err(err)?;
+                Ok(())
+            }
+
+            async fn insert_file_in<'c, X>(exec: X, record: &FileRecord) -> Result<(), StoreError>
+            where
+                X: ::sqlx::Executor<'c, Database = <D as Dialect>::Db>,
+            {
+                ::sqlx::query(concat!(
+                    "INSERT INTO files (",
+                    $crate::file_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ))
+                .bind(id(record.id.as_uuid()))
+                .bind(id(record.firm.as_uuid()))
+                .bind(id(record.user.as_uuid()))
+                .bind(record.mode.as_str())
+                .bind(record.blob_path.as_str())
+                .bind(&record.url)
+                .bind(record.file_name.as_str())
+                .bind(&record.content_type)
+                .bind(to_i64(record.size, "file size")?)
+                .bind(at(record.created_at, "file creation time")?)
+                .bind(record.sha256.as_ref().map(Sha256Digest::to_hex))
                 .execute(exec)
                 .await
                 .map_err(err)?;
@@ -286,7 +345,7 @@ macro_rules! metadata_ports {
 
                 #[tracing::instrument(name = "store.open_session", skip_all)]
                 async fn open_session(&self, session: &UploadSession) -> Result<(), StoreError> {
-                    insert_session(&self.pool, session).await
+                    insert_session(&self.pool, session, 0).await
                 }
 
                 #[tracing::instrument(name = "store.expire_idle", skip_all)]
@@ -451,8 +510,31 @@ macro_rules! metadata_ports {
                     let mut tx = $crate::begin_write::<D>(&self.pool, &self.gate).await.map_err(err)?;
                     // The new row is this transaction's until it commits: nobody else sees it,
                     // and whoever waits for its lock waits for this transaction.
-                    insert_session(&mut *tx, session).await?;
+                    insert_session(&mut *tx, session, 0).await?;
                     Ok(($tx { tx, file: session.file_id }, LockedSession::from(session)))
+                }
+
+                /// Four inserts in one transaction: the session already committed with its one
+                /// block counted, the block, the file and the event (the general path also reads
+                /// and updates the count, lists the parts and updates the state).
+                #[tracing::instrument(name = "store.record_whole_file", skip_all)]
+                async fn record_whole_file(
+                    &self,
+                    session: &UploadSession,
+                    block: &StagedBlock,
+                    record: &FileRecord,
+                    event: &OutgoingEvent,
+                ) -> Result<(), StoreError> {
+                    let committed = UploadSession {
+                        state: SessionState::Committed,
+                        ..session.clone()
+                    };
+                    let mut tx = $crate::begin_write::<D>(&self.pool, &self.gate).await.map_err(err)?;
+                    insert_session(&mut *tx, &committed, 1).await?;
+                    insert_block_in(&mut *tx, session.file_id, block).await?;
+                    insert_file_in(&mut *tx, record).await?;
+                    insert_event_in(&mut *tx, event).await?;
+                    tx.commit().await.map_err(err)
                 }
 
                 #[tracing::instrument(name = "store.lock_session", skip_all)]
@@ -505,21 +587,7 @@ macro_rules! metadata_ports {
                     .fetch_optional(&mut *self.tx)
                     .await
                     .map_err(err)?;
-                    ::sqlx::query(
-                        "INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)
-                         VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (file_id, block_index)
-                         DO UPDATE SET part_id = excluded.part_id, size = excluded.size,
-                                       staged_at = excluded.staged_at",
-                    )
-                    .bind(&file)
-                    .bind(index)
-                    .bind(&block.part_id)
-                    .bind(to_i64(block.size, "block size")?)
-                    .bind(now()?)
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(err)?;
+                    insert_block_in(&mut *self.tx, self.file, block).await?;
                     let received: i32 = ::sqlx::query_scalar(
                         "UPDATE upload_sessions SET received_blocks = received_blocks + $2
                          WHERE file_id = $1
@@ -554,26 +622,7 @@ macro_rules! metadata_ports {
 
                 #[tracing::instrument(name = "store.insert_file", skip_all)]
                 async fn insert_file(&mut self, record: &FileRecord) -> Result<(), StoreError> {
-                    ::sqlx::query(concat!(
-                        "INSERT INTO files (",
-                        $crate::file_columns!(),
-                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-                    ))
-                    .bind(id(record.id.as_uuid()))
-                    .bind(id(record.firm.as_uuid()))
-                    .bind(id(record.user.as_uuid()))
-                    .bind(record.mode.as_str())
-                    .bind(record.blob_path.as_str())
-                    .bind(&record.url)
-                    .bind(record.file_name.as_str())
-                    .bind(&record.content_type)
-                    .bind(to_i64(record.size, "file size")?)
-                    .bind(at(record.created_at, "file creation time")?)
-                    .bind(record.sha256.as_ref().map(Sha256Digest::to_hex))
-                    .execute(&mut *self.tx)
-                    .await
-                    .map_err(err)?;
-                    Ok(())
+                    insert_file_in(&mut *self.tx, record).await
                 }
 
                 #[tracing::instrument(name = "store.insert_event", skip_all)]
