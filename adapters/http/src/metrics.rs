@@ -33,6 +33,10 @@ pub(crate) fn route_of(method: &Method, path: &str) -> &'static str {
     }
 }
 
+/// A request's route name, as the outer tracing layer worked it out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouteName(pub(crate) &'static str);
+
 /// Counts every answer of the inner endpoint.
 pub(crate) struct CountAnswers<E> {
     pub(crate) inner: E,
@@ -43,7 +47,10 @@ impl<E: Endpoint> Endpoint for CountAnswers<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let route = route_of(req.method(), req.uri().path());
+        let route = match req.extensions().get::<RouteName>() {
+            Some(RouteName(route)) => route,
+            None => route_of(req.method(), req.uri().path()),
+        };
         let result = self.inner.call(req).await;
         let status = match &result {
             Ok(_) => None,

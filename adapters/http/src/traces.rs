@@ -8,7 +8,7 @@ use filegate_adapter_otel::{TRACEPARENT, TRACESTATE, continue_trace};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::{Instrument, field};
 
-use crate::metrics::route_of;
+use crate::metrics::{RouteName, route_of};
 
 /// Outermost: its span covers everything the server does for the request, the early answers of
 /// limits and CORS included.
@@ -19,9 +19,11 @@ pub(crate) struct Traced<E> {
 impl<E: Endpoint> Endpoint for Traced<E> {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let method = req.method().clone();
         let route = route_of(&method, req.uri().path());
+        // Named once per request; the answer counter inside reads it.
+        req.extensions_mut().insert(RouteName(route));
         let span = tracing::info_span!(
             "request",
             otel.name = format!("{method} {route}"),

@@ -35,6 +35,13 @@ fn otel_env(receiver: &OtlpReceiver) -> Vec<(String, String)> {
     ]
 }
 
+/// A file of one chunk: a small CSV import.
+fn csv_chunk() -> Chunk {
+    let mut chunk = Chunk::new(b"name\nAda\n", 0, 1, "Import");
+    chunk.content_type = Some("text/csv".into());
+    chunk
+}
+
 async fn post_chunk(app: &TestApp, chunk: Chunk, traceparent: &str) -> Value {
     let resp = reqwest::Client::new()
         .post(app.url("/api/v1/Files/chunk"))
@@ -200,8 +207,7 @@ async fn spans_still_buffered_are_exported_on_sigterm() {
         .push(("OTEL_BSP_SCHEDULE_DELAY".into(), "600000".into()));
     let mut app = TestApp::spawn_with(options).await;
     let trace = random_hex(16);
-    let mut chunk = Chunk::new(b"name\nAda\n", 0, 1, "Import");
-    chunk.content_type = Some("text/csv".into());
+    let chunk = csv_chunk();
     post_chunk(&app, chunk, &traceparent(&trace, &random_hex(8))).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -287,8 +293,7 @@ async fn otel_sdk_disabled_turns_tracing_off_even_with_an_endpoint() {
         .env
         .push(("OTEL_SDK_DISABLED".into(), "true".into()));
     let mut app = TestApp::spawn_with(options).await;
-    let mut chunk = Chunk::new(b"name\nAda\n", 0, 1, "Import");
-    chunk.content_type = Some("text/csv".into());
+    let chunk = csv_chunk();
     post_chunk(&app, chunk, &traceparent(&random_hex(16), &random_hex(8))).await;
     // A stop exports whatever is buffered: with the SDK off there is nothing.
     app.stop().await;
