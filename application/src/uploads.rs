@@ -509,14 +509,9 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         }
         let candidate = running.as_ref().and_then(|r| r.candidate(total.get()));
         tracing::Span::current().record("size", size);
-        if may_complete
-            && let Err(e) = self
-                .blobs
-                .prepare_commit(&session.blob_path, &session.upload_id)
-                .await
-        {
-            // Only a head start: the commit does what is left.
-            tracing::debug!(error = %e, "could not prepare the commit ahead");
+        if may_complete {
+            self.prepare_commit_ahead(&session, index.get(), &part_id, size)
+                .await;
         }
         let block = StagedBlock {
             index,
@@ -599,6 +594,52 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
             Err(RecordError::Expired) => Err(UploadChunkError::Gone(session.file_id)),
             Err(RecordError::Store(e)) => Err(e.into()),
             Err(RecordError::Commit(e)) => Err(e),
+        }
+    }
+
+    /// Lets the blob store get the commit ready before the session's lock is taken, when the
+    /// block just staged (`index`, as `part_id`) may be the last one: the parts it would
+    /// commit are those recorded so far with this block in its place. A snapshot only; the
+    /// commit compares it with what it finds under the lock. Any failure here just leaves the
+    /// work to the commit.
+    async fn prepare_commit_ahead(
+        &self,
+        session: &UploadSession,
+        index: u32,
+        part_id: &str,
+        size: u64,
+    ) {
+        let recorded = match self.store.recorded_parts(session.file_id).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the parts to prepare the commit");
+                return;
+            }
+        };
+        let total = session.total_blocks.get() as usize;
+        let mut parts: Vec<Option<(&str, u64)>> = vec![None; total];
+        for part in &recorded {
+            if let Some(slot) = parts.get_mut(part.index as usize) {
+                *slot = Some((part.part_id.as_str(), part.size));
+            }
+        }
+        if let Some(slot) = parts.get_mut(index as usize) {
+            *slot = Some((part_id, size));
+        }
+        // A block the snapshot lacks is still on its way: the commit will not be this one's.
+        let Some(parts) = parts.into_iter().collect::<Option<Vec<_>>>() else {
+            return;
+        };
+        let file_size = parts
+            .iter()
+            .fold(0u64, |sum, (_, size)| sum.saturating_add(*size));
+        let part_ids: Vec<String> = parts.iter().map(|(id, _)| (*id).to_owned()).collect();
+        if let Err(e) = self
+            .blobs
+            .prepare_commit(&session.blob_path, &session.upload_id, &part_ids, file_size)
+            .await
+        {
+            tracing::debug!(error = %e, "could not prepare the commit ahead");
         }
     }
 
@@ -1114,6 +1155,41 @@ mod tests {
             .unwrap()
             .to_owned();
         assert_eq!(blobs.blob(&path).as_deref(), Some(&b"aabbccdd"[..]));
+    }
+
+    /// The block that may be the last gets its commit prepared before the session's lock,
+    /// for the parts recorded with it in its place (a block sent again included): exactly the
+    /// parts the commit then commits. A block whose snapshot still misses another prepares
+    /// nothing.
+    #[tokio::test]
+    async fn the_last_blocks_commit_is_prepared_for_the_parts_it_commits() {
+        let (svc, blobs) = service();
+        let first = svc
+            .upload_chunk(who(1), chunk(None, 0, 3, b"aa"))
+            .await
+            .unwrap();
+        let id = Some(first.file_id);
+        svc.upload_chunk(who(1), chunk(id, 1, 3, b"bx"))
+            .await
+            .unwrap();
+        assert!(blobs.prepared().is_empty(), "block 2 is still missing");
+        svc.upload_chunk(who(1), chunk(id, 1, 3, b"bb"))
+            .await
+            .unwrap();
+        let last = svc
+            .upload_chunk(who(1), chunk(id, 2, 3, b"c"))
+            .await
+            .unwrap();
+        assert!(last.is_complete);
+        let prepared = blobs.prepared();
+        let committed = blobs.committed_parts();
+        assert_eq!(prepared.len(), 1, "{prepared:?}");
+        assert_eq!(committed.len(), 1, "{committed:?}");
+        assert_eq!(prepared[0].0, committed[0]);
+        assert_eq!(prepared[0].1, 5);
+        let path = last.url.unwrap();
+        let path = path.strip_prefix("memory://").unwrap();
+        assert_eq!(blobs.blob(path).as_deref(), Some(&b"aabbc"[..]));
     }
 
     fn sha(data: &[u8]) -> Sha256Digest {

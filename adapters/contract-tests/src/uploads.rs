@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use filegate_application::completion::{
     BlockOutcome, CommitPlan, RecordError, record_block, record_first_block,
 };
-use filegate_application::ports::{ExpiredUpload, StoreError, UploadStore};
+use filegate_application::ports::{ExpiredUpload, RecordedPart, StoreError, UploadStore};
 use filegate_domain::{BlobPath, FileId, FileRecord, FirmId, Mode, SessionState, UploadSession};
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -109,6 +109,33 @@ pub async fn blocks_arrive_in_any_order_and_a_resent_index_replaces<M: UploadSto
         "the staged size must count the replacing block, not the replaced one"
     );
     assert_eq!(snapshot.session.state, SessionState::Open);
+    let recorded = ok(store.recorded_parts(file).await, "recorded_parts");
+    assert_eq!(
+        recorded,
+        vec![
+            RecordedPart {
+                index: 0,
+                part_id: "p0".into(),
+                size: 10
+            },
+            RecordedPart {
+                index: 2,
+                part_id: "p2-again".into(),
+                size: 31
+            },
+        ],
+        "the recorded parts, in index order, with the replacing part"
+    );
+    assert!(
+        ok(
+            store
+                .recorded_parts(FileId::from_uuid(Uuid::new_v4()))
+                .await,
+            "recorded_parts"
+        )
+        .is_empty(),
+        "an unknown file has no parts"
+    );
 
     let seen = Arc::new(std::sync::Mutex::new(None));
     let seen_by_commit = Arc::clone(&seen);

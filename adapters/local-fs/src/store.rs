@@ -48,6 +48,9 @@ const STAGING: &str = ".staging";
 const ASSEMBLY: &str = "blocks";
 /// How a file being committed is named in its final folder, before the random part.
 const COMMIT_TEMP_PREFIX: &str = ".filegate-commit-";
+/// How a commit copied together ahead of time is named in its staging folder, before the
+/// digest of the part ids it holds (hidden: no part id starts with `.`).
+const PREPARED_PREFIX: &str = ".prepared-";
 
 /// The size of each piece a read streams.
 const READ_BUFFER: usize = 64 * 1024;
@@ -596,7 +599,10 @@ impl Inner {
                 Some(assembly)
             }
             [Piece::Part(only)] => Some(dir.join(only)),
-            _ => None,
+            // Copied together ahead of time, outside the session's lock, from exactly these
+            // parts (see `prepare`); its name pins the parts and its length the size.
+            _ => Some(dir.join(prepared_name(part_ids)))
+                .filter(|prepared| fs::metadata(prepared).is_ok_and(|m| m.len() == size)),
         };
         let linked = whole.and_then(|whole| TempFile::link(&whole, temp_path.clone()).ok());
         let temp = match linked {
@@ -688,7 +694,75 @@ impl Inner {
         Ok(temp)
     }
 
-    /// See [`BlobStore::prepare_commit`] on [`LocalFsStore`].
+    /// See [`BlobStore::prepare_commit`] on [`LocalFsStore`]. Blocks in place and in order
+    /// need only a flush; others are copied together into `.prepared-{digest of the part ids}`
+    /// in the staging folder, which the commit then links into place instead of copying.
+    /// Parts never change once recorded (a re-sent block gets a part id of its own), so the
+    /// part ids pin the bytes.
+    fn prepare(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
+        part_ids: &[String],
+        size: u64,
+    ) -> Result<(), BlobError> {
+        let pieces = part_ids
+            .iter()
+            .map(|id| Piece::parse(id))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| {
+                BlobError::Unknown(anyhow::anyhow!("refusing to prepare {path}: {reason}"))
+            })?;
+        let mut next = 0u64;
+        let in_place_in_order = pieces.iter().all(|piece| match *piece {
+            Piece::InPlace { offset, len } if offset == next => {
+                next = next.saturating_add(len);
+                true
+            }
+            _ => false,
+        });
+        if in_place_in_order || matches!(pieces.as_slice(), [Piece::Part(_)]) {
+            // The commit links the file as it is; with `sync_blocks` on it is flushed already,
+            // with `sync_commits` off it is never flushed.
+            if self.sync_blocks || !self.sync_commits {
+                return Ok(());
+            }
+            return self.flush_assembly(upload_id);
+        }
+        let dir = self.upload_dir(upload_id)?;
+        let name = prepared_name(part_ids);
+        let prepared = dir.join(&name);
+        if fs::metadata(&prepared).is_ok_and(|m| m.len() == size) {
+            return Ok(());
+        }
+        let cx = |e| self.io_error(e, "preparing the commit of", path);
+        // One prepared file at a time: another one was for parts that have changed since.
+        for entry in fs::read_dir(&dir).map_err(cx)? {
+            let entry = entry.map_err(cx)?;
+            let other = entry.file_name();
+            let other = other.to_string_lossy();
+            if other.starts_with(PREPARED_PREFIX) && !other.ends_with(".tmp") && other != name {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => {}
+                    Err(e) if errors::is_missing(&e) => {}
+                    Err(e) => return Err(cx(e)),
+                }
+            }
+        }
+        let temp_path = dir.join(format!("{name}-{}.tmp", Uuid::new_v4().simple()));
+        let mut temp = self
+            .assemble(&dir, &pieces, temp_path, size)
+            .map_err(|e| match e {
+                Assembly::Io(e) => cx(e),
+                Assembly::Short(written) => size_mismatch(path, part_ids.len(), written, size),
+            })?;
+        if self.sync_commits {
+            temp.file()?.sync_all().map_err(cx)?;
+        }
+        temp.persist(&prepared).map_err(cx)
+    }
+
+    /// Flushes the assembly file of an upload whose blocks are in place.
     fn flush_assembly(&self, upload_id: &str) -> Result<(), BlobError> {
         let assembly = self.upload_dir(upload_id)?.join(ASSEMBLY);
         match File::open(&assembly) {
@@ -950,15 +1024,19 @@ impl BlobStore for LocalFsStore {
             .await
     }
 
-    /// With `sync_blocks` off, flushes the assembly file, which the commit would otherwise
-    /// flush under the session's lock (with it on, every block is flushed already; with
-    /// `sync_commits` off, the commit flushes nothing).
-    async fn prepare_commit(&self, _path: &BlobPath, upload_id: &str) -> Result<(), BlobError> {
-        if self.inner.sync_blocks || !self.inner.sync_commits {
-            return Ok(());
-        }
-        let upload_id = upload_id.to_owned();
-        self.blocking(move |inner| inner.flush_assembly(&upload_id))
+    /// Blocks in place and in order: with `sync_blocks` off, flushes the assembly file, which
+    /// the commit would otherwise flush under the session's lock. Any other blocks: copies
+    /// them together, which the commit would otherwise do under the lock, and lets the commit
+    /// link the copy into place.
+    async fn prepare_commit(
+        &self,
+        path: &BlobPath,
+        upload_id: &str,
+        part_ids: &[String],
+        size: u64,
+    ) -> Result<(), BlobError> {
+        let (path, upload_id, part_ids) = (path.clone(), upload_id.to_owned(), part_ids.to_vec());
+        self.blocking(move |inner| inner.prepare(&path, &upload_id, &part_ids, size))
             .await
     }
 
@@ -1159,6 +1237,20 @@ impl<'a> Piece<'a> {
             None => paths::check_id(id, "part id").map(|()| Self::Part(id)),
         }
     }
+}
+
+/// The name of the file [`Inner::prepare`] copies these parts into: the SHA-256 of the part
+/// ids (each with its length), so that no other list of parts can name it.
+fn prepared_name(part_ids: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for id in part_ids {
+        digest.update((id.len() as u64).to_le_bytes());
+        digest.update(id.as_bytes());
+    }
+    let digest = digest.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{PREPARED_PREFIX}{hex}")
 }
 
 /// A block's place in the assembly file, claimed while the block is written.

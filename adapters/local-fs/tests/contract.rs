@@ -304,6 +304,116 @@ async fn a_block_longer_than_its_place_becomes_a_part() {
     assert_eq!(read_all(&store, &path).await, b"abcde");
 }
 
+/// Blocks that are not all in place are copied together when the commit is prepared, outside
+/// the session's lock; the commit then links that copy into place instead of copying again.
+#[tokio::test]
+async fn a_prepared_commit_of_uneven_blocks_is_linked_not_copied() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("uneven.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let staging = store.root().join(".staging").join(&upload);
+    let zero = stage(&store, &path, &upload, 3, 0, b"ab").await;
+    let one = stage(&store, &path, &upload, 3, 1, b"cde").await;
+    let two = stage(&store, &path, &upload, 3, 2, b"f").await;
+    let parts = vec![zero, one, two];
+    assert!(
+        parts[1].starts_with("00001-"),
+        "an over-long block: {parts:?}"
+    );
+    store
+        .prepare_commit(&path, &upload, &parts, 6)
+        .await
+        .unwrap();
+    let prepared: Vec<String> = names_in(&staging)
+        .into_iter()
+        .filter(|n| n.starts_with(".prepared-"))
+        .collect();
+    assert_eq!(prepared.len(), 1, "{:?}", names_in(&staging));
+    let prepared = fs::metadata(staging.join(&prepared[0])).unwrap();
+    assert_eq!(prepared.len(), 6);
+    // Preparing the same parts again finds the copy made.
+    store
+        .prepare_commit(&path, &upload, &parts, 6)
+        .await
+        .unwrap();
+    store.commit(&path, &upload, parts, 6).await.unwrap();
+    assert_eq!(read_all(&store, &path).await, b"abcdef");
+    let target = fs::metadata(store.root().join(path.as_str())).unwrap();
+    assert_eq!(
+        target.ino(),
+        prepared.ino(),
+        "the file is the prepared copy"
+    );
+    store.discard_staging(&upload).await.unwrap();
+    assert_eq!(read_all(&store, &path).await, b"abcdef");
+}
+
+/// A copy prepared for parts that changed before the commit (a block sent again) is never
+/// taken for the file: the commit copies the parts it commits, and a new preparation replaces
+/// the stale copy.
+#[tokio::test]
+async fn a_commit_of_other_parts_than_prepared_copies_its_own() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("changed.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let staging = store.root().join(".staging").join(&upload);
+    let zero = stage(&store, &path, &upload, 2, 0, b"ab").await;
+    let one = stage(&store, &path, &upload, 2, 1, b"cde").await;
+    store
+        .prepare_commit(&path, &upload, &[zero.clone(), one], 5)
+        .await
+        .unwrap();
+    let again = stage(&store, &path, &upload, 2, 1, b"CDE").await;
+    store
+        .commit(&path, &upload, vec![zero.clone(), again.clone()], 5)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&store, &path).await, b"abCDE");
+    store
+        .prepare_commit(&path, &upload, &[zero, again], 5)
+        .await
+        .unwrap();
+    let prepared = names_in(&staging)
+        .into_iter()
+        .filter(|n| n.starts_with(".prepared-"))
+        .count();
+    assert_eq!(
+        prepared,
+        1,
+        "the stale copy is gone: {:?}",
+        names_in(&staging)
+    );
+}
+
+/// Parts that do not add up to the size are not prepared, and leave nothing behind.
+#[tokio::test]
+async fn a_preparation_of_the_wrong_size_keeps_nothing() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    let path = blobs::fresh_path("short.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let staging = store.root().join(".staging").join(&upload);
+    let zero = stage(&store, &path, &upload, 2, 0, b"ab").await;
+    let one = stage(&store, &path, &upload, 2, 1, b"cde").await;
+    let err = store
+        .prepare_commit(&path, &upload, &[zero.clone(), one.clone()], 9)
+        .await;
+    assert!(err.is_err(), "{err:?}");
+    assert!(
+        names_in(&staging).iter().all(|n| !n.starts_with('.')),
+        "{:?}",
+        names_in(&staging)
+    );
+    store
+        .commit(&path, &upload, vec![zero, one], 5)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&store, &path).await, b"abcde");
+}
+
 #[tokio::test]
 async fn after_a_discard_the_staging_folder_is_gone() {
     let dir = TestDir::new();

@@ -22,7 +22,8 @@ pub use errors::classify;
 pub use filegate_adapter_otel::current_traceparent;
 pub use gate::{WriteGate, WriteTx, begin_write};
 pub use rows::{
-    ApiKeyRow, EventRow, FileRow, PartRow, SessionRow, SnapshotRow, TaskRow, session_state,
+    ApiKeyRow, EventRow, FileRow, IndexedPartRow, PartRow, SessionRow, SnapshotRow, TaskRow,
+    session_state,
 };
 
 /// The columns of [`TaskRow`], as a select list; a macro so that `concat!` can build whole

@@ -39,7 +39,7 @@ macro_rules! metadata_ports {
             use ::filegate_application::media_ports::OutgoingEvent;
             use ::filegate_application::ports::{
                 ClaimDecision, KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx,
-                BlockUpsert, ChecksumStore, DeletionStore, InventoryStore, ExpiredUpload, StagedBlock, StagedPart, StoreCounts, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
+                BlockUpsert, ChecksumStore, DeletionStore, InventoryStore, ExpiredUpload, RecordedPart, StagedBlock, StagedPart, StoreCounts, StoreError, StoreHealth, StoredApiKey, TASK_KINDS,
                 TaskClaim, TaskRecord, TaskStore, UploadStore,
             };
             use ::filegate_domain::{
@@ -47,7 +47,7 @@ macro_rules! metadata_ports {
                 UploadSession,
             };
             use $crate::{
-                ApiKeyRow, Dialect, EventRow, FileRow, PartRow, SnapshotRow, TaskRow, corrupt,
+                ApiKeyRow, Dialect, EventRow, FileRow, PartRow, IndexedPartRow, SnapshotRow, TaskRow, corrupt,
                 session_state, to_i32, to_i64, unstorable,
             };
 
@@ -446,6 +446,22 @@ macro_rules! metadata_ports {
                     .fetch_one(&self.pool)
                     .await
                     .map_err(err)
+                }
+
+                #[tracing::instrument(name = "store.recorded_parts", skip_all)]
+                async fn recorded_parts(
+                    &self,
+                    file: FileId,
+                ) -> Result<Vec<RecordedPart>, StoreError> {
+                    let rows: Vec<IndexedPartRow> = ::sqlx::query_as(
+                        "SELECT block_index, part_id, size FROM staged_blocks
+                         WHERE file_id = $1 ORDER BY block_index",
+                    )
+                    .bind(id(file.as_uuid()))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    rows.into_iter().map(|r| r.into_domain(file)).collect()
                 }
 
                 #[tracing::instrument(name = "store.find_session", skip_all)]

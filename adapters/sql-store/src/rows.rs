@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use filegate_application::media_ports::OutgoingEvent;
 use filegate_application::ports::{
-    StagedPart, StoreError, StoredApiKey, TASK_KINDS, TaskRecord, TaskStatus,
+    RecordedPart, StagedPart, StoreError, StoredApiKey, TASK_KINDS, TaskRecord, TaskStatus,
 };
 use filegate_domain::{
     ApiKeyId, BlobPath, BlockSet, FileId, FileName, FileRecord, FirmId, Mode, SessionState, TaskId,
@@ -166,6 +166,29 @@ pub struct PartRow {
 impl PartRow {
     pub fn into_domain(self, file: FileId) -> Result<StagedPart, StoreError> {
         Ok(StagedPart {
+            part_id: self.part_id,
+            size: unsigned(self.size, "staged block of file", file)?,
+        })
+    }
+}
+
+/// A recorded block's part with its index, as a commit prepared ahead needs it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct IndexedPartRow {
+    block_index: i32,
+    part_id: String,
+    size: i64,
+}
+
+impl IndexedPartRow {
+    pub fn into_domain(self, file: FileId) -> Result<RecordedPart, StoreError> {
+        Ok(RecordedPart {
+            index: u32::try_from(self.block_index).map_err(|_| {
+                corrupt(format_args!(
+                    "file {file}: block index {}",
+                    self.block_index
+                ))
+            })?,
             part_id: self.part_id,
             size: unsigned(self.size, "staged block of file", file)?,
         })

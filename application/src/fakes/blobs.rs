@@ -24,6 +24,9 @@ struct BlobState {
     /// written just now.
     modified: HashMap<String, chrono::DateTime<chrono::Utc>>,
     next: u64,
+    /// The part lists (and sizes) commits were prepared for, and then committed, in turn.
+    prepared: Vec<(Vec<String>, u64)>,
+    committed: Vec<Vec<String>>,
 }
 
 /// A blob store in memory that can be told to fail its commits.
@@ -44,6 +47,16 @@ impl InMemoryBlobs {
 
     pub fn commits(&self) -> u32 {
         self.lock().commits
+    }
+
+    /// The part lists and sizes [`BlobStore::prepare_commit`] was asked to prepare, in turn.
+    pub fn prepared(&self) -> Vec<(Vec<String>, u64)> {
+        self.lock().prepared.clone()
+    }
+
+    /// The part lists committed, in turn.
+    pub fn committed_parts(&self) -> Vec<Vec<String>> {
+        self.lock().committed.clone()
     }
 
     /// Blobs read so far (whole or a range).
@@ -154,6 +167,18 @@ impl BlobStore for InMemoryBlobs {
             .blobs
             .insert(path.as_str().to_owned(), Bytes::from(whole));
         state.commits += 1;
+        state.committed.push(part_ids);
+        Ok(())
+    }
+
+    async fn prepare_commit(
+        &self,
+        _path: &BlobPath,
+        _upload_id: &str,
+        part_ids: &[String],
+        size: u64,
+    ) -> Result<(), BlobError> {
+        self.lock().prepared.push((part_ids.to_vec(), size));
         Ok(())
     }
 

@@ -16,9 +16,9 @@ use tokio::sync::OwnedMutexGuard;
 use crate::media_ports::OutgoingEvent;
 use crate::ports::{
     BlockUpsert, ChecksumStore, ClaimDecision, DeletionStore, ExpiredUpload, InventoryStore,
-    KeyStore, LockedSession, OutboxStore, SessionSnapshot, SessionTx, StagedBlock, StagedPart,
-    StoreError, StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus,
-    TaskStore, UploadStore,
+    KeyStore, LockedSession, OutboxStore, RecordedPart, SessionSnapshot, SessionTx, StagedBlock,
+    StagedPart, StoreError, StoreHealth, StoredApiKey, TASK_KINDS, TaskClaim, TaskRecord,
+    TaskStatus, TaskStore, UploadStore,
 };
 
 /// A staged block as kept: part id and size, by index.
@@ -289,6 +289,21 @@ impl UploadStore for InMemoryStore {
             .sessions
             .values()
             .any(|s| s.upload_id == upload_id && s.state == SessionState::Open))
+    }
+
+    async fn recorded_parts(&self, file: FileId) -> Result<Vec<RecordedPart>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .blocks
+            .get(&file)
+            .into_iter()
+            .flatten()
+            .map(|(&index, (part_id, size))| RecordedPart {
+                index,
+                part_id: part_id.clone(),
+                size: *size,
+            })
+            .collect())
     }
 
     async fn find_session(

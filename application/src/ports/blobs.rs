@@ -337,15 +337,18 @@ pub trait BlobStore: Clone + Send + Sync + 'static {
         body: ChunkBody,
     ) -> impl Future<Output = Result<u64, BlobError>> + Send;
 
-    /// Gets the staged blocks ready for a commit that is likely to come (the block just staged
-    /// may be the last one), before the commit runs under the session's lock: a store that
-    /// would flush the blocks at the commit flushes them now, so that the commit itself is
-    /// short and other uploads do not wait behind it. Only a hint: the commit still does
-    /// whatever is left to do.
+    /// Gets the commit of these parts (in index order, `size` bytes in all) ready ahead of
+    /// time, because the block just staged may be the last one: whatever a store would do with
+    /// the bytes at the commit (flush them, copy them together) it does now, outside the
+    /// session's lock, so that the commit itself is short and other uploads do not wait behind
+    /// it. Only a head start, prepared from a snapshot: the commit takes it only for exactly
+    /// the parts it commits, and otherwise does the work itself.
     fn prepare_commit(
         &self,
         _path: &BlobPath,
         _upload_id: &str,
+        _part_ids: &[String],
+        _size: u64,
     ) -> impl Future<Output = Result<(), BlobError>> + Send {
         async { Ok(()) }
     }

@@ -28,8 +28,8 @@ pub use metrics::{Metrics, NoMetrics, TaskCount};
 pub use outbox::OutboxStore;
 pub use tasks::{ClaimDecision, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore};
 pub use uploads::{
-    BlockUpsert, ExpiredUpload, LockedSession, SessionSnapshot, SessionTx, StagedBlock, StagedPart,
-    UploadStore,
+    BlockUpsert, ExpiredUpload, LockedSession, RecordedPart, SessionSnapshot, SessionTx,
+    StagedBlock, StagedPart, UploadStore,
 };
 
 use std::future::Future;

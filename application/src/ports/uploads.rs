@@ -55,6 +55,14 @@ pub struct StagedPart {
     pub size: u64,
 }
 
+/// A recorded block's part with its index, as a read outside the session's lock sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedPart {
+    pub index: u32,
+    pub part_id: String,
+    pub size: u64,
+}
+
 /// What the lock found: the session's shape and state as the previous holder left them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockedSession {
@@ -91,6 +99,14 @@ pub trait UploadStore: Clone + Send + Sync + 'static {
         firm: FirmId,
         file: FileId,
     ) -> impl Future<Output = Result<Option<SessionSnapshot>, StoreError>> + Send;
+
+    /// The parts recorded for the session so far, in index order, read without its lock: a
+    /// snapshot to prepare a likely commit ahead, which the commit, under the lock, compares
+    /// with the parts it then finds.
+    fn recorded_parts(
+        &self,
+        file: FileId,
+    ) -> impl Future<Output = Result<Vec<RecordedPart>, StoreError>> + Send;
 
     /// Expires every open session of `mode` that nothing reached since `idle_since` (neither
     /// its creation nor a recorded block), and answers them. Each session is expired once: of
