@@ -12,4 +12,5 @@ filegate_sql_store::metadata_ports! {
     lock_row: " FOR UPDATE",
     index_list: "string_agg(block_index::text, ',' ORDER BY block_index)",
     migration_log_exists: "SELECT to_regclass('_sqlx_migrations') IS NOT NULL",
+    whole_file: cte,
 }

@@ -55,3 +55,61 @@ macro_rules! session_columns {
          s.created_at"
     };
 }
+
+/// The four inserts of a new file of one block ([`UploadStore::record_whole_file`]), as one
+/// query so that the store answers them in one round trip rather than four. Parameters: the
+/// session `$1`–`$13`, its block `$14`–`$18`, the file `$19`–`$29`, the event `$30`–`$34`.
+/// `sequence` (SQLite): four statements, which sqlx runs in one call to the connection's
+/// thread, inside the caller's transaction. `cte` (Postgres, which prepares one statement at a
+/// time): one statement whose data-modifying `WITH` parts are atomic on their own, checked for
+/// foreign keys at its end.
+///
+/// [`UploadStore::record_whole_file`]: filegate_application::ports::UploadStore::record_whole_file
+#[macro_export]
+macro_rules! whole_file_inserts {
+    (@session) => {
+        "INSERT INTO upload_sessions
+             (file_id, firm_id, user_id, mode, total_blocks, file_name, content_type, blob_path,
+              upload_id, state, created_at, completed_at, received_blocks)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    };
+    (@block) => {
+        "INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)
+         VALUES ($14, $15, $16, $17, $18)"
+    };
+    (@file) => {
+        concat!(
+            "INSERT INTO files (",
+            $crate::file_columns!(),
+            ") VALUES ($19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
+        )
+    };
+    (@event) => {
+        "INSERT INTO outbox (id, routing_key, payload, created_at, traceparent)
+         VALUES ($30, $31, $32, $33, $34)
+         ON CONFLICT (id) DO NOTHING"
+    };
+    // Whether the query needs a transaction around it to be atomic.
+    (@needs_transaction sequence) => {
+        true
+    };
+    (@needs_transaction cte) => {
+        false
+    };
+    (sequence) => {
+        concat!(
+            $crate::whole_file_inserts!(@session), ";\n",
+            $crate::whole_file_inserts!(@block), ";\n",
+            $crate::whole_file_inserts!(@file), ";\n",
+            $crate::whole_file_inserts!(@event)
+        )
+    };
+    (cte) => {
+        concat!(
+            "WITH s AS (", $crate::whole_file_inserts!(@session), "),\n",
+            "b AS (", $crate::whole_file_inserts!(@block), "),\n",
+            "f AS (", $crate::whole_file_inserts!(@file), ")\n",
+            $crate::whole_file_inserts!(@event)
+        )
+    };
+}

@@ -113,11 +113,14 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT))
     }
 
-    /// The pool options every constructor here uses.
+    /// The pool options every constructor here uses. No ping before a connection is lent: a
+    /// connection to a file cannot have been dropped by a server, and the ping is a round trip
+    /// to the connection's thread on every request (a tenth of the small-file path's hand-overs).
     pub fn pool_options(max_connections: u32) -> SqlitePoolOptions {
         SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
     }
 }
 

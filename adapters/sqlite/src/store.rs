@@ -15,4 +15,5 @@ filegate_sql_store::metadata_ports! {
     index_list: "group_concat(block_index)",
     migration_log_exists:
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+    whole_file: sequence,
 }
