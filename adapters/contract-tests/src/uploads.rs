@@ -598,6 +598,70 @@ pub async fn a_whole_file_is_recorded_committed_at_once<M: UploadStore>(store: M
     assert_eq!(unchanged.staged_bytes, 42);
 }
 
+/// Many new files of one block recorded at once (a store may record them together): each is
+/// recorded exactly once and reads back whole, and a file id sent twice in the same burst is
+/// recorded once and refused once, without costing the others theirs.
+pub async fn whole_files_recorded_at_once_each_get_their_own_answer<M: UploadStore>(store: M) {
+    const FILES: usize = 40;
+    let sessions: Vec<UploadSession> = (0..FILES)
+        .map(|i| session(Mode::Contact, 1, &format!("card-{i}.vcf")))
+        .collect();
+    let twice = sessions[7].clone();
+    let start = Arc::new(Barrier::new(FILES + 1));
+    let tasks: Vec<_> = sessions
+        .iter()
+        .cloned()
+        .chain([twice.clone()])
+        .enumerate()
+        .map(|(i, s)| {
+            let (store, start) = (store.clone(), Arc::clone(&start));
+            tokio::spawn(async move {
+                let record = record_for(&s, 10 + i as u64);
+                let event = filegate_application::events::file_completed(&record);
+                start.wait().await;
+                store
+                    .record_whole_file(&s, &block(&s, 0, "whole", 10 + i as u64), &record, &event)
+                    .await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("a recording task panicked"));
+    }
+    let refused: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a {
+            Ok(()) => None,
+            Err(StoreError::Conflict(_)) => Some(i),
+            Err(e) => panic!("file {i}: only the id sent twice may be refused, got {e:?}"),
+        })
+        .collect();
+    assert!(
+        refused == [7] || refused == [FILES],
+        "exactly one of the two copies of one id is refused, got {refused:?}"
+    );
+    for (i, s) in sessions.iter().enumerate() {
+        let snapshot = ok(store.find_session(s.firm, s.file_id).await, "find_session")
+            .unwrap_or_else(|| panic!("file {i} is recorded"));
+        assert_eq!(snapshot.session.state, SessionState::Committed, "file {i}");
+        let file = snapshot
+            .file
+            .unwrap_or_else(|| panic!("file {i} has its record"));
+        let size = if i == 7 && refused == [7] {
+            10 + FILES as u64
+        } else {
+            10 + i as u64
+        };
+        assert_eq!(
+            file.size, size,
+            "file {i} keeps the size it was recorded with"
+        );
+        assert_eq!(snapshot.staged_bytes, size, "file {i}");
+    }
+}
+
 /// The sweep of leftover staging asks whether an upload id is still in use: yes while its
 /// session is open; no once it is committed, nor for an id no session has.
 pub async fn an_upload_id_is_open_only_while_its_session_is<M: UploadStore>(store: M) {

@@ -22,6 +22,8 @@ pub struct WriteGate {
     /// How long a writer queues before it gives up (a retryable error), as long as the busy
     /// timeout it replaces.
     wait: Duration,
+    /// New files of one block waiting to be recorded together (used where the gate is serial).
+    group: crate::GroupCommit,
 }
 
 impl WriteGate {
@@ -30,6 +32,7 @@ impl WriteGate {
         Self {
             turn: None,
             wait: Duration::ZERO,
+            group: crate::GroupCommit::default(),
         }
     }
 
@@ -38,7 +41,13 @@ impl WriteGate {
         Self {
             turn: Some(Arc::new(Semaphore::new(1))),
             wait,
+            group: crate::GroupCommit::default(),
         }
+    }
+
+    /// The files of one block waiting for a group commit behind this gate.
+    pub fn group(&self) -> &crate::GroupCommit {
+        &self.group
     }
 
     async fn enter(&self) -> Result<Option<OwnedSemaphorePermit>, sqlx::Error> {

@@ -8,6 +8,7 @@
 //! so a row the domain could not have produced is reported as such instead of travelling on as
 //! a value that breaks an invariant.
 
+mod batch;
 mod checks;
 mod dialect;
 mod errors;
@@ -15,6 +16,10 @@ mod gate;
 mod ports;
 mod rows;
 
+pub use batch::{
+    GroupCommit, Joined, MAX_GROUP, PARAMS_PER_FILE, RecordGroup, WholeFile, group_sql,
+    run as run_group_commit,
+};
 pub use checks::{corrupt, indices, pending_migrations, to_i32, to_i64, unsigned, unstorable};
 pub use dialect::{Dialect, Encoding};
 pub use errors::classify;
@@ -25,6 +30,8 @@ pub use rows::{
     ApiKeyRow, EventRow, FileRow, IndexedPartRow, PartRow, SessionRow, SnapshotRow, TaskRow,
     session_state,
 };
+#[doc(hidden)]
+pub use tokio as __tokio;
 
 /// The columns of [`TaskRow`], as a select list; a macro so that `concat!` can build whole
 /// statements from it at compile time.

@@ -210,6 +210,12 @@ macro_rules! metadata_ports {
                     &self.pool
                 }
 
+                /// Records new files of one block (see `record_whole_file`), all or none: one
+                /// statement for one file on Postgres; any number in one transaction on SQLite.
+                async fn record_whole_files(&self, files: &[$crate::WholeFile]) -> Result<(), StoreError> {
+                    <Self as $crate::RecordGroup<$crate::WholeFile>>::record_group(self, files).await
+                }
+
                 /// Brings the schema up to date; the migrations already applied are skipped.
                 pub async fn migrate(&self) -> Result<(), StoreError> {
                     (&$migrator).run(&self.pool).await.map_err(|e| err(e.into()))
@@ -536,9 +542,10 @@ macro_rules! metadata_ports {
                 /// Four inserts in one query (see [`whole_file_inserts!`]): the session already
                 /// committed with its one block counted, the block, the file and the event (the
                 /// general path also reads and updates the count, lists the parts and updates the
-                /// state). One round trip to the database instead of four (six with `BEGIN` and
-                /// `COMMIT`): on SQLite each is a hand-over to the connection's thread and back,
-                /// which cost more than the inserts.
+                /// state). On Postgres one round trip instead of six (with `BEGIN` and `COMMIT`).
+                /// On SQLite, where each call is a hand-over to the connection's thread and back
+                /// under the process's one write gate, the files that wait are recorded together
+                /// in one transaction (see [`GroupCommit`](crate::GroupCommit)).
                 #[tracing::instrument(name = "store.record_whole_file", skip_all)]
                 async fn record_whole_file(
                     &self,
@@ -547,55 +554,31 @@ macro_rules! metadata_ports {
                     record: &FileRecord,
                     event: &OutgoingEvent,
                 ) -> Result<(), StoreError> {
-                    let file = id(session.file_id.as_uuid());
-                    let created = now()?;
-                    let query = ::sqlx::query($crate::whole_file_inserts!($whole))
-                        // The session, committed with its one block counted.
-                        .bind(file.clone())
-                        .bind(id(session.firm.as_uuid()))
-                        .bind(id(session.user.as_uuid()))
-                        .bind(session.mode.as_str())
-                        .bind(to_i32(session.total_blocks.get(), "total blocks")?)
-                        .bind(session.file_name.as_str())
-                        .bind(&session.content_type)
-                        .bind(session.blob_path.as_str())
-                        .bind(&session.upload_id)
-                        .bind(SessionState::Committed.as_str())
-                        .bind(at(session.created_at, "session creation time")?)
-                        .bind(Some(created.clone()))
-                        .bind(1_i32)
-                        // Its block.
-                        .bind(file)
-                        .bind(to_i32(block.index.get(), "block index")?)
-                        .bind(&block.part_id)
-                        .bind(to_i64(block.size, "block size")?)
-                        .bind(created.clone())
-                        // The file.
-                        .bind(id(record.id.as_uuid()))
-                        .bind(id(record.firm.as_uuid()))
-                        .bind(id(record.user.as_uuid()))
-                        .bind(record.mode.as_str())
-                        .bind(record.blob_path.as_str())
-                        .bind(&record.url)
-                        .bind(record.file_name.as_str())
-                        .bind(&record.content_type)
-                        .bind(to_i64(record.size, "file size")?)
-                        .bind(at(record.created_at, "file creation time")?)
-                        .bind(record.sha256.as_ref().map(Sha256Digest::to_hex))
-                        // The event, with the trace of the request that makes it true.
-                        .bind(&event.id)
-                        .bind(&event.routing_key)
-                        .bind(&event.payload)
-                        .bind(created)
-                        .bind(event.trace_parent.clone().or_else($crate::current_traceparent));
-                    if $crate::whole_file_inserts!(@needs_transaction $whole) {
-                        let mut tx = $crate::begin_write::<D>(&self.pool, &self.gate).await.map_err(err)?;
-                        query.execute(&mut *tx).await.map_err(err)?;
-                        tx.commit().await.map_err(err)
-                    } else {
-                        query.execute(&self.pool).await.map_err(err)?;
-                        Ok(())
+                    // The trace of the request that makes the event true, taken here: the
+                    // group commit runs on a task of its own.
+                    let event = OutgoingEvent {
+                        trace_parent: event.trace_parent.clone().or_else($crate::current_traceparent),
+                        ..event.clone()
+                    };
+                    let file = $crate::WholeFile {
+                        session: session.clone(),
+                        block: block.clone(),
+                        record: record.clone(),
+                        event,
+                    };
+                    if !$crate::whole_file_inserts!(@needs_transaction $whole) {
+                        return self.record_whole_files(std::slice::from_ref(&file)).await;
                     }
+                    let joined = self.gate.group().join(file);
+                    if joined.lead {
+                        let store = self.clone();
+                        $crate::__tokio::spawn(async move {
+                            $crate::run_group_commit(store.gate.group(), &store).await
+                        });
+                    }
+                    joined.answer.await.map_err(|_| {
+                        StoreError::Unknown(::anyhow::anyhow!("the group commit ended without an answer"))
+                    })?
                 }
 
                 #[tracing::instrument(name = "store.lock_session", skip_all)]
@@ -626,6 +609,68 @@ macro_rules! metadata_ports {
                         state: session_state(&state, file)?,
                     };
                     Ok(Some(($tx { tx, file }, locked)))
+                }
+            }
+
+            impl $crate::RecordGroup<$crate::WholeFile> for $store {
+                async fn record_group(&self, files: &[$crate::WholeFile]) -> Result<(), StoreError> {
+                    let sql = $crate::whole_file_inserts!($whole);
+                    let mut query = match files.len() {
+                        1 => ::sqlx::query(sql),
+                        n => ::sqlx::query(::sqlx::AssertSqlSafe($crate::group_sql(n))),
+                    };
+                    for f in files {
+                        let (session, block, record, event) = (&f.session, &f.block, &f.record, &f.event);
+                        let file = id(session.file_id.as_uuid());
+                        let created = now()?;
+                        query = query
+                            // The session, committed with its one block counted.
+                            .bind(file.clone())
+                            .bind(id(session.firm.as_uuid()))
+                            .bind(id(session.user.as_uuid()))
+                            .bind(session.mode.as_str())
+                            .bind(to_i32(session.total_blocks.get(), "total blocks")?)
+                            .bind(session.file_name.as_str())
+                            .bind(&session.content_type)
+                            .bind(session.blob_path.as_str())
+                            .bind(&session.upload_id)
+                            .bind(SessionState::Committed.as_str())
+                            .bind(at(session.created_at, "session creation time")?)
+                            .bind(Some(created.clone()))
+                            .bind(1_i32)
+                            // Its block.
+                            .bind(file)
+                            .bind(to_i32(block.index.get(), "block index")?)
+                            .bind(&block.part_id)
+                            .bind(to_i64(block.size, "block size")?)
+                            .bind(created.clone())
+                            // The file.
+                            .bind(id(record.id.as_uuid()))
+                            .bind(id(record.firm.as_uuid()))
+                            .bind(id(record.user.as_uuid()))
+                            .bind(record.mode.as_str())
+                            .bind(record.blob_path.as_str())
+                            .bind(&record.url)
+                            .bind(record.file_name.as_str())
+                            .bind(&record.content_type)
+                            .bind(to_i64(record.size, "file size")?)
+                            .bind(at(record.created_at, "file creation time")?)
+                            .bind(record.sha256.as_ref().map(Sha256Digest::to_hex))
+                            // The event.
+                            .bind(&event.id)
+                            .bind(&event.routing_key)
+                            .bind(&event.payload)
+                            .bind(created)
+                            .bind(event.trace_parent.clone());
+                    }
+                    if $crate::whole_file_inserts!(@needs_transaction $whole) {
+                        let mut tx = $crate::begin_write::<D>(&self.pool, &self.gate).await.map_err(err)?;
+                        query.execute(&mut *tx).await.map_err(err)?;
+                        tx.commit().await.map_err(err)
+                    } else {
+                        query.execute(&self.pool).await.map_err(err)?;
+                        Ok(())
+                    }
                 }
             }
 

@@ -1,0 +1,318 @@
+//! Group commit of new files of one block, where the database has one writer (SQLite).
+//!
+//! A file of one chunk costs one transaction of four inserts. On SQLite the transaction is
+//! three hand-overs to the connection's thread (`BEGIN`, the inserts, `COMMIT`) under the
+//! process's write gate, and with many small uploads in flight they queue there one by one.
+//! Recording every file that is waiting in one transaction makes the queue the batch: the
+//! first request to find no commit running starts one (on a task of its own, so that a client
+//! hanging up cannot cut it short for the others), the others wait for its answer. Exactly-once
+//! is unchanged: each file is still a new id inserted once, and a batch that fails is retried
+//! file by file, so that one file's error is only its own.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use filegate_application::media_ports::OutgoingEvent;
+use filegate_application::ports::{StagedBlock, StoreError};
+use filegate_domain::{FileRecord, UploadSession};
+use tokio::sync::oneshot;
+
+/// The most files one transaction records. A group is always a power of two of files (the
+/// rest wait for the next), so that each connection prepares and keeps at most six queries of
+/// groups (1, 2, 4 ... 32 files) rather than one per size.
+pub const MAX_GROUP: usize = 32;
+
+/// The parameters of one file in [`crate::whole_file_inserts!`].
+pub const PARAMS_PER_FILE: usize = 34;
+
+/// What a file of one block needs stored; the event carries the trace of the request that
+/// sent it (the commit runs on a task of its own).
+#[derive(Debug)]
+pub struct WholeFile {
+    pub session: UploadSession,
+    pub block: StagedBlock,
+    pub record: FileRecord,
+    pub event: OutgoingEvent,
+}
+
+/// A file waiting, and where its answer goes.
+pub type Waiter<T> = (T, oneshot::Sender<Result<(), StoreError>>);
+
+/// The files waiting to be recorded, shared by a store's clones.
+#[derive(Debug)]
+pub struct GroupCommit<T = WholeFile>(Arc<Mutex<Queue<T>>>);
+
+impl<T> Clone for GroupCommit<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+#[derive(Debug)]
+struct Queue<T> {
+    waiting: Vec<Waiter<T>>,
+    committing: bool,
+}
+
+impl<T> Default for GroupCommit<T> {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Queue {
+            waiting: Vec::new(),
+            committing: false,
+        })))
+    }
+}
+
+/// A place in the queue: the answer to wait for, and whether this caller must start the
+/// commit (no commit was running).
+#[derive(Debug)]
+pub struct Joined {
+    pub answer: oneshot::Receiver<Result<(), StoreError>>,
+    pub lead: bool,
+}
+
+impl<T> GroupCommit<T> {
+    pub fn join(&self, file: T) -> Joined {
+        let (tx, answer) = oneshot::channel();
+        let mut queue = self.lock();
+        queue.waiting.push((file, tx));
+        let lead = !std::mem::replace(&mut queue.committing, true);
+        Joined { answer, lead }
+    }
+
+    /// The next files to record, in order of arrival: the largest power of two of them up to
+    /// [`MAX_GROUP`]; none when the queue is empty, and then the commit that asked has ended
+    /// (the next file to arrive starts another).
+    pub fn take(&self) -> Vec<Waiter<T>> {
+        let mut queue = self.lock();
+        let waiting = queue.waiting.len().min(MAX_GROUP);
+        let n = match waiting {
+            0 => 0,
+            w => 1 << w.ilog2(),
+        };
+        if n == 0 {
+            queue.committing = false;
+        }
+        queue.waiting.drain(..n).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<T>> {
+        // The queue is a Vec and a flag, consistent at every step: a panic elsewhere
+        // cannot have left it half-changed.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Records the waiting files group by group until none is left: each group in one call of
+/// `record`; a group that fails is recorded again file by file, so that each file gets its own
+/// answer. Run by the caller that [`Joined::lead`]s, on a task of its own. Should `record`
+/// panic, the files still waiting get an error (their answers are dropped) and the next file
+/// to arrive starts a new run.
+pub async fn run<T, R: RecordGroup<T>>(group: &GroupCommit<T>, recorder: &R) {
+    let run = Running(group);
+    loop {
+        let (files, answers): (Vec<T>, Vec<_>) = group.take().into_iter().unzip();
+        if files.is_empty() {
+            break;
+        }
+        match recorder.record_group(&files).await {
+            Ok(()) => {
+                for answer in answers {
+                    let _ = answer.send(Ok(()));
+                }
+            }
+            Err(e) if files.len() == 1 => {
+                if let Some(answer) = answers.into_iter().next() {
+                    let _ = answer.send(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, files = files.len(), "a group commit failed; recording its files one by one");
+                for (file, answer) in files.iter().zip(answers) {
+                    let _ = answer.send(recorder.record_group(std::slice::from_ref(file)).await);
+                }
+            }
+        }
+    }
+    std::mem::forget(run);
+}
+
+/// What records a group of files, all or none.
+pub trait RecordGroup<T> {
+    fn record_group(
+        &self,
+        files: &[T],
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Ends a run that did not end by itself (a panic): the waiting files are answered with
+/// an error by dropping their answers, and the queue is free for a new run.
+struct Running<'a, T>(&'a GroupCommit<T>);
+
+impl<T> Drop for Running<'_, T> {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        queue.waiting.clear();
+        queue.committing = false;
+    }
+}
+
+/// The query recording `n` files, `n` a power of two up to [`MAX_GROUP`] (the sizes
+/// [`GroupCommit::take`] answers): the statements of one file ([`crate::whole_file_inserts!`],
+/// its parameters `$1`..`$34`) repeated with the i-th file's parameters moved up by `34 * i`.
+/// Built once per size.
+pub fn group_sql(n: usize) -> &'static str {
+    static CACHE: OnceLock<Vec<String>> = OnceLock::new();
+    let all = CACHE.get_or_init(|| {
+        (0..=MAX_GROUP.ilog2())
+            .map(|k| renumbered(crate::whole_file_inserts!(sequence), 1 << k))
+            .collect()
+    });
+    let k = n.clamp(1, MAX_GROUP).ilog2() as usize;
+    debug_assert!(n.is_power_of_two(), "a group of {n} files");
+    &all[k]
+}
+
+fn renumbered(base: &str, n: usize) -> String {
+    let mut out = String::with_capacity(base.len() * n + n);
+    for i in 0..n {
+        let mut rest = base;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..=at]);
+            rest = &rest[at + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            match rest[..digits].parse::<usize>() {
+                Ok(k) => out.push_str(&(k + PARAMS_PER_FILE * i).to_string()),
+                Err(_) => out.push_str(&rest[..digits]),
+            }
+            rest = &rest[digits..];
+        }
+        out.push_str(rest);
+        out.push_str(";\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_file_of_a_group_has_parameters_of_its_own() {
+        let sql = renumbered("INSERT INTO t VALUES ($1, $12, $34); SELECT '$'", 3);
+        assert_eq!(
+            sql,
+            "INSERT INTO t VALUES ($1, $12, $34); SELECT '$';\n\
+             INSERT INTO t VALUES ($35, $46, $68); SELECT '$';\n\
+             INSERT INTO t VALUES ($69, $80, $102); SELECT '$';\n"
+        );
+    }
+
+    #[test]
+    fn the_whole_file_statements_use_exactly_their_parameters() {
+        let base = crate::whole_file_inserts!(sequence);
+        let mut used: Vec<usize> = base
+            .split('$')
+            .skip(1)
+            .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        assert_eq!(used, (1..=PARAMS_PER_FILE).collect::<Vec<_>>());
+        let group = group_sql(MAX_GROUP);
+        assert!(group.contains(&format!("${}", PARAMS_PER_FILE * MAX_GROUP)));
+        assert!(!group.contains(&format!("${}", PARAMS_PER_FILE * MAX_GROUP + 1)));
+    }
+
+    #[test]
+    fn the_first_to_join_leads_until_the_queue_is_empty() {
+        let group = GroupCommit::<u32>::default();
+        let first = group.join(1);
+        let second = group.join(2);
+        assert!(first.lead && !second.lead, "one commit at a time");
+        let taken: Vec<u32> = group.take().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(taken, [1, 2]);
+        assert!(
+            !group.join(3).lead,
+            "the commit runs until it finds the queue empty"
+        );
+        assert_eq!(group.take().len(), 1);
+        assert!(group.take().is_empty());
+        assert!(
+            group.join(4).lead,
+            "an empty queue ended it; the next file starts another"
+        );
+    }
+
+    fn unavailable() -> StoreError {
+        StoreError::Unavailable(anyhow::anyhow!("refused"))
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_is_recorded_file_by_file_with_answers_of_their_own() {
+        let group = GroupCommit::<u32>::default();
+        let joined: Vec<Joined> = (1..=3).map(|n| group.join(n)).collect();
+        struct Flaky(Mutex<Vec<Vec<u32>>>);
+        impl RecordGroup<u32> for Flaky {
+            async fn record_group(&self, files: &[u32]) -> Result<(), StoreError> {
+                self.0.lock().unwrap().push(files.to_vec());
+                // A group fails; alone, only file 2 does.
+                if files.len() > 1 || files == [2] {
+                    Err(unavailable())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+        let calls = Flaky(Mutex::new(Vec::new()));
+        run(&group, &calls).await;
+        assert_eq!(
+            calls.0.into_inner().unwrap(),
+            // A group of two (a power of two), then the one left.
+            [vec![1, 2], vec![1], vec![2], vec![3]]
+        );
+        let mut answers = Vec::new();
+        for j in joined {
+            answers.push(j.answer.await.unwrap().is_ok());
+        }
+        assert_eq!(answers, [true, false, true]);
+        assert!(group.join(4).lead, "the run ended with the queue");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_answers_every_waiting_file_and_frees_the_queue() {
+        let group = GroupCommit::<u32>::default();
+        let first = group.join(1);
+        let second = group.join(2);
+        let shared = group.clone();
+        struct Panics;
+        impl RecordGroup<u32> for Panics {
+            async fn record_group(&self, _: &[u32]) -> Result<(), StoreError> {
+                panic!("boom")
+            }
+        }
+        let task = tokio::spawn(async move { run(&shared, &Panics).await });
+        assert!(task.await.is_err(), "the run panicked");
+        assert!(first.answer.await.is_err() && second.answer.await.is_err());
+        assert!(group.join(3).lead, "a new run can start");
+    }
+
+    #[test]
+    fn a_group_is_a_power_of_two_of_files_up_to_max_group() {
+        let group = GroupCommit::<usize>::default();
+        for n in 0..MAX_GROUP + 7 {
+            let _ = group.join(n);
+        }
+        let firsts: Vec<usize> = group.take().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            firsts,
+            (0..MAX_GROUP).collect::<Vec<_>>(),
+            "the first to arrive go first"
+        );
+        assert_eq!(group.take().len(), 4, "then a power of two of the 7 left");
+        assert_eq!(group.take().len(), 2);
+        assert_eq!(group.take().len(), 1);
+        assert!(group.take().is_empty());
+    }
+}
