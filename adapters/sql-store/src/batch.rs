@@ -24,8 +24,9 @@ pub const MAX_GROUP: usize = 32;
 /// The parameters of one file in [`crate::whole_file_inserts!`].
 pub const PARAMS_PER_FILE: usize = 34;
 
-/// What a file of one block needs stored; the event carries the trace of the request that
-/// sent it (the commit runs on a task of its own).
+/// What a file of one block needs stored: its session as it is to be stored (committed), its
+/// block, record and event; the event carries the trace of the request that sent it (the
+/// commit runs on a task of its own).
 #[derive(Debug)]
 pub struct WholeFile {
     pub session: UploadSession,

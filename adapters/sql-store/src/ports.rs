@@ -74,15 +74,35 @@ macro_rules! metadata_ports {
                 at(Utc::now(), "the current time")
             }
 
-            /// Stores a new session with `received` blocks counted.
-            async fn insert_session<'c, X>(
-                exec: X,
-                session: &UploadSession,
+            type Query<'q> = ::sqlx::query::Query<
+                'q,
+                <D as Dialect>::Db,
+                <<D as Dialect>::Db as ::sqlx::Database>::Arguments,
+            >;
+
+            /// Binds a file record's columns, in the order of `file_columns!`.
+            fn bind_file<'q>(query: Query<'q>, record: &'q FileRecord) -> Result<Query<'q>, StoreError> {
+                Ok(query
+                    .bind(id(record.id.as_uuid()))
+                    .bind(id(record.firm.as_uuid()))
+                    .bind(id(record.user.as_uuid()))
+                    .bind(record.mode.as_str())
+                    .bind(record.blob_path.as_str())
+                    .bind(&record.url)
+                    .bind(record.file_name.as_str())
+                    .bind(&record.content_type)
+                    .bind(to_i64(record.size, "file size")?)
+                    .bind(at(record.created_at, "file creation time")?)
+                    .bind(record.sha256.as_ref().map(Sha256Digest::to_hex)))
+            }
+
+            /// Binds a new session's columns, with `received` blocks counted, in the order of
+            /// the inserts here; a committed session is completed now.
+            fn bind_session<'q>(
+                query: Query<'q>,
+                session: &'q UploadSession,
                 received: i32,
-            ) -> Result<(), StoreError>
-            where
-                X: ::sqlx::Executor<'c, Database = <D as Dialect>::Db>,
-            {
+            ) -> Result<Query<'q>, StoreError> {
                 let completed_at = match session.state {
                     SessionState::Committed => Some(now()?),
                     SessionState::Open => None,
@@ -95,26 +115,42 @@ macro_rules! metadata_ports {
                         )));
                     }
                 };
-                ::sqlx::query(
-                    "INSERT INTO upload_sessions
-                         (file_id, firm_id, user_id, mode, total_blocks, file_name,
-                          content_type, blob_path, upload_id, state, created_at, completed_at,
-                          received_blocks)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                )
-                .bind(id(session.file_id.as_uuid()))
-                .bind(id(session.firm.as_uuid()))
-                .bind(id(session.user.as_uuid()))
-                .bind(session.mode.as_str())
-                .bind(to_i32(session.total_blocks.get(), "total blocks")?)
-                .bind(session.file_name.as_str())
-                .bind(&session.content_type)
-                .bind(session.blob_path.as_str())
-                .bind(&session.upload_id)
-                .bind(session.state.as_str())
-                .bind(at(session.created_at, "session creation time")?)
-                .bind(completed_at)
-                .bind(received)
+                Ok(query
+                    .bind(id(session.file_id.as_uuid()))
+                    .bind(id(session.firm.as_uuid()))
+                    .bind(id(session.user.as_uuid()))
+                    .bind(session.mode.as_str())
+                    .bind(to_i32(session.total_blocks.get(), "total blocks")?)
+                    .bind(session.file_name.as_str())
+                    .bind(&session.content_type)
+                    .bind(session.blob_path.as_str())
+                    .bind(&session.upload_id)
+                    .bind(session.state.as_str())
+                    .bind(at(session.created_at, "session creation time")?)
+                    .bind(completed_at)
+                    .bind(received))
+            }
+
+            /// Stores a new session with `received` blocks counted.
+            async fn insert_session<'c, X>(
+                exec: X,
+                session: &UploadSession,
+                received: i32,
+            ) -> Result<(), StoreError>
+            where
+                X: ::sqlx::Executor<'c, Database = <D as Dialect>::Db>,
+            {
+                bind_session(
+                    ::sqlx::query(
+                        "INSERT INTO upload_sessions
+                             (file_id, firm_id, user_id, mode, total_blocks, file_name,
+                              content_type, blob_path, upload_id, state, created_at, completed_at,
+                              received_blocks)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    ),
+                    session,
+                    received,
+                )?
                 .execute(exec)
                 .await
                 .map_err(err)?;
@@ -151,22 +187,14 @@ macro_rules! metadata_ports {
             where
                 X: ::sqlx::Executor<'c, Database = <D as Dialect>::Db>,
             {
-                ::sqlx::query(concat!(
-                    "INSERT INTO files (",
-                    $crate::file_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-                ))
-                .bind(id(record.id.as_uuid()))
-                .bind(id(record.firm.as_uuid()))
-                .bind(id(record.user.as_uuid()))
-                .bind(record.mode.as_str())
-                .bind(record.blob_path.as_str())
-                .bind(&record.url)
-                .bind(record.file_name.as_str())
-                .bind(&record.content_type)
-                .bind(to_i64(record.size, "file size")?)
-                .bind(at(record.created_at, "file creation time")?)
-                .bind(record.sha256.as_ref().map(Sha256Digest::to_hex))
+                bind_file(
+                    ::sqlx::query(concat!(
+                        "INSERT INTO files (",
+                        $crate::file_columns!(),
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                    )),
+                    record,
+                )?
                 .execute(exec)
                 .await
                 .map_err(err)?;
@@ -561,7 +589,10 @@ macro_rules! metadata_ports {
                         ..event.clone()
                     };
                     let file = $crate::WholeFile {
-                        session: session.clone(),
+                        session: UploadSession {
+                            state: SessionState::Committed,
+                            ..session.clone()
+                        },
                         block: block.clone(),
                         record: record.clone(),
                         event,
@@ -621,42 +652,17 @@ macro_rules! metadata_ports {
                     };
                     for f in files {
                         let (session, block, record, event) = (&f.session, &f.block, &f.record, &f.event);
-                        let file = id(session.file_id.as_uuid());
                         let created = now()?;
-                        query = query
-                            // The session, committed with its one block counted.
-                            .bind(file.clone())
-                            .bind(id(session.firm.as_uuid()))
-                            .bind(id(session.user.as_uuid()))
-                            .bind(session.mode.as_str())
-                            .bind(to_i32(session.total_blocks.get(), "total blocks")?)
-                            .bind(session.file_name.as_str())
-                            .bind(&session.content_type)
-                            .bind(session.blob_path.as_str())
-                            .bind(&session.upload_id)
-                            .bind(SessionState::Committed.as_str())
-                            .bind(at(session.created_at, "session creation time")?)
-                            .bind(Some(created.clone()))
-                            .bind(1_i32)
+                        // The session (already committed, with its one block counted).
+                        query = bind_session(query, session, 1)?
                             // Its block.
-                            .bind(file)
+                            .bind(id(session.file_id.as_uuid()))
                             .bind(to_i32(block.index.get(), "block index")?)
                             .bind(&block.part_id)
                             .bind(to_i64(block.size, "block size")?)
-                            .bind(created.clone())
-                            // The file.
-                            .bind(id(record.id.as_uuid()))
-                            .bind(id(record.firm.as_uuid()))
-                            .bind(id(record.user.as_uuid()))
-                            .bind(record.mode.as_str())
-                            .bind(record.blob_path.as_str())
-                            .bind(&record.url)
-                            .bind(record.file_name.as_str())
-                            .bind(&record.content_type)
-                            .bind(to_i64(record.size, "file size")?)
-                            .bind(at(record.created_at, "file creation time")?)
-                            .bind(record.sha256.as_ref().map(Sha256Digest::to_hex))
-                            // The event.
+                            .bind(created.clone());
+                        // The file, then the event.
+                        query = bind_file(query, record)?
                             .bind(&event.id)
                             .bind(&event.routing_key)
                             .bind(&event.payload)
