@@ -33,7 +33,7 @@ use filegate_application::ports::{
 };
 use filegate_domain::{BlobPath, BlockIndex, TotalBlocks};
 use futures::StreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 use url::Url;
 use uuid::Uuid;
@@ -54,6 +54,8 @@ const PREPARED_PREFIX: &str = ".prepared-";
 
 /// The size of each piece a read streams.
 const READ_BUFFER: usize = 64 * 1024;
+/// About how many bytes of a body one blocking write takes (see [`PieceWriter`]).
+const WRITE_BATCH: usize = 1024 * 1024;
 
 /// Why the root folder cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -188,13 +190,13 @@ impl LocalFsStore {
     ) -> Result<StagedPart, BlobError> {
         let cx = |e| self.inner.stage_error(e, path, upload_id, index);
         let file = place.file.try_clone().map_err(cx)?;
-        let mut file = tokio::fs::File::from_std(file);
+        let mut file = PieceWriter::new(file);
         let mut written = 0u64;
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(BlobError::Body)?;
             let len = piece.len() as u64;
             if place.limit.is_some_and(|limit| written + len > limit) {
-                file.flush().await.map_err(cx)?;
+                file.finish().await.map_err(cx)?;
                 let head = place.offset..place.offset + written;
                 // The claim goes with `place`: the place was never given out.
                 drop(place);
@@ -203,11 +205,10 @@ impl LocalFsStore {
                     .write_part(path, upload_id, index, Some(head), rest)
                     .await;
             }
-            file.write_all(&piece).await.map_err(cx)?;
+            file.write(piece).await.map_err(cx)?;
             written += len;
         }
-        file.flush().await.map_err(cx)?;
-        let file = file.into_std().await;
+        let file = file.finish().await.map_err(cx)?;
         let offset = place.offset;
         let (p, u) = (path.clone(), upload_id.to_owned());
         self.blocking(move |inner| inner.settle_in_place(file, place, written, (&p, &u, index)))
@@ -1163,16 +1164,87 @@ async fn append_body(
     body: &mut ChunkBody,
     cx: impl Fn(io::Error) -> BlobError,
 ) -> Result<u64, BlobError> {
-    let mut file = tokio::fs::File::from_std(temp.take_file()?);
-    let mut size = file.seek(SeekFrom::End(0)).await.map_err(&cx)?;
+    let mut file = temp.take_file()?;
+    let mut size = file.seek(SeekFrom::End(0)).map_err(&cx)?;
+    let mut writer = PieceWriter::new(file);
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(BlobError::Body)?;
-        file.write_all(&piece).await.map_err(&cx)?;
         size += piece.len() as u64;
+        writer.write(piece).await.map_err(&cx)?;
     }
-    file.flush().await.map_err(&cx)?;
-    temp.put_file(file.into_std().await);
+    temp.put_file(writer.finish().await.map_err(&cx)?);
     Ok(size)
+}
+
+/// Writes a body's pieces to a file as they arrive, without copying them: they are gathered
+/// (shared, not copied) into batches of about [`WRITE_BATCH`] bytes, and each batch is written
+/// by one blocking task while the next one gathers. `tokio::fs::File` copied every piece into a
+/// buffer of its own and made a blocking task per piece, each waiting for the one before.
+struct PieceWriter {
+    file: Option<File>,
+    writing: Option<tokio::task::JoinHandle<io::Result<File>>>,
+    batch: Vec<Bytes>,
+    batched: usize,
+}
+
+impl PieceWriter {
+    /// Writes at the file's position.
+    fn new(file: File) -> Self {
+        Self {
+            file: Some(file),
+            writing: None,
+            batch: Vec::new(),
+            batched: 0,
+        }
+    }
+
+    /// Takes a piece; an error of an earlier write is answered here (or by `finish`).
+    async fn write(&mut self, piece: Bytes) -> io::Result<()> {
+        self.batched += piece.len();
+        self.batch.push(piece);
+        if self.batched >= WRITE_BATCH {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and answers the file once every byte is written.
+    async fn finish(mut self) -> io::Result<File> {
+        self.send().await?;
+        self.settle().await?;
+        self.file
+            .take()
+            .ok_or_else(|| io::Error::other("the file of a write that failed"))
+    }
+
+    /// Hands the batch to a blocking task, once the one before has written its own.
+    async fn send(&mut self) -> io::Result<()> {
+        self.settle().await?;
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batched = 0;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("the file of a write that failed"))?;
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            for piece in &batch {
+                file.write_all(piece)?;
+            }
+            Ok(file)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the write under way, if any.
+    async fn settle(&mut self) -> io::Result<()> {
+        if let Some(writing) = self.writing.take() {
+            self.file = Some(writing.await.map_err(io::Error::other)??);
+        }
+        Ok(())
+    }
 }
 
 /// The first `len` bytes of `reader` as a stream; a reader that ends early (the file was cut
