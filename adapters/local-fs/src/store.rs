@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use filegate_application::ports::{
-    BlobError, BlobRead, BlobStore, ChunkBody, ListedBlob, StagedPart,
+    BlobError, BlobRead, BlobStore, ByteBudget, ChunkBody, ListedBlob, Reservation, StagedPart,
 };
 use filegate_domain::{BlobPath, BlockIndex, TotalBlocks};
 use futures::StreamExt;
@@ -190,7 +190,7 @@ impl LocalFsStore {
     ) -> Result<StagedPart, BlobError> {
         let cx = |e| self.inner.stage_error(e, path, upload_id, index);
         let file = place.file.try_clone().map_err(cx)?;
-        let mut file = PieceWriter::new(file);
+        let mut file = PieceWriter::new(file, body.budget());
         let mut written = 0u64;
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(BlobError::Body)?;
@@ -1166,7 +1166,7 @@ async fn append_body(
 ) -> Result<u64, BlobError> {
     let mut file = temp.take_file()?;
     let mut size = file.seek(SeekFrom::End(0)).map_err(&cx)?;
-    let mut writer = PieceWriter::new(file);
+    let mut writer = PieceWriter::new(file, body.budget());
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(BlobError::Body)?;
         size += piece.len() as u64;
@@ -1180,29 +1180,36 @@ async fn append_body(
 /// (shared, not copied) into batches of about [`WRITE_BATCH`] bytes, and each batch is written
 /// by one blocking task while the next one gathers. `tokio::fs::File` copied every piece into a
 /// buffer of its own and made a blocking task per piece, each waiting for the one before.
+/// Both batches are held against the body's memory budget; when it is spent, each piece is
+/// written as it comes (a streamed request holds a piece in flight either way).
 struct PieceWriter {
     file: Option<File>,
     writing: Option<tokio::task::JoinHandle<io::Result<File>>>,
     batch: Vec<Bytes>,
     batched: usize,
+    budget: ByteBudget,
+    held: Reservation,
 }
 
 impl PieceWriter {
     /// Writes at the file's position.
-    fn new(file: File) -> Self {
+    fn new(file: File, budget: &ByteBudget) -> Self {
         Self {
             file: Some(file),
             writing: None,
             batch: Vec::new(),
             batched: 0,
+            budget: budget.clone(),
+            held: budget.reservation(),
         }
     }
 
     /// Takes a piece; an error of an earlier write is answered here (or by `finish`).
     async fn write(&mut self, piece: Bytes) -> io::Result<()> {
+        let held = self.held.grow(piece.len() as u64).is_ok();
         self.batched += piece.len();
         self.batch.push(piece);
-        if self.batched >= WRITE_BATCH {
+        if self.batched >= WRITE_BATCH || !held {
             self.send().await?;
         }
         Ok(())
@@ -1225,11 +1232,14 @@ impl PieceWriter {
         }
         let batch = std::mem::take(&mut self.batch);
         self.batched = 0;
+        // The batch's reservation goes with it, released once it is written.
+        let held = std::mem::replace(&mut self.held, self.budget.reservation());
         let mut file = self
             .file
             .take()
             .ok_or_else(|| io::Error::other("the file of a write that failed"))?;
         self.writing = Some(tokio::task::spawn_blocking(move || {
+            let _held = held;
             for piece in &batch {
                 file.write_all(piece)?;
             }
@@ -1478,4 +1488,59 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(n: usize, len: usize) -> Vec<Bytes> {
+        (0..n).map(|i| Bytes::from(vec![i as u8; len])).collect()
+    }
+
+    fn temp_file(name: &str) -> (PathBuf, File) {
+        let path = std::env::temp_dir().join(format!("filegate-{name}-{}", Uuid::new_v4()));
+        let file = File::options()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        (path, file)
+    }
+
+    #[tokio::test]
+    async fn pieces_are_written_in_order_and_the_budget_is_given_back() {
+        let budget = ByteBudget::new(64 * 1024 * 1024);
+        let (path, file) = temp_file("pieces");
+        let mut writer = PieceWriter::new(file, &budget);
+        let sent = pieces(40, 100 * 1024);
+        for piece in &sent {
+            writer.write(piece.clone()).await.unwrap();
+            assert!(
+                budget.held() <= 2 * WRITE_BATCH as u64 + piece.len() as u64,
+                "at most a batch gathering and one being written are held"
+            );
+        }
+        assert!(budget.held() > 0, "the last batch is gathering");
+        drop(writer.finish().await.unwrap());
+        assert_eq!(budget.held(), 0, "every batch's bytes are given back");
+        assert_eq!(fs::read(&path).unwrap(), sent.concat());
+        fs::remove_file(path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn with_the_budget_spent_each_piece_is_written_as_it_comes() {
+        let budget = ByteBudget::new(0);
+        let (path, file) = temp_file("spent");
+        let mut writer = PieceWriter::new(file, &budget);
+        let sent = pieces(3, 10);
+        for piece in &sent {
+            writer.write(piece.clone()).await.unwrap();
+            assert!(writer.batch.is_empty(), "nothing gathers over the budget");
+        }
+        drop(writer.finish().await.unwrap());
+        assert_eq!(fs::read(&path).unwrap(), sent.concat());
+        fs::remove_file(path).unwrap();
+    }
 }
