@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use filegate_application::ports::{BodyError, ChunkBody, Reservation};
 use filegate_domain::BlockIndex;
 use object_store::MultipartId;
@@ -39,14 +39,17 @@ impl Pieces {
     }
 
     /// The next `max` bytes (fewer only at the body's end), held against the body's budget
-    /// until the answered reservation is dropped; `None` once the body has ended.
+    /// until the answered reservation is dropped; `None` once the body has ended. The block is
+    /// the body's pieces themselves (shared, not copied: Put Block sends them one after the
+    /// other).
     pub(crate) async fn next_block(
         &mut self,
         max: usize,
-    ) -> Result<Option<(Bytes, Reservation)>, BodyError> {
+    ) -> Result<Option<(PutPayload, Reservation)>, BodyError> {
         let mut held = self.body.budget().reservation();
-        let mut block = BytesMut::new();
-        while block.len() < max {
+        let mut block = Vec::new();
+        let mut len = 0usize;
+        while len < max {
             let mut piece = match self.rest.take() {
                 Some(rest) => rest,
                 None => match self.body.next().await {
@@ -54,18 +57,15 @@ impl Pieces {
                     None => break,
                 },
             };
-            let room = max - block.len();
+            let room = max - len;
             if piece.len() > room {
                 self.rest = Some(piece.split_off(room));
             }
             held.grow(piece.len() as u64)?;
-            if block.is_empty() && piece.len() == max {
-                // A piece that is the whole block goes on without a copy.
-                return Ok(Some((piece, held)));
-            }
-            block.extend_from_slice(&piece);
+            len += piece.len();
+            block.push(piece);
         }
-        Ok((!block.is_empty()).then(|| (block.freeze(), held)))
+        Ok((len > 0).then(|| (block.into_iter().collect(), held)))
     }
 }
 
@@ -79,7 +79,7 @@ impl Sending {
         location: &Path,
         upload_id: &MultipartId,
         index: BlockIndex,
-        data: Bytes,
+        data: PutPayload,
         held: Option<Reservation>,
     ) -> Self {
         let (store, location, upload_id) = (store.clone(), location.clone(), upload_id.clone());
@@ -87,12 +87,7 @@ impl Sending {
             // The bytes stay held against the budget until Azure has them.
             let _held = held;
             store
-                .put_part(
-                    &location,
-                    &upload_id,
-                    index.get() as usize,
-                    PutPayload::from(data),
-                )
+                .put_part(&location, &upload_id, index.get() as usize, data)
                 .await
                 .map(|part| part.content_id)
         };
@@ -150,15 +145,28 @@ mod tests {
         while let Some((block, _)) = pieces.next_block(5).await.unwrap() {
             blocks.push(block);
         }
-        let sizes: Vec<usize> = blocks.iter().map(Bytes::len).collect();
+        let sizes: Vec<usize> = blocks.iter().map(PutPayload::content_length).collect();
         assert_eq!(sizes, [5, 5, 5, 5, 1]);
-        assert_eq!(blocks.concat(), whole.to_vec());
+        let joined: Vec<u8> = blocks
+            .iter()
+            .flat_map(|b| b.iter().flatten().copied())
+            .collect();
+        assert_eq!(joined, whole.to_vec());
     }
 
     #[tokio::test]
     async fn the_last_block_allowed_takes_the_rest() {
         let mut pieces = Pieces::new(body(&[4, 4, 4]));
-        assert_eq!(pieces.next_block(5).await.unwrap().unwrap().0.len(), 5);
+        assert_eq!(
+            pieces
+                .next_block(5)
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+                .content_length(),
+            5
+        );
         assert_eq!(
             pieces
                 .next_block(usize::MAX)
@@ -166,7 +174,7 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .0
-                .len(),
+                .content_length(),
             7
         );
         assert!(pieces.next_block(5).await.unwrap().is_none());

@@ -5,7 +5,6 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use filegate_application::ports::{
     BlobError, BlobRead, BlobStore, ChunkBody, ListedBlob, StagedPart,
 };
@@ -388,12 +387,12 @@ impl BlobStore for AzureBlobStore {
             let (data, held) = match next {
                 Some((data, held)) => (data, Some(held)),
                 // An empty chunk is still one (empty) block.
-                None if ids.is_empty() => (Bytes::new(), None),
+                None if ids.is_empty() => (PutPayload::new(), None),
                 None => break,
             };
             // Fewer bytes than asked for: the chunk has ended.
-            let ended = data.len() < max;
-            size += data.len() as u64;
+            let ended = data.content_length() < max;
+            size += data.content_length() as u64;
             let sent = Sending::start(&self.inner, &location, &upload_id, index, data, held);
             if ended {
                 ids.push(sent.finish().await.map_err(failed)?);
