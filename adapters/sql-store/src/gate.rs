@@ -45,6 +45,11 @@ impl WriteGate {
         }
     }
 
+    /// Whether writers queue here, one at a time (the database has one writer).
+    pub fn is_serial(&self) -> bool {
+        self.turn.is_some()
+    }
+
     /// The files of one block waiting for a group commit behind this gate.
     pub fn group(&self) -> &crate::GroupCommit {
         &self.group

@@ -16,10 +16,7 @@ mod gate;
 mod ports;
 mod rows;
 
-pub use batch::{
-    GroupCommit, Joined, MAX_GROUP, PARAMS_PER_FILE, RecordGroup, WholeFile, group_sql,
-    run as run_group_commit,
-};
+pub use batch::{GroupCommit, RecordGroup, WholeFile, group_sql, run as run_group_commit};
 pub use checks::{corrupt, indices, pending_migrations, to_i32, to_i64, unsigned, unstorable};
 pub use dialect::{Dialect, Encoding};
 pub use errors::classify;

@@ -238,12 +238,6 @@ macro_rules! metadata_ports {
                     &self.pool
                 }
 
-                /// Records new files of one block (see `record_whole_file`), all or none: one
-                /// statement for one file on Postgres; any number in one transaction on SQLite.
-                async fn record_whole_files(&self, files: &[$crate::WholeFile]) -> Result<(), StoreError> {
-                    <Self as $crate::RecordGroup<$crate::WholeFile>>::record_group(self, files).await
-                }
-
                 /// Brings the schema up to date; the migrations already applied are skipped.
                 pub async fn migrate(&self) -> Result<(), StoreError> {
                     (&$migrator).run(&self.pool).await.map_err(|e| err(e.into()))
@@ -597,8 +591,9 @@ macro_rules! metadata_ports {
                         record: record.clone(),
                         event,
                     };
-                    if !$crate::whole_file_inserts!(@needs_transaction $whole) {
-                        return self.record_whole_files(std::slice::from_ref(&file)).await;
+                    if !self.gate.is_serial() {
+                        // Writers do not queue here: each file goes at once.
+                        return $crate::RecordGroup::record_group(self, std::slice::from_ref(&file)).await;
                     }
                     let joined = self.gate.group().join(file);
                     if joined.lead {
@@ -643,6 +638,8 @@ macro_rules! metadata_ports {
                 }
             }
 
+            /// Records new files of one block (see `record_whole_file`), all or none: one
+            /// statement for one file on Postgres; any number in one transaction on SQLite.
             impl $crate::RecordGroup<$crate::WholeFile> for $store {
                 async fn record_group(&self, files: &[$crate::WholeFile]) -> Result<(), StoreError> {
                     let sql = $crate::whole_file_inserts!($whole);
