@@ -133,3 +133,14 @@ fn create_folder(folder: &Path) -> Result<(), StoreError> {
         )))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_is_lent_without_a_ping() {
+        // A ping is a hand-over to the connection's thread on every request (see pool_options).
+        assert!(!SqliteStore::pool_options(4).get_test_before_acquire());
+    }
+}
