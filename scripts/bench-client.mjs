@@ -10,15 +10,16 @@
 //
 // The config (see scripts/bench, write_config) names the tool folders, the
 // sizes, the number of reps and the groups: each group has an anchor (the
-// @tus/server file store, or Azurite written to directly) and the filegate
-// targets measured against it. Secrets (API keys, the connection string) come
+// @tus/server file store, Azurite written to directly, or another filegate
+// binary with `sameCase`) and the filegate targets measured against it. Secrets (API keys, the connection string) come
 // through the environment or the config file (mode 600), never argv.
 //
 // Cases (each run once per rep, anchor and targets alternating within a rep):
 //   single    one upload of the test file, chunk after chunk
 //   conc4     4 uploads of the test file at once, each chunk after chunk
 //   par4      filegate only: one upload, block 0 first, then 4 chunks in
-//             flight; its anchor run is the anchor's `single`
+//             flight; its anchor run is the anchor's `single` (the same
+//             case when the anchor is another filegate)
 //   small     N single-chunk files, M in flight (tus: creation-with-upload;
 //             Azurite: Put Blob; filegate: TotalBlocks=1)
 //
@@ -469,7 +470,7 @@ const CASES = {
     run: (t) => uploadBig(t, sizes.concurrent, 1),
   },
   par4: {
-    title: () => `1 upload, ${sizes.parallel} chunks in flight (vs anchor's 1 upload)`,
+    title: () => `1 upload, ${sizes.parallel} chunks in flight`,
     anchorCase: "single",
     filegateOnly: true,
     bytes: () => sizes.fileBytes,
@@ -643,7 +644,7 @@ async function main() {
     for (let rep = 0; rep < config.reps; rep++) {
       for (const [gi, g] of config.groups.entries()) {
         // anchor, filegate, (filegate...), then the next rep: anchor, filegate...
-        const a = await measure(g.anchor, c.anchorCase);
+        const a = await measure(g.anchor, anchorCaseOf(g, caseName));
         results.push({ gi, caseName, name: g.anchor.name, role: "anchor", rep, m: a });
         log(caseName, rep, g.anchor.name, a);
         for (const t of g.targets) {
@@ -659,6 +660,13 @@ async function main() {
   }
   for (const cleanup of deferredCleanup) cleanup();
   printTable(caseNames);
+}
+
+// The case an anchor runs against a target's: its own kind's (a tus server's single upload for
+// par4), or the same case when the anchor is another filegate (`sameCase`, scripts/bench
+// --baseline).
+function anchorCaseOf(g, caseName) {
+  return g.sameCase ? caseName : CASES[caseName].anchorCase;
 }
 
 function log(caseName, rep, name, m, anchor) {
@@ -692,7 +700,8 @@ function printTable(caseNames) {
         const bcpu = ms.map((m) => (isAnchor && t.kind === "azure" ? m.cpu : m.backendCpu)).filter((x) => x != null);
         const rss = ms.map((m) => m.rss).filter((x) => x != null);
         const ratios = isAnchor ? [] : rs.map((r) => ratioOf(caseName, r.m, r.anchor));
-        const label = isAnchor && c.anchorCase !== caseName ? `${t.name} (its ${c.anchorCase})` : t.name;
+        const anchorCase = anchorCaseOf(g, caseName);
+        const label = isAnchor && anchorCase !== caseName ? `${t.name} (its ${anchorCase})` : t.name;
         lines.push(
           `| ${c.title()} | ${label} | ${spread(ms.map((m) => m.mibps))} | ` +
             `${caseName === "small" ? spread(ms.map((m) => m.filesps)) : "—"} | ` +
