@@ -11,8 +11,8 @@
 //! the same fields.
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
 use poem::http::StatusCode;
 use poem::{Request, RequestBody};
 use poem_openapi::payload::{ParsePayload, Payload};
@@ -27,6 +27,7 @@ use filegate_domain::{FileId, Mode};
 
 use crate::envelope::ApiError;
 use crate::idle::BodyIdleTimeout;
+use crate::multipart::{Multipart, MultipartError};
 
 /// The size limits of the chunk route, put into the request data by the router.
 #[derive(Debug, Clone, Copy)]
@@ -214,7 +215,7 @@ pub(crate) async fn parse(
     }
     let boundary = request
         .content_type()
-        .and_then(|ct| multer::parse_boundary(ct).ok())
+        .and_then(boundary_of)
         .ok_or_else(|| {
             ApiError::bad_request("the multipart/form-data content type has no boundary")
         })?;
@@ -223,39 +224,34 @@ pub(crate) async fn parse(
         .map_err(|_| ApiError::bad_request("the request has no body"))?
         .into_bytes_stream();
     let idle = request.data::<BodyIdleTimeout>().and_then(|t| t.0);
-    let stream = crate::idle::stall_limited(stream, idle);
-    let constraints = multer::Constraints::new().size_limit(
-        multer::SizeLimit::new()
-            .whole_stream(max_body as u64)
-            .per_field(limits.max_chunk_bytes as u64 + 1),
-    );
-    let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let stream = crate::idle::stall_limited(stream, idle).boxed();
+    let mut multipart = Multipart::new(stream, &boundary, max_body as u64);
 
     let mut form = RawForm::default();
-    while let Some(mut field) = multipart
-        .next_field()
+    while let Some(part) = multipart
+        .next_part()
         .await
         .map_err(|e| multipart_error(e, limits))?
     {
-        let name = field.name().unwrap_or_default().to_ascii_lowercase();
+        let name = part.name.unwrap_or_default().to_ascii_lowercase();
         match name.as_str() {
             "file" => {
                 if form.has_file {
                     return Err(ApiError::bad_request("File: sent more than once"));
                 }
                 form.has_file = true;
-                form.file_name = field.file_name().map(str::to_owned);
-                form.content_type = field.content_type().map(|m| m.essence_str().to_owned());
+                form.file_name = part.file_name;
+                form.content_type = part.content_type;
                 if form.is_ready_to_stream() {
                     // Everything the use case needs is known: the File's bytes go to storage
                     // as they arrive.
-                    let body = stream_file(multipart, field, limits);
+                    let body = stream_file(multipart, limits);
                     return form.into_command(ChunkBody::new(body).with_budget(budget));
                 }
                 // Held in memory until the fields arrive, against the server's budget.
                 let mut held = budget.reservation();
                 let mut buf = BytesMut::new();
-                while let Some(piece) = field
+                while let Some(piece) = multipart
                     .chunk()
                     .await
                     .map_err(|e| multipart_error(e, limits))?
@@ -268,22 +264,48 @@ pub(crate) async fn parse(
                         // holds no memory), so that the client, still sending, reads the 503
                         // instead of a reset connection.
                         drop((buf, held));
-                        drain(field, &mut multipart, limits).await;
+                        drain(&mut multipart).await;
                         return Err(over_budget());
                     }
                     buf.extend_from_slice(&piece);
                 }
                 form.data = Some((buf.freeze(), held));
             }
-            "blockindex" => once(&mut form.block_index, "BlockIndex", field, limits).await?,
-            "totalblocks" => once(&mut form.total_blocks, "TotalBlocks", field, limits).await?,
-            "mode" => once(&mut form.mode, "Mode", field, limits).await?,
-            "fileid" => once(&mut form.file_id, "FileId", field, limits).await?,
-            "currentblock" => once(&mut form.current_block, "CurrentBlock", field, limits).await?,
-            "chunksha256" => once(&mut form.chunk_sha256, "ChunkSha256", field, limits).await?,
-            // Unknown fields are skipped, as an ASP.NET model binder would; their size still
-            // counts against the whole-body limit.
-            _ => skip(field, limits).await?,
+            "blockindex" => {
+                once(&mut form.block_index, "BlockIndex", &mut multipart, limits).await?
+            }
+            "totalblocks" => {
+                once(
+                    &mut form.total_blocks,
+                    "TotalBlocks",
+                    &mut multipart,
+                    limits,
+                )
+                .await?
+            }
+            "mode" => once(&mut form.mode, "Mode", &mut multipart, limits).await?,
+            "fileid" => once(&mut form.file_id, "FileId", &mut multipart, limits).await?,
+            "currentblock" => {
+                once(
+                    &mut form.current_block,
+                    "CurrentBlock",
+                    &mut multipart,
+                    limits,
+                )
+                .await?
+            }
+            "chunksha256" => {
+                once(
+                    &mut form.chunk_sha256,
+                    "ChunkSha256",
+                    &mut multipart,
+                    limits,
+                )
+                .await?
+            }
+            // Unknown fields are skipped (by the next `next_part`), as an ASP.NET model binder
+            // would; their size still counts against the whole-body limit.
+            _ => {}
         }
     }
     let (data, held) = form.data.take().ok_or_else(|| {
@@ -308,19 +330,18 @@ const FIELD_NAMES: [(&str, &str); 7] = [
 /// form is read: unknown fields are skipped, a known one is refused (its value would come after
 /// the bytes it decides about), so that the stream ends only when the request does.
 fn stream_file(
-    multipart: multer::Multipart<'static>,
-    field: multer::Field<'static>,
+    multipart: Multipart,
     limits: ChunkLimits,
 ) -> BoxStream<'static, Result<Bytes, BodyError>> {
     struct State {
-        multipart: multer::Multipart<'static>,
-        field: Option<multer::Field<'static>>,
+        multipart: Multipart,
+        in_file: bool,
         received: usize,
         done: bool,
     }
     let state = State {
         multipart,
-        field: Some(field),
+        in_file: true,
         received: 0,
         done: false,
     };
@@ -329,8 +350,8 @@ fn stream_file(
             return None;
         }
         let item = loop {
-            if let Some(field) = state.field.as_mut() {
-                match field.chunk().await {
+            if state.in_file {
+                match state.multipart.chunk().await {
                     Ok(Some(piece)) => {
                         state.received += piece.len();
                         if state.received > limits.max_chunk_bytes {
@@ -338,22 +359,19 @@ fn stream_file(
                         }
                         break Ok(piece);
                     }
-                    Ok(None) => state.field = None,
+                    Ok(None) => state.in_file = false,
                     Err(e) => break Err(body_error(e, limits)),
                 }
                 continue;
             }
-            match state.multipart.next_field().await {
+            match state.multipart.next_part().await {
                 Ok(None) => return None,
                 Ok(Some(next)) => {
-                    let name = next.name().unwrap_or_default().to_ascii_lowercase();
+                    let name = next.name.unwrap_or_default().to_ascii_lowercase();
                     if let Some((_, shown)) = FIELD_NAMES.iter().find(|(n, _)| *n == name) {
                         break Err(BodyError::Invalid(format!(
                             "{shown}: must come before File; send the File part last"
                         )));
-                    }
-                    if let Err(e) = skip(next, limits).await {
-                        break Err(BodyError::Invalid(e.message));
                     }
                 }
                 Err(e) => break Err(body_error(e, limits)),
@@ -366,46 +384,32 @@ fn stream_file(
 }
 
 /// Reads what is left of the body, keeping nothing; a failure just ends it.
-async fn drain(
-    field: multer::Field<'static>,
-    multipart: &mut multer::Multipart<'static>,
-    limits: ChunkLimits,
-) {
-    if skip(field, limits).await.is_err() {
-        return;
-    }
-    while let Ok(Some(next)) = multipart.next_field().await {
-        if skip(next, limits).await.is_err() {
-            return;
-        }
-    }
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(_)) = multipart.next_part().await {}
 }
 
-/// Reads a field to its end, keeping nothing.
-async fn skip(mut field: multer::Field<'_>, limits: ChunkLimits) -> Result<(), ApiError> {
-    while field
-        .chunk()
-        .await
-        .map_err(|e| multipart_error(e, limits))?
-        .is_some()
-    {}
-    Ok(())
+/// The boundary parameter of a multipart/form-data content type.
+fn boundary_of(content_type: &str) -> Option<String> {
+    let mime = content_type.parse::<mime::Mime>().ok()?;
+    if mime.type_() != mime::MULTIPART || mime.subtype() != mime::FORM_DATA {
+        return None;
+    }
+    let boundary = mime.get_param(mime::BOUNDARY)?.as_str();
+    (!boundary.is_empty()).then(|| boundary.to_owned())
 }
 
 /// A multipart failure met while the File streams, for the use case to pass back.
-fn body_error(e: multer::Error, limits: ChunkLimits) -> BodyError {
-    if let Some(stalled) = crate::idle::stall_of(&e) {
-        return BodyError::Stalled(stalled.0.as_secs());
-    }
+fn body_error(e: MultipartError, limits: ChunkLimits) -> BodyError {
     match e {
-        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
-            BodyError::TooLarge(too_large(limits).message)
+        MultipartError::Read(cause) => match crate::idle::stall_of(&cause) {
+            Some(stalled) => BodyError::Stalled(stalled.0.as_secs()),
+            None => BodyError::Broken(cause.to_string()),
+        },
+        MultipartError::TooLarge(_) => BodyError::TooLarge(too_large(limits).message),
+        MultipartError::Incomplete => BodyError::Broken(MultipartError::Incomplete.to_string()),
+        MultipartError::Malformed(what) => {
+            BodyError::Invalid(format!("the multipart body is malformed: {what}"))
         }
-        multer::Error::StreamReadFailed(cause) => BodyError::Broken(cause.to_string()),
-        multer::Error::IncompleteStream | multer::Error::IncompleteFieldData { .. } => {
-            BodyError::Broken("the body ended before the multipart form did".into())
-        }
-        other => BodyError::Invalid(format!("the multipart body is malformed: {other}")),
     }
 }
 
@@ -497,7 +501,7 @@ impl RawForm {
 async fn once(
     slot: &mut Option<String>,
     name: &'static str,
-    field: multer::Field<'_>,
+    multipart: &mut Multipart,
     limits: ChunkLimits,
 ) -> Result<(), ApiError> {
     if slot.is_some() {
@@ -505,7 +509,7 @@ async fn once(
             "{name}: sent more than once"
         )));
     }
-    *slot = Some(text(field, name, limits).await?);
+    *slot = Some(text(multipart, name, limits).await?);
     Ok(())
 }
 
@@ -520,22 +524,23 @@ fn integer(field: &'static str, raw: Option<&str>) -> Result<Option<i64>, ApiErr
 }
 
 async fn text(
-    field: multer::Field<'_>,
+    multipart: &mut Multipart,
     name: &'static str,
     limits: ChunkLimits,
 ) -> Result<String, ApiError> {
-    let bytes: Vec<u8> = field
-        .map_err(|e| multipart_error(e, limits))
-        .try_fold(Vec::new(), |mut acc, piece| async move {
-            if acc.len() + piece.len() > MAX_TEXT_FIELD {
-                return Err(ApiError::bad_request(format!(
-                    "{name}: longer than {MAX_TEXT_FIELD} bytes"
-                )));
-            }
-            acc.extend_from_slice(&piece);
-            Ok(acc)
-        })
-        .await?;
+    let mut bytes = Vec::new();
+    while let Some(piece) = multipart
+        .chunk()
+        .await
+        .map_err(|e| multipart_error(e, limits))?
+    {
+        if bytes.len() + piece.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::bad_request(format!(
+                "{name}: longer than {MAX_TEXT_FIELD} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&piece);
+    }
     String::from_utf8(bytes)
         .map_err(|_| ApiError::bad_request(format!("{name}: is not valid UTF-8")))
 }
@@ -551,14 +556,13 @@ fn too_large(limits: ChunkLimits) -> ApiError {
     ))
 }
 
-fn multipart_error(e: multer::Error, limits: ChunkLimits) -> ApiError {
-    if let Some(stalled) = crate::idle::stall_of(&e) {
-        return stalled.into();
-    }
+fn multipart_error(e: MultipartError, limits: ChunkLimits) -> ApiError {
     match e {
-        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
-            too_large(limits)
-        }
+        MultipartError::Read(cause) => match crate::idle::stall_of(&cause) {
+            Some(stalled) => stalled.into(),
+            None => ApiError::bad_request(format!("the multipart body is malformed: {cause}")),
+        },
+        MultipartError::TooLarge(_) => too_large(limits),
         other => ApiError::bad_request(format!("the multipart body is malformed: {other}")),
     }
 }

@@ -52,14 +52,9 @@ where
     )
 }
 
-/// The stall behind a multipart error, if a stall is what broke the body.
-pub fn stall_of(err: &multer::Error) -> Option<BodyStalled> {
-    let multer::Error::StreamReadFailed(source) = err else {
-        return None;
-    };
-    source
-        .downcast_ref::<io::Error>()
-        .and_then(|e| e.get_ref())
+/// The stall behind a failed read of the body, if a stall is what broke it.
+pub fn stall_of(err: &io::Error) -> Option<BodyStalled> {
+    err.get_ref()
         .and_then(|e| e.downcast_ref::<BodyStalled>())
         .copied()
 }
@@ -79,23 +74,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_that_stalls_ends_with_a_stall_that_multer_passes_on() {
+    async fn a_body_that_stalls_ends_with_a_stall_that_the_form_reader_passes_on() {
         let first = futures::stream::iter([Ok(Bytes::from_static(b"--b\r\n"))]);
         let stalling = first.chain(futures::stream::pending());
         let idle = Duration::from_millis(50);
-        let mut multipart = multer::Multipart::new(stall_limited(stalling, Some(idle)), "b");
-        let err = tokio::time::timeout(Duration::from_secs(5), multipart.next_field())
+        let stream = stall_limited(stalling, Some(idle)).boxed();
+        let mut multipart = crate::multipart::Multipart::new(stream, "b", u64::MAX);
+        let err = tokio::time::timeout(Duration::from_secs(5), multipart.next_part())
             .await
             .expect("the stall ends the read well before 5 s")
             .expect_err("a stalled body is an error");
+        let crate::multipart::MultipartError::Read(err) = err else {
+            panic!("a stall is a failed read, got {err:?}");
+        };
         let stall = stall_of(&err).expect("the error is the stall");
         assert_eq!(stall.0, idle);
     }
 
     #[test]
-    fn other_multipart_errors_are_not_stalls() {
-        let err = multer::Error::StreamReadFailed(Box::new(io::Error::other("reset")));
-        assert!(stall_of(&err).is_none());
-        assert!(stall_of(&multer::Error::IncompleteStream).is_none());
+    fn other_read_errors_are_not_stalls() {
+        assert!(stall_of(&io::Error::other("reset")).is_none());
+        assert!(stall_of(&io::Error::new(io::ErrorKind::TimedOut, "slow")).is_none());
     }
 }

@@ -15,6 +15,7 @@ mod hosts;
 mod idle;
 mod listener;
 mod metrics;
+mod multipart;
 mod paths;
 mod rate;
 mod rejections;
