@@ -235,11 +235,14 @@ impl Multipart {
 
     /// A part's headers, up to the blank line that ends them.
     async fn headers(&mut self) -> Result<PartHead, MultipartError> {
+        // The blank line must come within the bound, whatever else arrived with it.
+        let window = MAX_HEADER_BYTES + 4;
         let end = loop {
-            if let Some(at) = memmem::find(&self.buf, b"\r\n\r\n") {
+            let head = &self.buf[..self.buf.len().min(window)];
+            if let Some(at) = memmem::find(head, b"\r\n\r\n") {
                 break at + 4;
             }
-            if self.buf.len() > MAX_HEADER_BYTES {
+            if self.buf.len() >= window {
                 return Err(MultipartError::Malformed(format!(
                     "a part's headers are longer than {MAX_HEADER_BYTES} bytes"
                 )));
@@ -502,6 +505,27 @@ mod tests {
                 "cut at {end}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn part_headers_are_bounded() {
+        let long = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"x\"\r\nX-Pad: {}\r\n\r\nabc\r\n--b--",
+            "p".repeat(MAX_HEADER_BYTES)
+        );
+        let outcome = read_all(reader(vec![long.as_bytes()], "b")).await;
+        assert_eq!(
+            outcome.err().as_deref(),
+            Some("a part's headers are longer than 8192 bytes")
+        );
+        let fits = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"x\"\r\nX-Pad: {}\r\n\r\nabc\r\n--b--",
+            "p".repeat(MAX_HEADER_BYTES - 100)
+        );
+        let parts = read_all(reader(fits.as_bytes().chunks(1000).collect(), "b"))
+            .await
+            .unwrap();
+        assert_eq!(parts[0].1, b"abc");
     }
 
     #[tokio::test]
