@@ -91,13 +91,13 @@ async fn a_repeated_commit_with_another_size_is_refused() {
     );
 }
 
-/// A chunk goes on as Azure blocks of 4 MiB, as many as the file's share of Azure's 50,000
-/// committed blocks allows (the last takes the rest): 9 MiB is 3 blocks in a file of 2 chunks,
+/// A chunk goes on as Azure blocks of 8 MiB, as many as the file's share of Azure's 50,000
+/// committed blocks allows (the last takes the rest): 17 MiB is 3 blocks in a file of 2 chunks,
 /// 2 in a file of 25,000, and 1 in a file of 50,000.
 #[tokio::test]
 async fn a_chunk_is_sent_as_azure_blocks_within_the_files_share() {
     let store = store_with(&settings()).await;
-    let data = Bytes::from(vec![7u8; 9 * 1024 * 1024]);
+    let data = Bytes::from(vec![7u8; 17 * 1024 * 1024]);
     for (total, blocks) in [(2, 3), (25_000, 2), (50_000, 1)] {
         let path = blobs::fresh_path("shared.bin");
         let upload = store.begin(&path).await.unwrap();

@@ -137,7 +137,7 @@ pub async fn a_block_of_several_mebibytes_in_pieces_comes_back_whole<B: BlobStor
         let upload = ok(store.begin(&path).await, "begin");
         let total = TotalBlocks::new(of as i64).expect("a valid total");
         let index = total.index(0).expect("index 0");
-        // Pieces of 100,000 bytes: none ends where a 4 MiB block would.
+        // Pieces of 100,000 bytes: none ends where an 8 MiB block would.
         let pieces: Vec<Result<Bytes, BodyError>> = big
             .chunks(100_000)
             .map(|p| Ok(Bytes::copy_from_slice(p)))

@@ -216,19 +216,17 @@ pub(crate) async fn parse(
     let boundary = request
         .content_type()
         .and_then(boundary_of)
-        .ok_or_else(|| {
-            ApiError::bad_request("the multipart/form-data content type has no boundary")
-        })?;
+        .ok_or_else(|| ApiError::bad_request("the parts/form-data content type has no boundary"))?;
     let stream = body
         .take()
         .map_err(|_| ApiError::bad_request("the request has no body"))?
         .into_bytes_stream();
     let idle = request.data::<BodyIdleTimeout>().and_then(|t| t.0);
     let stream = crate::idle::stall_limited(stream, idle).boxed();
-    let mut multipart = Multipart::new(stream, &boundary, max_body as u64);
+    let mut parts = Multipart::new(stream, &boundary, max_body as u64);
 
     let mut form = RawForm::default();
-    while let Some(part) = multipart
+    while let Some(part) = parts
         .next_part()
         .await
         .map_err(|e| multipart_error(e, limits))?
@@ -245,13 +243,13 @@ pub(crate) async fn parse(
                 if form.is_ready_to_stream() {
                     // Everything the use case needs is known: the File's bytes go to storage
                     // as they arrive.
-                    let body = stream_file(multipart, limits);
+                    let body = stream_file(parts, limits);
                     return form.into_command(ChunkBody::new(body).with_budget(budget));
                 }
                 // Held in memory until the fields arrive, against the server's budget.
                 let mut held = budget.reservation();
                 let mut buf = BytesMut::new();
-                while let Some(piece) = multipart
+                while let Some(piece) = parts
                     .chunk()
                     .await
                     .map_err(|e| multipart_error(e, limits))?
@@ -264,44 +262,24 @@ pub(crate) async fn parse(
                         // holds no memory), so that the client, still sending, reads the 503
                         // instead of a reset connection.
                         drop((buf, held));
-                        drain(&mut multipart).await;
+                        drain(&mut parts).await;
                         return Err(over_budget());
                     }
                     buf.extend_from_slice(&piece);
                 }
                 form.data = Some((buf.freeze(), held));
             }
-            "blockindex" => {
-                once(&mut form.block_index, "BlockIndex", &mut multipart, limits).await?
-            }
+            "blockindex" => once(&mut form.block_index, "BlockIndex", &mut parts, limits).await?,
             "totalblocks" => {
-                once(
-                    &mut form.total_blocks,
-                    "TotalBlocks",
-                    &mut multipart,
-                    limits,
-                )
-                .await?
+                once(&mut form.total_blocks, "TotalBlocks", &mut parts, limits).await?
             }
-            "mode" => once(&mut form.mode, "Mode", &mut multipart, limits).await?,
-            "fileid" => once(&mut form.file_id, "FileId", &mut multipart, limits).await?,
+            "mode" => once(&mut form.mode, "Mode", &mut parts, limits).await?,
+            "fileid" => once(&mut form.file_id, "FileId", &mut parts, limits).await?,
             "currentblock" => {
-                once(
-                    &mut form.current_block,
-                    "CurrentBlock",
-                    &mut multipart,
-                    limits,
-                )
-                .await?
+                once(&mut form.current_block, "CurrentBlock", &mut parts, limits).await?
             }
             "chunksha256" => {
-                once(
-                    &mut form.chunk_sha256,
-                    "ChunkSha256",
-                    &mut multipart,
-                    limits,
-                )
-                .await?
+                once(&mut form.chunk_sha256, "ChunkSha256", &mut parts, limits).await?
             }
             // Unknown fields are skipped (by the next `next_part`), as an ASP.NET model binder
             // would; their size still counts against the whole-body limit.

@@ -591,20 +591,20 @@ pub async fn a_chunk_past_the_memory_budget_gets_503_and_keeps_nothing(profile: 
     .await;
 }
 
-/// On Azure a streamed chunk goes on as 4 MiB blocks while it arrives, so a request holds two
-/// of them at most, not the chunk: a 20 MiB chunk passes a 12 MiB budget in a file of 2 chunks.
+/// On Azure a streamed chunk goes on as 8 MiB blocks while it arrives, so a request holds two
+/// of them at most, not the chunk: a 40 MiB chunk passes a 20 MiB budget in a file of 2 chunks.
 /// In a file of 50,000 chunks each may be one Azure block only (Azure commits at most 50,000),
 /// so there the chunk is held whole, and the same chunk gets 503.
 #[tokio::test]
 async fn an_azure_chunk_is_held_a_few_mebibytes_at_a_time_within_the_files_block_share() {
     let mut options = TestAppOptions::new(Profile::Azure);
-    options.max_chunk_bytes = 32 * 1024 * 1024;
+    options.max_chunk_bytes = 64 * 1024 * 1024;
     options.env.push((
         "FILEGATE_HTTP__MAX_INFLIGHT_BYTES".into(),
-        (12 * 1024 * 1024).to_string(),
+        (20 * 1024 * 1024).to_string(),
     ));
     let app = TestApp::spawn_with(options).await;
-    let data = random_pdf(20 * 1024 * 1024);
+    let data = random_pdf(40 * 1024 * 1024);
 
     let body = envelope(
         app.post_chunk(Chunk::new(&data, 0, 2, "Message")).await,
