@@ -216,7 +216,9 @@ pub(crate) async fn parse(
     let boundary = request
         .content_type()
         .and_then(boundary_of)
-        .ok_or_else(|| ApiError::bad_request("the parts/form-data content type has no boundary"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request("the multipart/form-data content type has no boundary")
+        })?;
     let stream = body
         .take()
         .map_err(|_| ApiError::bad_request("the request has no body"))?
@@ -542,5 +544,47 @@ fn multipart_error(e: MultipartError, limits: ChunkLimits) -> ApiError {
         },
         MultipartError::TooLarge(_) => too_large(limits),
         other => ApiError::bad_request(format!("the multipart body is malformed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parse_with(content_type: &str) -> Result<ChunkCommand, ApiError> {
+        let request = Request::builder()
+            .header(poem::http::header::CONTENT_TYPE, content_type)
+            .body("--x\r\n");
+        let (request, mut body) = request.split();
+        let limits = ChunkLimits {
+            max_chunk_bytes: 1024,
+        };
+        parse(&request, &mut body, limits, ByteBudget::new(u64::MAX)).await
+    }
+
+    #[tokio::test]
+    async fn a_form_without_a_boundary_is_told_so() {
+        for content_type in ["multipart/form-data", "multipart/form-data; boundary=\"\""] {
+            let err = parse_with(content_type).await.expect_err("refused");
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert_eq!(
+                err.message, "the multipart/form-data content type has no boundary",
+                "{content_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_boundary_is_read_from_a_form_data_content_type_only() {
+        assert_eq!(
+            boundary_of("multipart/form-data; boundary=X-B").as_deref(),
+            Some("X-B")
+        );
+        assert_eq!(
+            boundary_of("Multipart/Form-Data; charset=utf-8; boundary=\"a b\"").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(boundary_of("multipart/mixed; boundary=X"), None);
+        assert_eq!(boundary_of("text/plain; boundary=X"), None);
     }
 }

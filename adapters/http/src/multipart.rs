@@ -11,7 +11,6 @@
 //! headers parsed by httparse, `name` and `filename` read from Content-Disposition the same
 //! way, nothing read after the closing boundary.
 
-use std::borrow::Cow;
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -42,7 +41,7 @@ pub(crate) enum MultipartError {
 }
 
 /// The headers of one part that a form needs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct PartHead {
     /// Content-Disposition's `name`.
     pub(crate) name: Option<String>,
@@ -338,11 +337,11 @@ fn disposition_param(mut value: &[u8], key: &[u8]) -> Option<String> {
             let end = memchr::memchr2(b';', b' ', bare).unwrap_or(bare.len());
             (&bare[..end], false)
         };
-        let text = Cow::Borrowed(std::str::from_utf8(raw).ok()?);
+        let text = std::str::from_utf8(raw).ok()?;
         return Some(if escaped {
             text.replace(r#"\""#, "\"")
         } else {
-            text.into_owned()
+            text.to_owned()
         });
     }
     None
