@@ -13,6 +13,8 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use tracing::Instrument;
 
+use crate::streaming::Streamed;
+
 /// The size of the Azure blocks a chunk is sent as (the last one of a chunk may be shorter,
 /// or longer when the chunk may have no more blocks). Put Block takes a whole payload, so this
 /// is what a request holds twice at most: one block being sent, one being filled. 8 MiB, the
@@ -44,11 +46,12 @@ impl Pieces {
     /// The next `max` bytes (fewer only at the body's end), held against the body's budget
     /// until the answered reservation is dropped; `None` once the body has ended. The block is
     /// the body's pieces themselves (shared, not copied: Put Block sends them one after the
-    /// other).
+    /// other). A Put Block already streaming is fed each piece as it arrives.
     pub(crate) async fn next_block(
         &mut self,
         max: usize,
-    ) -> Result<Option<(PutPayload, Reservation)>, BodyError> {
+        mut streamed: Option<Streamed>,
+    ) -> Result<Option<Block>, BodyError> {
         let mut held = self.body.budget().reservation();
         let mut block = Vec::new();
         let mut len = 0usize;
@@ -65,11 +68,32 @@ impl Pieces {
                 self.rest = Some(piece.split_off(room));
             }
             held.grow(piece.len() as u64)?;
+            if let Some(streamed) = &mut streamed {
+                streamed.feed(&piece).await;
+            }
             len += piece.len();
             block.push(piece);
         }
-        Ok((len > 0).then(|| (block.into_iter().collect(), held)))
+        if len == 0 {
+            return Ok(None);
+        }
+        if let Some(streamed) = &mut streamed {
+            streamed.close();
+        }
+        Ok(Some(Block {
+            data: block.into_iter().collect(),
+            held,
+            streamed,
+        }))
     }
+}
+
+/// One Azure block of a chunk: its bytes, held against the budget until Azure has them, and
+/// the Put Block that may already be sending them.
+pub(crate) struct Block {
+    pub(crate) data: PutPayload,
+    pub(crate) held: Reservation,
+    pub(crate) streamed: Option<Streamed>,
 }
 
 /// A Put Block under way, in a task of its own so that it goes on while the request reads the
@@ -77,16 +101,32 @@ impl Pieces {
 pub(crate) struct Sending(tokio::task::JoinHandle<Result<String, object_store::Error>>);
 
 impl Sending {
+    /// Sends `block`: the streamed Put Block's id when it succeeds, else a Put Block of the
+    /// kept bytes (an empty block when there is none).
     pub(crate) fn start(
         store: &Arc<MicrosoftAzure>,
         location: &Path,
         upload_id: &MultipartId,
         index: BlockIndex,
-        data: PutPayload,
-        held: Option<Reservation>,
+        block: Option<Block>,
     ) -> Self {
         let (store, location, upload_id) = (store.clone(), location.clone(), upload_id.clone());
         let put = async move {
+            let (data, held) = match block {
+                Some(Block {
+                    data,
+                    held,
+                    streamed,
+                }) => {
+                    if let Some(streamed) = streamed
+                        && let Some(id) = streamed.finish().await
+                    {
+                        return Ok(id);
+                    }
+                    (data, Some(held))
+                }
+                None => (PutPayload::new(), None),
+            };
             // The bytes stay held against the budget until Azure has them.
             let _held = held;
             store
@@ -145,8 +185,8 @@ mod tests {
         let whole = body(&[3, 10, 1, 7]).collect(100).await.unwrap().0;
         let mut pieces = Pieces::new(body(&[3, 10, 1, 7]));
         let mut blocks = Vec::new();
-        while let Some((block, _)) = pieces.next_block(5).await.unwrap() {
-            blocks.push(block);
+        while let Some(block) = pieces.next_block(5, None).await.unwrap() {
+            blocks.push(block.data);
         }
         let sizes: Vec<usize> = blocks.iter().map(PutPayload::content_length).collect();
         assert_eq!(sizes, [5, 5, 5, 5, 1]);
@@ -162,35 +202,35 @@ mod tests {
         let mut pieces = Pieces::new(body(&[4, 4, 4]));
         assert_eq!(
             pieces
-                .next_block(5)
+                .next_block(5, None)
                 .await
                 .unwrap()
                 .unwrap()
-                .0
+                .data
                 .content_length(),
             5
         );
         assert_eq!(
             pieces
-                .next_block(usize::MAX)
+                .next_block(usize::MAX, None)
                 .await
                 .unwrap()
                 .unwrap()
-                .0
+                .data
                 .content_length(),
             7
         );
-        assert!(pieces.next_block(5).await.unwrap().is_none());
+        assert!(pieces.next_block(5, None).await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn a_block_is_held_against_the_budget_until_it_is_dropped() {
         let budget = ByteBudget::new(8);
         let mut pieces = Pieces::new(body(&[6, 6]).with_budget(budget.clone()));
-        let first = pieces.next_block(6).await.unwrap().unwrap();
+        let first = pieces.next_block(6, None).await.unwrap().unwrap();
         assert_eq!(budget.held(), 6);
         assert_eq!(
-            pieces.next_block(6).await.err(),
+            pieces.next_block(6, None).await.err(),
             Some(BodyError::OverBudget),
             "two blocks do not fit a budget of 8"
         );

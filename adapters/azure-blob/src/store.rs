@@ -21,10 +21,11 @@ use object_store::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::blocks::{PART_SEPARATOR, Pieces, SUB_BLOCK_BYTES, Sending, block_ids};
+use crate::blocks::{Block, PART_SEPARATOR, Pieces, SUB_BLOCK_BYTES, Sending, block_ids};
 use crate::connection_string::{self, ConnectionCredential, ConnectionStringError};
 use crate::errors::{self, Context};
 use crate::settings::{AzureBlobSettings, UrlMode};
+use crate::streaming::BlockStreamer;
 
 /// A prefix no file path starts with (they start with a mode's prefix such as `firms/`), so
 /// listing it proves the container exists without reading any file.
@@ -63,6 +64,8 @@ pub enum BuildError {
     SasModeNeedsSigningCredential,
     #[error("the Azure Blob client could not be built")]
     Client(#[source] object_store::Error),
+    #[error("the HTTP client for streamed Put Blocks could not be built")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// The credential chosen from the settings.
@@ -97,6 +100,7 @@ pub struct AzureBlobStore {
     container_missing: Arc<str>,
     url_mode: UrlMode,
     sas_ttl: Duration,
+    streamer: BlockStreamer,
 }
 
 impl fmt::Debug for AzureBlobStore {
@@ -207,7 +211,14 @@ impl AzureBlobStore {
                 }
             }
         };
-        let inner = builder.build().map_err(BuildError::Client)?;
+        let inner = Arc::new(builder.build().map_err(BuildError::Client)?);
+        // The streamed Put Blocks' own client, with the same timeouts as object_store's.
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+            .read_timeout(Duration::from_secs(settings.io_timeout_secs))
+            .http1_only()
+            .build()
+            .map_err(BuildError::HttpClient)?;
 
         let mut base = endpoint;
         base.path_segments_mut()
@@ -218,10 +229,13 @@ impl AzureBlobStore {
             "`{container}` does not exist in storage account `{account}`; create it (e.g. `az storage container \
              create --name {container}`), the service never creates containers"
         );
+        let base = Arc::new(base);
+        let account: Arc<str> = account.into();
         Ok(Self {
-            inner: Arc::new(inner),
-            base: Arc::new(base),
-            account: account.into(),
+            streamer: BlockStreamer::new(client, inner.clone(), account.clone(), base.clone()),
+            inner,
+            base,
+            account,
             container: container.into(),
             container_missing: container_missing.into(),
             url_mode: settings.url_mode,
@@ -367,6 +381,9 @@ impl BlobStore for AzureBlobStore {
         // file may have TotalBlocks × (its share of Azure's 50,000) blocks; the last one a
         // chunk may have takes the rest of it, however long (within the budget).
         let allowed = total.store_blocks_per_block().max(1) as usize;
+        // When the body's length can be guessed, each block's Put Block starts before its
+        // first byte arrives and is fed as the bytes come (see `streaming`).
+        let expected = body.expected_len();
         let mut pieces = Pieces::new(body);
         let mut ids: Vec<String> = Vec::new();
         let mut size = 0u64;
@@ -379,21 +396,27 @@ impl BlobStore for AzureBlobStore {
             } else {
                 SUB_BLOCK_BYTES
             };
-            // Read while the previous block is being sent; a failed body drops (aborts) it.
-            let next = pieces.next_block(max).await.map_err(BlobError::Body)?;
+            let streamed = expected
+                .and_then(|len| len.checked_sub(size))
+                .filter(|&left| left > 0)
+                .map(|left| self.streamer.start_block(&location, left.min(max as u64)));
+            // Read while the previous block is being sent; a failed body drops (aborts) both.
+            let next = pieces
+                .next_block(max, streamed)
+                .await
+                .map_err(BlobError::Body)?;
             if let Some(previous) = sending.take() {
                 ids.push(previous.finish().await.map_err(failed)?);
             }
-            let (data, held) = match next {
-                Some((data, held)) => (data, Some(held)),
-                // An empty chunk is still one (empty) block.
-                None if ids.is_empty() => (PutPayload::new(), None),
-                None => break,
-            };
+            // An empty chunk is still one (empty) block.
+            if next.is_none() && !ids.is_empty() {
+                break;
+            }
+            let len = next.as_ref().map_or(0, |block| block.data.content_length());
             // Fewer bytes than asked for: the chunk has ended.
-            let ended = data.content_length() < max;
-            size += data.content_length() as u64;
-            let sent = Sending::start(&self.inner, &location, &upload_id, index, data, held);
+            let ended = len < max;
+            size += len as u64;
+            let sent = Sending::start(&self.inner, &location, &upload_id, index, next);
             if ended {
                 ids.push(sent.finish().await.map_err(failed)?);
                 break;
@@ -406,15 +429,37 @@ impl BlobStore for AzureBlobStore {
         })
     }
 
-    /// Put Blob: one request. It takes the blob as one payload, so the chunk is collected
-    /// first, held against the server's budget as Put Block's is.
+    /// Put Blob: one request. When the body's length can be guessed, it is sent while it
+    /// arrives (see `streaming`); its bytes are held against the server's budget, as Put
+    /// Block's are, until Azure has them, and sent again from memory through `object_store`
+    /// when the streamed request fails.
     #[tracing::instrument(name = "blob.put", skip_all)]
     async fn put(&self, path: &BlobPath, body: ChunkBody) -> Result<u64, BlobError> {
         let location = self.path(path)?;
-        let (data, _held) = body.collect(usize::MAX).await.map_err(BlobError::Body)?;
-        let size = data.len() as u64;
+        let streamed = body
+            .expected_len()
+            .filter(|&len| len > 0)
+            .map(|len| self.streamer.start_blob(&location, len));
+        let whole = Pieces::new(body)
+            .next_block(usize::MAX, streamed)
+            .await
+            .map_err(BlobError::Body)?;
+        let (data, _held, streamed) = match whole {
+            Some(Block {
+                data,
+                held,
+                streamed,
+            }) => (data, Some(held), streamed),
+            None => (PutPayload::new(), None, None),
+        };
+        let size = data.content_length() as u64;
+        if let Some(streamed) = streamed
+            && streamed.finish().await.is_some()
+        {
+            return Ok(size);
+        }
         self.inner
-            .put(&location, PutPayload::from(data))
+            .put(&location, data)
             .await
             .map_err(|e| errors::map(e, &self.cx("writing", path.as_str())))?;
         Ok(size)

@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use filegate_adapter_azure_blob::{AzureBlobSettings, AzureBlobStore, UrlMode};
-use filegate_application::ports::{BlobError, BlobStore};
+use filegate_application::ports::{BlobError, BlobStore, BodyError, ChunkBody};
 use filegate_contract_tests::blobs;
+use filegate_tcp_proxy::TcpProxy;
+use futures::StreamExt;
+use tokio::sync::mpsc;
 
 const CONNECTION_STRING_VAR: &str = "FILEGATE_TEST_AZURE_CONNECTION_STRING";
 const CONTAINER_VAR: &str = "FILEGATE_TEST_AZURE_CONTAINER";
@@ -118,6 +121,170 @@ async fn a_chunk_is_sent_as_azure_blocks_within_the_files_share() {
             blocks,
             "{total} blocks: {}",
             staged.part_id
+        );
+    }
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// A proxy in front of the test account's blob endpoint, and settings that go through it.
+async fn proxied(settings: &AzureBlobSettings) -> (TcpProxy, AzureBlobSettings) {
+    let connection_string = std::env::var(CONNECTION_STRING_VAR).unwrap();
+    let endpoint = connection_string
+        .split(';')
+        .find_map(|pair| pair.trim().strip_prefix("BlobEndpoint="))
+        .expect("the test connection string names its BlobEndpoint");
+    let mut url = url::Url::parse(endpoint).unwrap();
+    let upstream = url.socket_addrs(|| None).unwrap()[0];
+    let proxy = TcpProxy::start(upstream).await.unwrap();
+    url.set_ip_host(proxy.addr().ip()).unwrap();
+    url.set_port(Some(proxy.addr().port())).unwrap();
+    let mut settings = settings.clone();
+    settings.endpoint = Some(url.to_string());
+    (proxy, settings)
+}
+
+/// A body fed by the test, piece by piece, with a length hint.
+fn fed_body(expected: Option<u64>) -> (mpsc::Sender<Result<Bytes, BodyError>>, ChunkBody) {
+    let (tx, mut rx) = mpsc::channel(1);
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
+    (tx, ChunkBody::new(stream).with_expected_len(expected))
+}
+
+/// `data` as a body arriving in pieces of 700 KiB, with a length hint.
+fn in_pieces(data: &Bytes, hint: Option<u64>) -> (ChunkBody, tokio::task::JoinHandle<()>) {
+    let (tx, body) = fed_body(hint);
+    let data = data.clone();
+    let feeder = tokio::spawn(async move {
+        for at in (0..data.len()).step_by(700 * 1024) {
+            let piece = data.slice(at..(at + 700 * 1024).min(data.len()));
+            tx.send(Ok(piece)).await.unwrap();
+        }
+    });
+    (body, feeder)
+}
+
+/// Whether the first half of a 6 MiB body reaches Azure before the second half exists, when
+/// the body's length is known ahead (a form whose File is last): staged as a block (`put` =
+/// false) or written as a whole blob. A payload sent only once complete would wait for all
+/// of it. The blob that results holds the body.
+async fn leaves_while_it_arrives(put: bool) {
+    let (proxy, settings) = proxied(&settings()).await;
+    let store = store_with(&settings).await;
+    let path = blobs::fresh_path("streamed.bin");
+    let upload = store.begin(&path).await.unwrap();
+    let half = Bytes::from(vec![5u8; 3 * MIB]);
+    let (tx, body) = fed_body(Some(6 * MIB as u64));
+    let before = proxy.bytes_to_upstream();
+    let sending = tokio::spawn({
+        let (store, path, upload) = (store.clone(), path.clone(), upload.clone());
+        async move {
+            if put {
+                return store.put(&path, body).await.map(|size| (size, None));
+            }
+            let index = one().index(0).unwrap();
+            let staged = store
+                .stage_block(&path, &upload, index, one(), body)
+                .await?;
+            Ok((staged.size, Some(staged.part_id)))
+        }
+    });
+    tx.send(Ok(half.clone())).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.bytes_to_upstream() - before < half.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} bytes reached Azure while the first 3 MiB waited there",
+            proxy.bytes_to_upstream() - before
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.send(Ok(half.clone())).await.unwrap();
+    drop(tx);
+    let (size, part) = sending.await.unwrap().unwrap();
+    assert_eq!(size, 6 * MIB as u64);
+    if let Some(part) = part {
+        assert_eq!(part.split(',').count(), 1, "{part}");
+        store
+            .commit(&path, &upload, vec![part], size)
+            .await
+            .unwrap();
+    }
+    let back = blobs::read_all(&store, &path, None).await.1;
+    assert_eq!(back.len(), 6 * MIB);
+    assert!(back.iter().all(|&b| b == 5));
+}
+
+#[tokio::test]
+async fn a_chunk_of_known_length_leaves_for_azure_while_it_arrives() {
+    leaves_while_it_arrives(false).await;
+}
+
+#[tokio::test]
+async fn a_whole_file_of_known_length_leaves_for_azure_while_it_arrives() {
+    leaves_while_it_arrives(true).await;
+}
+
+/// The length hint is a guess from the form's Content-Length: when the body turns out shorter
+/// or longer (an epilogue, a missing final CRLF), the streamed Put Block is cut off and the
+/// block goes again from memory, so that what is committed is always the body as it came, in
+/// the blocks the file's share allows.
+#[tokio::test]
+async fn a_wrong_length_hint_still_stages_the_body_as_it_came() {
+    let store = store_with(&settings()).await;
+    let len = 9 * MIB + 5;
+    let data: Bytes = (0..len)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    let hints = [
+        None,
+        Some(len as u64),
+        Some(len as u64 - 2),
+        Some(len as u64 + 2),
+        Some(len as u64 / 2),
+        Some(3 * len as u64),
+    ];
+    for total in [1, 50_000] {
+        let total = filegate_domain::TotalBlocks::new(total).unwrap();
+        for hint in hints {
+            let path = blobs::fresh_path("hinted.bin");
+            let upload = store.begin(&path).await.unwrap();
+            let (body, feeder) = in_pieces(&data, hint);
+            let staged = store
+                .stage_block(&path, &upload, total.index(0).unwrap(), total, body)
+                .await
+                .unwrap_or_else(|e| panic!("{total} blocks, hint {hint:?}: {e}"));
+            feeder.await.unwrap();
+            assert_eq!(staged.size, len as u64, "hint {hint:?}");
+            let blocks = if total.get() == 1 { 2 } else { 1 };
+            assert_eq!(
+                staged.part_id.split(',').count(),
+                blocks,
+                "{total} blocks, hint {hint:?}: {}",
+                staged.part_id
+            );
+            store
+                .commit(&path, &upload, vec![staged.part_id], staged.size)
+                .await
+                .unwrap();
+            let back = blobs::read_all(&store, &path, None).await.1;
+            assert!(
+                back == data,
+                "{total} blocks, hint {hint:?}: the blob differs from the body"
+            );
+        }
+    }
+    for hint in hints {
+        let path = blobs::fresh_path("hinted-whole.bin");
+        let (body, feeder) = in_pieces(&data, hint);
+        let size = store.put(&path, body).await.unwrap();
+        feeder.await.unwrap();
+        assert_eq!(size, len as u64, "Put Blob, hint {hint:?}");
+        let back = blobs::read_all(&store, &path, None).await.1;
+        assert!(
+            back == data,
+            "Put Blob, hint {hint:?}: the blob differs from the body"
         );
     }
 }

@@ -245,8 +245,13 @@ pub(crate) async fn parse(
                 if form.is_ready_to_stream() {
                     // Everything the use case needs is known: the File's bytes go to storage
                     // as they arrive.
+                    let expected = declared.and_then(|len| parts.data_len_if_last(len as u64));
                     let body = stream_file(parts, limits);
-                    return form.into_command(ChunkBody::new(body).with_budget(budget));
+                    return form.into_command(
+                        ChunkBody::new(body)
+                            .with_budget(budget)
+                            .with_expected_len(expected),
+                    );
                 }
                 // Held in memory until the fields arrive, against the server's budget.
                 let mut held = budget.reservation();

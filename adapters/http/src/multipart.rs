@@ -116,6 +116,19 @@ impl Multipart {
         }
     }
 
+    /// How long the current part's data is if it is the form's last part and the form ends as
+    /// clients write it (`\r\n--boundary--\r\n`, nothing after), for a body of
+    /// `content_length` bytes; `None` outside a part's data or when that cannot be. A guess from
+    /// the Content-Length, for a store that must tell a length before the bytes arrive.
+    pub(crate) fn data_len_if_last(&self, content_length: u64) -> Option<u64> {
+        if self.stage != Stage::Data {
+            return None;
+        }
+        let consumed = self.received - self.buf.len() as u64;
+        let close = self.delimiter.len() as u64 + b"--\r\n".len() as u64;
+        content_length.checked_sub(consumed)?.checked_sub(close)
+    }
+
     /// The next piece of the current part's data; `None` at its end.
     pub(crate) async fn chunk(&mut self) -> Result<Option<Bytes>, MultipartError> {
         if self.stage != Stage::Data {
@@ -408,6 +421,42 @@ mod tests {
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         body
+    }
+
+    #[tokio::test]
+    async fn the_last_parts_length_is_told_from_the_content_length() {
+        let data = vec![7u8; 10_000];
+        let body = form(
+            "XB",
+            &[
+                ("Content-Disposition: form-data; name=\"Mode\"", b"Message"),
+                (
+                    "Content-Disposition: form-data; name=\"File\"; filename=\"f\"",
+                    &data,
+                ),
+            ],
+        );
+        // Pieces cut inside the File's data: the guess counts what waits in the buffer.
+        let mut form = reader(vec![&body[..150], &body[150..4000], &body[4000..]], "XB");
+        assert_eq!(
+            form.data_len_if_last(body.len() as u64),
+            None,
+            "before any part"
+        );
+        form.next_part().await.unwrap().unwrap();
+        form.next_part().await.unwrap().unwrap();
+        assert_eq!(form.data_len_if_last(body.len() as u64), Some(10_000));
+        let first = form.chunk().await.unwrap().unwrap();
+        assert_eq!(
+            form.data_len_if_last(body.len() as u64),
+            Some(10_000 - first.len() as u64),
+            "what has been handed out is no longer ahead"
+        );
+        assert_eq!(
+            form.data_len_if_last(10),
+            None,
+            "a length too short for the form"
+        );
     }
 
     #[tokio::test]

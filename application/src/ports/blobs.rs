@@ -110,6 +110,7 @@ impl Drop for Reservation {
 pub struct ChunkBody {
     stream: BoxStream<'static, Result<Bytes, BodyError>>,
     budget: ByteBudget,
+    expected_len: Option<u64>,
 }
 
 impl ChunkBody {
@@ -117,7 +118,22 @@ impl ChunkBody {
         Self {
             stream,
             budget: ByteBudget::unlimited(),
+            expected_len: None,
         }
+    }
+
+    /// How long the body will be if the request ends as clients write it, when that can be told
+    /// before the body arrives (a form's Content-Length, the File part last). A hint, never a
+    /// promise: a store may start a request of that length before the bytes are all here (Put
+    /// Block needs its Content-Length first), but must still take the body as it turns out.
+    pub fn expected_len(&self) -> Option<u64> {
+        self.expected_len
+    }
+
+    /// The body with a hint of its length (see [`ChunkBody::expected_len`]).
+    pub fn with_expected_len(mut self, len: Option<u64>) -> Self {
+        self.expected_len = len;
+        self
     }
 
     /// The budget this body's buffered bytes are held against, for a store that buffers it in
@@ -135,6 +151,7 @@ impl ChunkBody {
     /// A body already in memory, held against a budget until the body is dropped.
     pub fn buffered(data: Bytes, held: Reservation) -> Self {
         let budget = held.budget.clone();
+        let len = data.len() as u64;
         let stream = futures::stream::iter([Ok(data)]).map(move |piece| {
             // The reservation lives as long as the stream that holds the bytes.
             let _ = &held;
@@ -143,6 +160,7 @@ impl ChunkBody {
         Self {
             stream: stream.boxed(),
             budget,
+            expected_len: Some(len),
         }
     }
 
@@ -220,6 +238,7 @@ impl ChunkBody {
         Self {
             stream: f(self.stream),
             budget: self.budget,
+            expected_len: self.expected_len,
         }
     }
 

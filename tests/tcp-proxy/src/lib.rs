@@ -7,9 +7,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -34,6 +34,8 @@ struct Shared {
     generation: watch::Sender<u64>,
     /// Connections currently carried, for tests that want to wait for a client to reconnect.
     open: AtomicUsize,
+    /// Bytes passed on to the upstream so far, over all connections.
+    to_upstream: AtomicU64,
 }
 
 impl TcpProxy {
@@ -46,6 +48,7 @@ impl TcpProxy {
             cut: AtomicBool::new(false),
             generation: watch::Sender::new(0),
             open: AtomicUsize::new(0),
+            to_upstream: AtomicU64::new(0),
         });
         let accept_loop = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(TcpProxy {
@@ -53,6 +56,12 @@ impl TcpProxy {
             shared,
             accept_loop,
         })
+    }
+
+    /// How many bytes clients have sent through to the upstream so far: for a test that must
+    /// see a request's body leave before the whole of it exists.
+    pub fn bytes_to_upstream(&self) -> u64 {
+        self.shared.to_upstream.load(Ordering::SeqCst)
     }
 
     /// The address clients connect to instead of the upstream.
@@ -133,8 +142,25 @@ async fn carry(
             let mut upstream = TcpStream::connect(shared.upstream).await?;
             let _ = client.set_nodelay(true);
             let _ = upstream.set_nodelay(true);
-            copy_bidirectional(&mut client, &mut upstream).await
-        } => res.map(|_| ()),
+            let (mut client_read, mut client_write) = client.split();
+            let (mut upstream_read, mut upstream_write) = upstream.split();
+            let up = async {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = client_read.read(&mut buf).await?;
+                    if n == 0 {
+                        return upstream_write.shutdown().await;
+                    }
+                    upstream_write.write_all(&buf[..n]).await?;
+                    shared.to_upstream.fetch_add(n as u64, Ordering::SeqCst);
+                }
+            };
+            let down = async {
+                tokio::io::copy(&mut upstream_read, &mut client_write).await?;
+                client_write.shutdown().await
+            };
+            tokio::try_join!(up, down).map(|_| ())
+        } => res,
         _ = generation.changed() => Ok(()),
     };
     if let Err(err) = outcome {
