@@ -25,7 +25,7 @@ use crate::blocks::{Block, PART_SEPARATOR, Pieces, SUB_BLOCK_BYTES, Sending, blo
 use crate::connection_string::{self, ConnectionCredential, ConnectionStringError};
 use crate::errors::{self, Context};
 use crate::settings::{AzureBlobSettings, UrlMode};
-use crate::streaming::BlockStreamer;
+use crate::streaming::{BlockStreamer, STREAM_FROM};
 
 /// A prefix no file path starts with (they start with a mode's prefix such as `firms/`), so
 /// listing it proves the container exists without reading any file.
@@ -398,8 +398,9 @@ impl BlobStore for AzureBlobStore {
             };
             let streamed = expected
                 .and_then(|len| len.checked_sub(size))
-                .filter(|&left| left > 0)
-                .map(|left| self.streamer.start_block(&location, left.min(max as u64)));
+                .map(|left| left.min(max as u64))
+                .filter(|&len| len >= STREAM_FROM)
+                .map(|len| self.streamer.start_block(&location, len));
             // Read while the previous block is being sent; a failed body drops (aborts) both.
             let next = pieces
                 .next_block(max, streamed)
@@ -438,7 +439,7 @@ impl BlobStore for AzureBlobStore {
         let location = self.path(path)?;
         let streamed = body
             .expected_len()
-            .filter(|&len| len > 0)
+            .filter(|&len| len >= STREAM_FROM)
             .map(|len| self.streamer.start_blob(&location, len));
         let whole = Pieces::new(body)
             .next_block(usize::MAX, streamed)

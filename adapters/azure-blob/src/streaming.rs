@@ -25,6 +25,11 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use url::Url;
 
+/// The smallest block or blob sent while it arrives. Below it, waiting for the whole body
+/// costs next to nothing, and `object_store`'s one request (its pooled connections, its
+/// retries) is simpler than a streamed one.
+pub(crate) const STREAM_FROM: u64 = 1024 * 1024;
+
 /// Pieces waiting for the request to take them: little, so that a slow Azure slows the client
 /// rather than filling memory (the pieces are shared with the block's kept copy anyway).
 const QUEUED_PIECES: usize = 2;

@@ -230,6 +230,41 @@ async fn a_server_that_is_down_is_unavailable_within_seconds() {
     );
 }
 
+/// Connections the server (here a cut in the network) dropped while they sat in the pool are
+/// found dead by the ping before a connection is lent, and replaced: the first request after
+/// the outage succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_dropped_while_idle_are_replaced() {
+    with_databases(|dbs| async move {
+        let options = dbs.blank().await;
+        let upstream = format!("{}:{}", options.get_host(), options.get_port())
+            .parse::<std::net::SocketAddr>()
+            .unwrap();
+        let proxy = filegate_tcp_proxy::TcpProxy::start(upstream).await.unwrap();
+        let proxied = options
+            .host(&proxy.addr().ip().to_string())
+            .port(proxy.addr().port());
+        let store = Databases::store_on(proxied).await;
+        store.migrate().await.expect("migrate through the proxy");
+        store.ping().await.expect("ping through the proxy");
+        assert!(proxy.open_connections() > 0);
+
+        // Every pooled connection is closed under the store; the network is back at once.
+        proxy.cut();
+        proxy.restore();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        store
+            .ping()
+            .await
+            .expect("the first request after the outage gets a live connection");
+        assert!(
+            store.count_api_keys().await.is_ok(),
+            "and so does the next one"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_duplicate_key_hash_is_a_conflict() {
     with_databases(|dbs| async move {
