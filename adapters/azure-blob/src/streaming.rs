@@ -2,14 +2,19 @@
 //!
 //! `object_store`'s Put Block takes a whole payload, so a block used to reach Azure only once
 //! all of it had arrived: an 8 MiB chunk waited for its last byte before its first byte left,
-//! which cost about a tenth of the throughput of writing straight to Azure. Put Block needs its
+//! which costs a chunk's receive time per chunk where Azure is across a network (on the
+//! benchmark's one machine, where Azurite is short of CPU, it made no measurable difference:
+//! docs/decisions.md). Put Block needs its
 //! Content-Length first, and a form's length is known from its Content-Length when the File is
 //! its last part ([`ChunkBody::expected_len`](filegate_application::ports::ChunkBody)); so a
 //! block of that length is started at once and fed as the pieces arrive. The guess may be
 //! wrong (an epilogue after the form, a missing final CRLF): then the request is cut off, and
 //! the block goes again from the bytes kept for it through `object_store` (with its retries).
 //! The same fallback covers any failure of the streamed request, so a block's bytes are kept
-//! until Azure has them, as before: memory per request is unchanged.
+//! until Azure has them, as before: memory per request is unchanged. A body longer than
+//! guessed may let the streamed request finish before the extra bytes show: Azure then holds a
+//! block no commit names, or a Put Blob that the fallback's Put Blob overwrites (the path is a
+//! new file's, which nothing points to yet).
 
 use std::io;
 use std::sync::Arc;
