@@ -249,7 +249,8 @@ async fn connections_dropped_while_idle_are_replaced() {
         store.ping().await.expect("ping through the proxy");
         assert!(proxy.open_connections() > 0);
 
-        // Every pooled connection is closed under the store; the network is back at once.
+        // Every pooled connection is closed under the store; the network is back at once. The
+        // pause lets the closed sockets' ends reach the pool's connections.
         proxy.cut();
         proxy.restore();
         tokio::time::sleep(Duration::from_millis(200)).await;
