@@ -14,7 +14,8 @@
 // binary with `sameCase`) and the filegate targets measured against it. Secrets (API keys, the connection string) come
 // through the environment or the config file (mode 600), never argv.
 //
-// Cases (each run once per rep, anchor and targets alternating within a rep):
+// Cases (each run once per rep, anchor and targets alternating within a rep, the anchor
+// first in odd reps and last in even ones):
 //   single    one upload of the test file, chunk after chunk
 //   conc4     4 uploads of the test file at once, each chunk after chunk
 //   par4      filegate only: one upload, block 0 first, then 4 chunks in
@@ -229,8 +230,8 @@ async function filegateVerify(t, fileId, wantSha, wantBytes) {
   }
   // On Azure the file is deleted through the service once verified, as the direct anchor deletes
   // its own blobs: Azurite slows down as blobs accumulate (2,000 small files per run took its
-  // Put Blob rate from 624 to 232 files/s over four reps), and the targets, which run after the
-  // anchor in every rep, would meet a larger Azurite than it did.
+  // Put Blob rate from 624 to 232 files/s over four reps), and whichever ran later in a rep
+  // would meet a larger Azurite than the other did.
   if (t.backendPid) {
     const del = await call(
       `${t.url}/api/v1/Files/${fileId}`,
@@ -656,17 +657,29 @@ async function main() {
     const c = CASES[caseName];
     for (let rep = 0; rep < config.reps; rep++) {
       for (const [gi, g] of config.groups.entries()) {
-        // anchor, filegate, (filegate...), then the next rep: anchor, filegate...
-        const a = await measure(g.anchor, anchorCaseOf(g, caseName));
-        results.push({ gi, caseName, name: g.anchor.name, role: "anchor", rep, m: a });
-        log(caseName, rep, g.anchor.name, a);
-        for (const t of g.targets) {
-          // Only filegate can have several chunks of one upload in flight; a tus server's
-          // figure here would just be its single upload again.
-          if (caseName === "par4" && t.kind !== "filegate") continue;
-          const m = await measure(t, caseName);
-          results.push({ gi, caseName, name: t.name, role: "target", rep, m, anchor: a });
-          log(caseName, rep, t.name, m, a);
+        // Only filegate can have several chunks of one upload in flight; a tus server's
+        // figure here would just be its single upload again.
+        const targets = g.targets.filter((t) => caseName !== "par4" || t.kind === "filegate");
+        // The order turns every rep (anchor, filegate..., then filegate..., anchor): with a
+        // fixed order, whatever favours the later of two runs (a warmer page cache, the other's
+        // write-back done) would count for one side only; turned, it cancels over an even
+        // number of reps.
+        const anchorFirst = rep % 2 === 0;
+        const order = anchorFirst ? [g.anchor, ...targets] : [...targets.slice().reverse(), g.anchor];
+        const runs = new Map();
+        for (const t of order) {
+          runs.set(t, await measure(t, t === g.anchor ? anchorCaseOf(g, caseName) : caseName));
+        }
+        const a = runs.get(g.anchor);
+        for (const t of order) {
+          const m = runs.get(t);
+          if (t === g.anchor) {
+            results.push({ gi, caseName, name: t.name, role: "anchor", rep, m });
+            log(caseName, rep, t.name, m);
+          } else {
+            results.push({ gi, caseName, name: t.name, role: "target", rep, m, anchor: a });
+            log(caseName, rep, t.name, m, a);
+          }
         }
       }
     }
@@ -726,7 +739,7 @@ function printTable(caseNames) {
   }
   const table = lines.join("\n");
   const notes = [
-    `${config.reps} rep(s) per case; each target's rep is paired with the anchor run just before it (anchor, filegate, anchor, filegate...).`,
+    `${config.reps} rep(s) per case; each target's rep is paired with the same rep's anchor run; the order turns every rep (anchor first, then anchor last), so that what favours the later run favours neither side over an even number of reps.`,
     "Server CPU: utime+stime of the target's own process over the timed part (for Azurite direct, Azurite's). Azurite CPU: the Azurite process behind an Azure target.",
     hwmResettable
       ? "Peak RSS: VmHWM of the target's process, reset before each run."
