@@ -33,8 +33,6 @@ use filegate_application::ports::{
 };
 use filegate_domain::{BlobPath, BlockIndex, TotalBlocks};
 use futures::StreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 use url::Url;
 use uuid::Uuid;
 
@@ -52,8 +50,10 @@ const COMMIT_TEMP_PREFIX: &str = ".filegate-commit-";
 /// digest of the part ids it holds (hidden: no part id starts with `.`).
 const PREPARED_PREFIX: &str = ".prepared-";
 
-/// The size of each piece a read streams.
-const READ_BUFFER: usize = 64 * 1024;
+/// The size of each piece a read streams: read by one blocking task straight into the piece
+/// it becomes. `tokio::fs::File` behind a 64 KiB `ReaderStream` held the same 128 KiB per read
+/// (its own buffer and the stream's) and copied every byte between them.
+const READ_PIECE: usize = 128 * 1024;
 /// About how many bytes of a body one blocking write takes (see [`PieceWriter`]).
 const WRITE_BATCH: usize = 1024 * 1024;
 
@@ -1072,7 +1072,7 @@ impl BlobStore for LocalFsStore {
         self.blocking(move |inner| inner.discard(&upload_id)).await
     }
 
-    /// Streams the file in pieces of 64 KiB. Ranges behave as on Azure: an end past the end of
+    /// Streams the file in pieces of [`READ_PIECE`]. Ranges behave as on Azure: an end past the end of
     /// the file is cut to it; an empty range (`start >= end`) answers no bytes at
     /// `start.min(size)`; a non-empty range starting at or past the end is an error.
     #[tracing::instrument(name = "blob.read", skip_all)]
@@ -1083,8 +1083,16 @@ impl BlobStore for LocalFsStore {
     ) -> Result<BlobRead, BlobError> {
         let target = self.inner.resolve(path)?;
         let cx = |e| self.inner.io_error(e, "reading", path);
-        let mut file = tokio::fs::File::open(&target).await.map_err(cx)?;
-        let meta = file.metadata().await.map_err(cx)?;
+        let opened = target.clone();
+        let (file, meta) = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&opened)?;
+            let meta = file.metadata()?;
+            Ok::<_, io::Error>((file, meta))
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|opened| opened)
+        .map_err(cx)?;
         if !meta.is_file() {
             return Err(BlobError::NotFound(path.to_string()));
         }
@@ -1106,12 +1114,8 @@ impl BlobStore for LocalFsStore {
             }
             Some(r) => r.start..r.end.min(size),
         };
-        if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start)).await.map_err(cx)?;
-        }
-        let len = range.end - range.start;
         let store = self.clone();
-        let stream = exactly(file.take(len), len, move |e| {
+        let stream = pieces(file, range.clone(), move |e| {
             store.inner.io_error(e, "reading", &target.display())
         });
         Ok(BlobRead {
@@ -1257,37 +1261,55 @@ impl PieceWriter {
     }
 }
 
-/// The first `len` bytes of `reader` as a stream; a reader that ends early (the file was cut
-/// short under us) ends the stream with an error rather than silently.
-fn exactly<R, F>(
-    reader: R,
-    len: u64,
+/// The bytes of `file` in `range` as a stream of pieces of [`READ_PIECE`], each read by one
+/// blocking task straight into the piece it yields (`read_to_end` on a `File` fills spare
+/// capacity without zeroing it); a file that ends early (cut short under us) ends the stream
+/// with an error rather than silently.
+fn pieces<F>(
+    file: std::fs::File,
+    range: Range<u64>,
     map_err: F,
 ) -> futures::stream::BoxStream<'static, Result<Bytes, BlobError>>
 where
-    R: AsyncRead + Unpin + Send + 'static,
     F: Fn(io::Error) -> BlobError + Send + 'static,
 {
-    let inner = ReaderStream::with_capacity(reader, READ_BUFFER);
+    let len = range.end - range.start;
+    let seek_to = range.start;
     futures::stream::unfold(
-        (inner, 0u64, false, map_err),
-        move |(mut inner, sent, done, map_err)| async move {
-            if done {
+        (Some(file), 0u64, map_err),
+        move |(file, sent, map_err)| async move {
+            let mut file = file?;
+            if sent >= len {
                 return None;
             }
-            match inner.next().await {
-                Some(Ok(piece)) => {
-                    let sent = sent + piece.len() as u64;
-                    Some((Ok(piece), (inner, sent, false, map_err)))
+            let want = (len - sent).min(READ_PIECE as u64);
+            let read = tokio::task::spawn_blocking(move || {
+                if sent == 0 && seek_to > 0 {
+                    file.seek(SeekFrom::Start(seek_to))?;
                 }
-                Some(Err(e)) => Some((Err(map_err(e)), (inner, sent, true, map_err))),
-                None if sent < len => Some((
-                    Err(BlobError::Unknown(anyhow::anyhow!(
+                // `want` is at most READ_PIECE, so it fits a usize.
+                let mut piece = Vec::with_capacity(READ_PIECE.min(want as usize));
+                Read::by_ref(&mut file).take(want).read_to_end(&mut piece)?;
+                Ok::<_, io::Error>((file, piece))
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|read| read);
+            match read {
+                Ok((file, piece)) if piece.len() as u64 == want => {
+                    Some((Ok(Bytes::from(piece)), (Some(file), sent + want, map_err)))
+                }
+                Ok((_, piece)) => {
+                    let sent = sent + piece.len() as u64;
+                    let short = BlobError::Unknown(anyhow::anyhow!(
                         "the file ended after {sent} of {len} bytes"
-                    ))),
-                    (inner, sent, true, map_err),
-                )),
-                None => None,
+                    ));
+                    Some((Err(short), (None, sent, map_err)))
+                }
+                Err(e) => {
+                    let e = map_err(e);
+                    Some((Err(e), (None, sent, map_err)))
+                }
             }
         },
     )

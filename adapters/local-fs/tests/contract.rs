@@ -602,6 +602,49 @@ async fn ranges_behave_as_on_azure() {
     assert_eq!(read.stream.count().await, 0);
 }
 
+/// A read of several pieces gives every byte once, from the range's start, whole or in part;
+/// a file cut short while it is read ends the stream with an error, never quietly.
+#[tokio::test]
+async fn reads_span_pieces_and_a_file_cut_short_is_an_error() {
+    let dir = TestDir::new();
+    let store = dir.store();
+    // Over three pieces of 128 KiB, bytes that tell their offset.
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let path = blobs::committed(&store, "pieces.bin", &[Bytes::from(data.clone())]).await;
+    assert!(read_all(&store, &path).await == data);
+    let mut read = store.read(&path, Some(100_000..290_001)).await.unwrap();
+    let mut bytes = Vec::new();
+    while let Some(piece) = read.stream.next().await {
+        bytes.extend_from_slice(&piece.unwrap());
+    }
+    assert!(
+        bytes == data[100_000..290_001],
+        "the range's bytes, in order"
+    );
+
+    let mut read = store.read(&path, None).await.unwrap();
+    let first = read.stream.next().await.unwrap().unwrap();
+    assert_eq!(&first[..], &data[..first.len()]);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(store.root().join(path.as_str()))
+        .unwrap();
+    file.set_len(first.len() as u64 + 10).unwrap();
+    let mut rest = Vec::new();
+    while let Some(piece) = read.stream.next().await {
+        rest.push(piece);
+    }
+    let Some(Err(BlobError::Unknown(e))) = rest.pop() else {
+        panic!("the stream must end with an error: {rest:?}");
+    };
+    assert!(rest.is_empty(), "nothing before the error: {rest:?}");
+    assert!(
+        e.to_string()
+            .contains(&format!("ended after {} of 300000 bytes", first.len() + 10)),
+        "{e}"
+    );
+}
+
 #[tokio::test]
 async fn a_folder_is_not_a_blob() {
     let dir = TestDir::new();
