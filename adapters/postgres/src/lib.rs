@@ -31,6 +31,13 @@ pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// How long a request waits for a pooled connection. Short, so that a database that is down or
 /// saturated answers `StoreError::Unavailable` (a 503 the client can retry) within seconds
 /// instead of holding the request until the client gives up.
+/// A connection handed back less than this long ago is lent again without a ping; one idle
+/// longer is pinged first and replaced when the ping fails. sqlx's default pings on every
+/// loan: on the small-file path that was two round trips of four per file (the key lookup and
+/// the file's one statement each came with one). The price: a connection cut within this long
+/// of its last use fails its next request with `StoreError::Unavailable` (a 503 the client
+/// retries) instead of being replaced unseen; sqlx then drops it.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The metadata store on a Postgres connection pool. Cloning shares the pool.
@@ -66,5 +73,14 @@ impl PgStore {
         PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < PING_AFTER_IDLE {
+                        return Ok(true);
+                    }
+                    sqlx::Connection::ping(conn).await.map(|()| true)
+                })
+            })
     }
 }

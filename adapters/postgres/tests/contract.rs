@@ -233,27 +233,35 @@ async fn a_server_that_is_down_is_unavailable_within_seconds() {
 /// Connections the server (here a cut in the network) dropped while they sat in the pool are
 /// found dead by the ping before a connection is lent, and replaced: the first request after
 /// the outage succeeds.
+/// A store whose every connection passes through a proxy that can cut them, with a pooled
+/// connection open.
+async fn store_behind_a_proxy(dbs: &Databases) -> (PgStore, filegate_tcp_proxy::TcpProxy) {
+    let options = dbs.blank().await;
+    let upstream = format!("{}:{}", options.get_host(), options.get_port())
+        .parse::<std::net::SocketAddr>()
+        .unwrap();
+    let proxy = filegate_tcp_proxy::TcpProxy::start(upstream).await.unwrap();
+    let proxied = options
+        .host(&proxy.addr().ip().to_string())
+        .port(proxy.addr().port());
+    let store = Databases::store_on(proxied).await;
+    store.migrate().await.expect("migrate through the proxy");
+    store.ping().await.expect("ping through the proxy");
+    assert!(proxy.open_connections() > 0);
+    (store, proxy)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_dropped_while_idle_are_replaced() {
     with_databases(|dbs| async move {
-        let options = dbs.blank().await;
-        let upstream = format!("{}:{}", options.get_host(), options.get_port())
-            .parse::<std::net::SocketAddr>()
-            .unwrap();
-        let proxy = filegate_tcp_proxy::TcpProxy::start(upstream).await.unwrap();
-        let proxied = options
-            .host(&proxy.addr().ip().to_string())
-            .port(proxy.addr().port());
-        let store = Databases::store_on(proxied).await;
-        store.migrate().await.expect("migrate through the proxy");
-        store.ping().await.expect("ping through the proxy");
-        assert!(proxy.open_connections() > 0);
-
+        let (store, proxy) = store_behind_a_proxy(dbs).await;
         // Every pooled connection is closed under the store; the network is back at once. The
-        // pause lets the closed sockets' ends reach the pool's connections.
+        // pause outlasts PING_AFTER_IDLE, so the next loan pings, finds the connection dead and
+        // opens another.
         proxy.cut();
         proxy.restore();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(filegate_adapter_postgres::PING_AFTER_IDLE + Duration::from_millis(300))
+            .await;
         store
             .ping()
             .await
@@ -261,6 +269,36 @@ async fn connections_dropped_while_idle_are_replaced() {
         assert!(
             store.count_api_keys().await.is_ok(),
             "and so does the next one"
+        );
+    })
+    .await;
+}
+
+/// A connection cut right after its last use is lent again without a ping: its request fails
+/// as `Unavailable` (a 503 to retry), never as anything else, and the pool replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_cut_right_after_use_fails_one_request_as_unavailable() {
+    with_databases(|dbs| async move {
+        let (store, proxy) = store_behind_a_proxy(dbs).await;
+        proxy.cut();
+        proxy.restore();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut failures = 0;
+        // Each dead connection the pool holds can fail one request; a live one comes after.
+        let live = loop {
+            match store.count_api_keys().await {
+                Ok(_) => break true,
+                Err(StoreError::Unavailable(_)) if failures < 10 => failures += 1,
+                Err(e) => panic!("a cut connection must fail as Unavailable: {e:?}"),
+            }
+        };
+        assert!(
+            live && failures >= 1,
+            "the first loan skipped the ping ({failures} failures)"
+        );
+        assert!(
+            store.count_api_keys().await.is_ok(),
+            "and the pool is whole again"
         );
     })
     .await;
