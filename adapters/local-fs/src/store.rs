@@ -1072,8 +1072,8 @@ impl BlobStore for LocalFsStore {
         self.blocking(move |inner| inner.discard(&upload_id)).await
     }
 
-    /// Streams the file in pieces of [`READ_PIECE`]. Ranges behave as on Azure: an end past the end of
-    /// the file is cut to it; an empty range (`start >= end`) answers no bytes at
+    /// Streams the file in pieces of [`READ_PIECE`]. Ranges behave as on Azure: an end past the
+    /// end of the file is cut to it; an empty range (`start >= end`) answers no bytes at
     /// `start.min(size)`; a non-empty range starting at or past the end is an error.
     #[tracing::instrument(name = "blob.read", skip_all)]
     async fn read(

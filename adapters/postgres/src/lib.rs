@@ -28,9 +28,6 @@ use crate::errors::store_error;
 /// instances at once: sqlx takes an advisory lock and skips the migrations already applied.
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// How long a request waits for a pooled connection. Short, so that a database that is down or
-/// saturated answers `StoreError::Unavailable` (a 503 the client can retry) within seconds
-/// instead of holding the request until the client gives up.
 /// A connection handed back less than this long ago is lent again without a ping; one idle
 /// longer is pinged first and replaced when the ping fails. sqlx's default pings on every
 /// loan: on the small-file path that was two round trips of four per file (the key lookup and
@@ -38,6 +35,9 @@ pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// of its last use fails its next request with `StoreError::Unavailable` (a 503 the client
 /// retries) instead of being replaced unseen; sqlx then drops it.
 pub const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// How long a request waits for a pooled connection. Short, so that a database that is down or
+/// saturated answers `StoreError::Unavailable` (a 503 the client can retry) within seconds
+/// instead of holding the request until the client gives up.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The metadata store on a Postgres connection pool. Cloning shares the pool.
@@ -68,7 +68,7 @@ impl PgStore {
     }
 
     /// The pool options every constructor here uses; exposed so that callers building their own
-    /// pool for [`PgStore::from_pool`] get the same short acquire timeout.
+    /// pool for [`PgStore::from_pool`] get the same short acquire timeout and ping policy.
     pub fn pool_options(max_connections: u32) -> PgPoolOptions {
         PgPoolOptions::new()
             .max_connections(max_connections.max(1))
