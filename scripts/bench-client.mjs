@@ -670,16 +670,11 @@ async function main() {
         for (const t of order) {
           runs.set(t, await measure(t, t === g.anchor ? anchorCaseOf(g, caseName) : caseName));
         }
-        const a = runs.get(g.anchor);
         for (const t of order) {
           const m = runs.get(t);
-          if (t === g.anchor) {
-            results.push({ gi, caseName, name: t.name, role: "anchor", rep, m });
-            log(caseName, rep, t.name, m);
-          } else {
-            results.push({ gi, caseName, name: t.name, role: "target", rep, m, anchor: a });
-            log(caseName, rep, t.name, m, a);
-          }
+          const anchor = t === g.anchor ? undefined : runs.get(g.anchor);
+          results.push({ gi, caseName, name: t.name, role: anchor ? "target" : "anchor", rep, m, anchor });
+          log(caseName, rep, t.name, m, anchor);
         }
       }
     }

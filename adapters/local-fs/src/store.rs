@@ -1082,17 +1082,15 @@ impl BlobStore for LocalFsStore {
         range: Option<Range<u64>>,
     ) -> Result<BlobRead, BlobError> {
         let target = self.inner.resolve(path)?;
-        let cx = |e| self.inner.io_error(e, "reading", path);
-        let opened = target.clone();
-        let (file, meta) = tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(&opened)?;
-            let meta = file.metadata()?;
-            Ok::<_, io::Error>((file, meta))
-        })
-        .await
-        .map_err(io::Error::other)
-        .and_then(|opened| opened)
-        .map_err(cx)?;
+        let (opened, shown) = (target.clone(), path.clone());
+        let (file, meta) = self
+            .blocking(move |inner| {
+                let cx = |e| inner.io_error(e, "reading", &shown);
+                let file = std::fs::File::open(&opened).map_err(cx)?;
+                let meta = file.metadata().map_err(cx)?;
+                Ok((file, meta))
+            })
+            .await?;
         if !meta.is_file() {
             return Err(BlobError::NotFound(path.to_string()));
         }
@@ -1288,7 +1286,7 @@ where
                     file.seek(SeekFrom::Start(seek_to))?;
                 }
                 // `want` is at most READ_PIECE, so it fits a usize.
-                let mut piece = Vec::with_capacity(READ_PIECE.min(want as usize));
+                let mut piece = Vec::with_capacity(want as usize);
                 Read::by_ref(&mut file).take(want).read_to_end(&mut piece)?;
                 Ok::<_, io::Error>((file, piece))
             })
