@@ -386,9 +386,11 @@ function azureSetup() {
   return azure;
 }
 
-function blobUrl(name, query = "") {
+// `t.via`: the relay floor's origin (scripts/bench --relay), in place of Azurite's own.
+function blobUrl(t, name, query = "") {
   const a = azureSetup();
-  return `${a.base}/${encodeURIComponent(name)}?${query ? `${query}&` : ""}${a.sas}`;
+  const base = t.via ? `${t.via}${new URL(a.base).pathname}` : a.base;
+  return `${base}/${encodeURIComponent(name)}?${query ? `${query}&` : ""}${a.sas}`;
 }
 
 const blockId = (i) => Buffer.from(`block-${String(i).padStart(6, "0")}`).toString("base64");
@@ -396,7 +398,7 @@ const blockId = (i) => Buffer.from(`block-${String(i).padStart(6, "0")}`).toStri
 async function azurePutBlock(t, name, i, bytes) {
   const what = `${t.name}: Put Block ${i} of ${name}`;
   const res = await call(
-    blobUrl(name, `comp=block&blockid=${encodeURIComponent(blockId(i))}`),
+    blobUrl(t, name, `comp=block&blockid=${encodeURIComponent(blockId(i))}`),
     { method: "PUT", body: bytes, headers: { "x-ms-version": azure.version, "content-length": String(bytes.length) } },
     what,
   );
@@ -404,17 +406,17 @@ async function azurePutBlock(t, name, i, bytes) {
   await res.body.dump();
 }
 
-async function azureUpload(t, buf, chunkBytes, name) {
+async function azureUpload(t, buf, chunkBytes, name, inFlight = 1) {
   azureSetup();
   const total = Math.ceil(buf.length / chunkBytes);
-  for (let i = 0; i < total; i++) await azurePutBlock(t, name, i, chunkOf(buf, i, chunkBytes));
+  await pool(range(total), inFlight, (i) => azurePutBlock(t, name, i, chunkOf(buf, i, chunkBytes)));
   const xml =
     '<?xml version="1.0" encoding="utf-8"?><BlockList>' +
     range(total).map((i) => `<Latest>${blockId(i)}</Latest>`).join("") +
     "</BlockList>";
   const what = `${t.name}: Put Block List of ${name}`;
   const res = await call(
-    blobUrl(name, "comp=blocklist"),
+    blobUrl(t, name, "comp=blocklist"),
     {
       method: "PUT",
       body: xml,
@@ -431,7 +433,7 @@ async function azurePutBlob(t, buf, name) {
   azureSetup();
   const what = `${t.name}: Put Blob ${name}`;
   const res = await call(
-    blobUrl(name),
+    blobUrl(t, name),
     {
       method: "PUT",
       body: buf,
@@ -451,13 +453,13 @@ async function azurePutBlob(t, buf, name) {
 
 async function azureVerify(t, name, wantSha, wantBytes) {
   const what = `${t.name}: read back ${name}`;
-  const res = await call(blobUrl(name), { method: "GET", headers: { "x-ms-version": azure.version } }, what);
+  const res = await call(blobUrl(t, name), { method: "GET", headers: { "x-ms-version": azure.version } }, what);
   await expectStatus(res, [200], what);
   const { sha, bytes } = await hashBody(res);
   if (sha !== wantSha || bytes !== wantBytes) {
     throw new Error(`${what}: sha256/size mismatch (${bytes} bytes, ${sha})`);
   }
-  const del = await call(blobUrl(name), { method: "DELETE", headers: { "x-ms-version": azure.version } }, `${t.name}: delete ${name}`);
+  const del = await call(blobUrl(t, name), { method: "DELETE", headers: { "x-ms-version": azure.version } }, `${t.name}: delete ${name}`);
   await expectStatus(del, [202], `${t.name}: delete ${name}`);
   await del.body.dump();
 }
@@ -504,7 +506,7 @@ async function uploadBig(t, uploads, inFlight) {
   const one = async () => {
     if (t.kind === "filegate") return filegateUpload(t, bigFile, sizes.chunkBytes, inFlight, "bench.pdf");
     if (t.kind === "tus") return tusUpload(t, bigFile, sizes.chunkBytes);
-    if (t.kind === "azure") return azureUpload(t, bigFile, sizes.chunkBytes, blobName("big"));
+    if (t.kind === "azure") return azureUpload(t, bigFile, sizes.chunkBytes, blobName("big"), inFlight);
     throw new Error(`unknown kind ${t.kind}`);
   };
   const refs = await Promise.all(range(uploads).map(one));
@@ -657,9 +659,10 @@ async function main() {
     const c = CASES[caseName];
     for (let rep = 0; rep < config.reps; rep++) {
       for (const [gi, g] of config.groups.entries()) {
-        // Only filegate can have several chunks of one upload in flight; a tus server's
-        // figure here would just be its single upload again.
-        const targets = g.targets.filter((t) => caseName !== "par4" || t.kind === "filegate");
+        // Only filegate (and the relay floor, whose Put Blocks can be) can have several chunks
+        // of one upload in flight; a tus server's figure here would just be its single upload
+        // again.
+        const targets = g.targets.filter((t) => caseName !== "par4" || t.kind === "filegate" || t.via);
         // The order turns every rep (anchor, filegate..., then filegate..., anchor): with a
         // fixed order, whatever favours the later of two runs (a warmer page cache, the other's
         // write-back done) would count for one side only; turned, it cancels over an even
@@ -735,7 +738,7 @@ function printTable(caseNames) {
   const table = lines.join("\n");
   const notes = [
     `${config.reps} rep(s) per case; each target's rep is paired with the same rep's anchor run; the order turns every rep (anchor first, then anchor last), so that what favours the later run favours neither side over an even number of reps.`,
-    "Server CPU: utime+stime of the target's own process over the timed part (for Azurite direct, Azurite's). Azurite CPU: the Azurite process behind an Azure target.",
+    "Server CPU: utime+stime of the target's own process over the timed part (for Azurite direct, Azurite's; for the relay, the relay's). Azurite CPU: the Azurite process behind an Azure target.",
     hwmResettable
       ? "Peak RSS: VmHWM of the target's process, reset before each run."
       : "Peak RSS: VmHWM since the process started (this kernel did not let it be reset).",
