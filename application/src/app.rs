@@ -73,6 +73,12 @@ where
         }
     }
 
+    /// Keeps verified API keys in `cache` ([`crate::key_cache`]).
+    pub fn with_key_cache(mut self, cache: crate::KeyCache) -> Self {
+        self.keys = self.keys.with_cache(cache);
+        self
+    }
+
     /// Replaces the default per-mode size caps.
     /// [`Uploads::with_metrics`].
     pub fn with_metrics(mut self, metrics: std::sync::Arc<dyn crate::ports::Metrics>) -> Self {

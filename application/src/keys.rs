@@ -5,6 +5,7 @@
 use filegate_domain::{ApiKeyId, FirmId, UserId};
 use sha2::{Digest, Sha256};
 
+use crate::key_cache::KeyCache;
 use crate::ports::{Clock, IdSource, KeyStore, StoreError, StoredApiKey};
 
 const PREFIX: &str = "fg_";
@@ -57,11 +58,24 @@ pub struct ApiKeys<M, C, I> {
     store: M,
     clock: C,
     ids: I,
+    cache: Option<KeyCache>,
 }
 
 impl<M: KeyStore, C: Clock, I: IdSource> ApiKeys<M, C, I> {
     pub fn new(store: M, clock: C, ids: I) -> Self {
-        Self { store, clock, ids }
+        Self {
+            store,
+            clock,
+            ids,
+            cache: None,
+        }
+    }
+
+    /// Keeps verified keys in `cache` (which someone must feed with the store's key changes:
+    /// [`crate::key_cache::follow_key_changes`]).
+    pub fn with_cache(mut self, cache: KeyCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     pub async fn create(&self, firm: FirmId, user: UserId) -> Result<CreatedKey, KeyAdminError> {
@@ -95,16 +109,29 @@ impl<M: KeyStore, C: Clock, I: IdSource> ApiKeys<M, C, I> {
         if !looks_like_a_key(presented) {
             return Err(AuthError::Invalid);
         }
+        let hash = hash_key(presented);
+        if let Some(principal) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&hash, self.clock.now()))
+        {
+            return Ok(principal);
+        }
+        let ticket = self.cache.as_ref().map(KeyCache::ticket);
         let key = self
             .store
-            .find_api_key(&hash_key(presented))
+            .find_api_key(&hash)
             .await?
             .ok_or(AuthError::Invalid)?;
-        Ok(Principal {
+        let principal = Principal {
             key: key.id,
             firm: key.firm,
             user: key.user,
-        })
+        };
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            cache.keep(ticket, &hash, principal, self.clock.now());
+        }
+        Ok(principal)
     }
 
     /// Whether any live key exists (the first start creates one when none does).
@@ -181,6 +208,40 @@ mod tests {
             keys.revoke(created.id).await,
             Err(KeyAdminError::NotFound(_))
         ));
+    }
+
+    /// With a followed cache, a verified key answers without the store (revoked there behind
+    /// the cache's back, it still passes), until the feed names it.
+    #[tokio::test]
+    async fn a_cached_key_answers_until_the_feed_reports_its_change() {
+        use crate::ports::KeyChange;
+        let cache = KeyCache::new(std::time::Duration::from_secs(60));
+        cache.apply(KeyChange::Following);
+        let keys = keys().with_cache(cache.clone());
+        let created = keys
+            .create(
+                FirmId::from_uuid(Uuid::nil()),
+                UserId::from_uuid(Uuid::nil()),
+            )
+            .await
+            .unwrap();
+        keys.authenticate(Some(&created.secret)).await.unwrap();
+        assert_eq!(cache.len(), 1);
+        keys.store
+            .revoke_api_key(created.id, FixedClock.now())
+            .await
+            .unwrap();
+        assert_eq!(
+            keys.authenticate(Some(&created.secret)).await.unwrap().key,
+            created.id,
+            "answered from the cache"
+        );
+        cache.apply(KeyChange::Changed(hash_key(&created.secret)));
+        assert!(matches!(
+            keys.authenticate(Some(&created.secret)).await,
+            Err(AuthError::Invalid)
+        ));
+        assert!(cache.is_empty(), "a refused key is not kept");
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ mod digests;
 pub mod events;
 pub mod housekeeping;
 mod inflight;
+pub mod key_cache;
 pub mod keys;
 pub mod media;
 pub mod media_ports;
@@ -24,6 +25,7 @@ pub mod uploads;
 pub mod fakes;
 
 pub use app::{Fault, Filegate, Readiness};
+pub use key_cache::{KeyCache, follow_key_changes};
 pub use keys::{ApiKeys, AuthError, CreatedKey, KeyAdminError, Principal};
 pub use uploads::{
     BlockLists, ChunkCommand, ChunkReceipt, ContentError, DeleteFileError, FileContent, FileStatus,

@@ -386,6 +386,11 @@ pub struct DatabaseSettings {
     pub create_first_key: bool,
     /// Run the embedded migrations when `serve` starts. Default true.
     pub migrate_on_start: bool,
+    /// On Postgres, how long `serve` keeps an API key it has verified in memory (0: not at
+    /// all). A revoked or deleted key is dropped at once all the same, by every server, through
+    /// Postgres' notifications; this only bounds how long a key goes unchecked. SQLite keys are
+    /// never kept (nothing tells a server of another process's revocation). Default 60.
+    pub key_cache_secs: u64,
 }
 
 impl std::fmt::Debug for DatabaseSettings {
@@ -395,6 +400,7 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("max_connections", &self.max_connections)
             .field("create_first_key", &self.create_first_key)
             .field("migrate_on_start", &self.migrate_on_start)
+            .field("key_cache_secs", &self.key_cache_secs)
             .finish()
     }
 }
@@ -406,6 +412,7 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             create_first_key: true,
             migrate_on_start: true,
+            key_cache_secs: 60,
         }
     }
 }

@@ -20,7 +20,7 @@ use filegate_adapter_http::{
 use filegate_adapter_local_fs::LocalFsStore;
 use filegate_adapter_meta::MetaHttpClient;
 use filegate_adapter_metrics::PrometheusMetrics;
-use filegate_adapter_postgres::PgStore;
+use filegate_adapter_postgres::{PgKeyChanges, PgStore};
 use filegate_adapter_rabbitmq::{RabbitPublisher, run_worker};
 use filegate_adapter_sqlite::SqliteStore;
 use filegate_application::check::CheckReport;
@@ -32,7 +32,7 @@ use filegate_application::media_ports::TaskHandler;
 use filegate_application::ports::{BlobStore, ByteBudget, MetadataStore, Metrics, NoMetrics};
 use filegate_application::system::{RandomIds, SystemClock};
 use filegate_application::uploads::Uploads;
-use filegate_application::{ApiKeys, CreatedKey, Filegate};
+use filegate_application::{ApiKeys, CreatedKey, Filegate, KeyCache, follow_key_changes};
 use filegate_domain::{ApiKeyId, FirmId, UserId};
 use futures::StreamExt;
 
@@ -214,7 +214,31 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     // rustls from guessing should another provider ever be compiled in.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let store = metadata_store(&settings).await?;
-    with_store!(store, |s| serve_with_store(s, settings).await)
+    let keys = key_cache(&store, &settings);
+    let cache = keys.as_ref().map(|(cache, _)| cache.clone());
+    let served = with_store!(store, |s| serve_with_store(s, cache, settings).await);
+    if let Some((_, follower)) = keys {
+        follower.abort();
+    }
+    served
+}
+
+/// Verified API keys kept in memory, where the store tells of every key change (Postgres:
+/// `LISTEN`), with the task that follows those changes; none on SQLite, or when
+/// `database.key_cache_secs` is 0.
+fn key_cache(
+    store: &AnyStore,
+    settings: &Settings,
+) -> Option<(KeyCache, tokio::task::JoinHandle<()>)> {
+    let ttl = Duration::from_secs(settings.database.key_cache_secs);
+    match store {
+        AnyStore::Postgres(pg) if !ttl.is_zero() => {
+            let cache = KeyCache::new(ttl);
+            let follower = tokio::spawn(follow_key_changes(cache.clone(), PgKeyChanges::new(pg)));
+            Some((cache, follower))
+        }
+        AnyStore::Postgres(_) | AnyStore::Sqlite(_) => None,
+    }
 }
 
 /// Runs `$body` with `$blobs` bound to the blob store the configuration names.
@@ -258,8 +282,13 @@ async fn check_with_store<M: MetadataStore>(
     .context("the check could not finish")?))
 }
 
-async fn serve_with_store<M: MetadataStore>(store: M, settings: Settings) -> anyhow::Result<()> {
-    with_blobs!(settings, |blobs| serve_app(store, blobs, settings).await)
+async fn serve_with_store<M: MetadataStore>(
+    store: M,
+    keys: Option<KeyCache>,
+    settings: Settings,
+) -> anyhow::Result<()> {
+    with_blobs!(settings, |blobs| serve_app(store, blobs, keys, settings)
+        .await)
 }
 
 /// At start and then every `uploads.sweep_interval_secs`: expires the open uploads that no
@@ -342,11 +371,16 @@ fn spawn_checksum_filler<M: MetadataStore, B: BlobStore>(
 async fn serve_app<M: MetadataStore, B: BlobStore>(
     store: M,
     blobs: B,
+    keys: Option<KeyCache>,
     settings: Settings,
 ) -> anyhow::Result<()> {
     let wakeups = spawn_checksum_filler(store.clone(), blobs.clone());
     let metrics = Arc::new(PrometheusMetrics::new());
-    let app = Filegate::new(store.clone(), blobs.clone(), SystemClock, RandomIds)
+    let mut app = Filegate::new(store.clone(), blobs.clone(), SystemClock, RandomIds);
+    if let Some(cache) = keys {
+        app = app.with_key_cache(cache);
+    }
+    let app = app
         .with_metrics(metrics.port())
         .with_checksum_wakeups(wakeups)
         .with_caps(settings.limits.caps())

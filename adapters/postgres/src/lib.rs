@@ -10,9 +10,11 @@
 
 mod encoding;
 mod errors;
+mod key_changes;
 mod store;
 
 pub use encoding::Pg;
+pub use key_changes::{ALL_KEYS, KEY_CHANNEL, PgKeyChanges};
 pub use store::PgSessionTx;
 
 use std::time::Duration;

@@ -66,6 +66,16 @@ impl Databases {
         PgStore::from_pool(pool)
     }
 
+    /// The name of the database [`Databases::blank`] made last.
+    fn last_name(&self) -> String {
+        self.names
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a database was made")
+    }
+
     /// A new database, migrated, behind a store of its own.
     async fn fresh(&self) -> PgStore {
         let store = Self::store_on(self.blank().await).await;
@@ -452,6 +462,79 @@ async fn a_task_row_the_domain_refuses_is_reported_not_passed_on() {
                 other => panic!("a corrupt task row must be StoreError::Unknown, got {other:?}"),
             }
         }
+    })
+    .await;
+}
+
+/// The feed of key changes names every key changed by filegate or by hand (a `TRUNCATE`: all
+/// of them), never a new key, and reports a cut connection as lost before it follows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_changes_name_every_changed_key_and_report_a_lost_feed() {
+    use filegate_adapter_postgres::PgKeyChanges;
+    use filegate_application::ports::{KeyChange, KeyChanges, StoredApiKey};
+
+    async fn next(feed: &mut PgKeyChanges) -> KeyChange {
+        tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("a key change within 10 s")
+    }
+    fn key(n: u8) -> StoredApiKey {
+        StoredApiKey {
+            id: filegate_domain::ApiKeyId::from_uuid(Uuid::new_v4()),
+            hash: format!("{n:02x}").repeat(32),
+            firm: filegate_domain::FirmId::from_uuid(Uuid::new_v4()),
+            user: filegate_domain::UserId::from_uuid(Uuid::new_v4()),
+            created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        }
+    }
+
+    with_databases(|dbs| async move {
+        let (store, proxy) = store_behind_a_proxy(dbs).await;
+        let by_hand = PgPool::connect_with(dbs.options.clone().database(&dbs.last_name()))
+            .await
+            .unwrap();
+        let mut feed = PgKeyChanges::new(&store);
+        assert_eq!(next(&mut feed).await, KeyChange::Following);
+
+        let (a, b, c) = (key(0xa1), key(0xb2), key(0xc3));
+        for k in [&a, &b] {
+            store.insert_api_key(k).await.unwrap();
+        }
+        let revoked_at = chrono::Utc::now();
+        assert!(store.revoke_api_key(a.id, revoked_at).await.unwrap());
+        assert_eq!(
+            next(&mut feed).await,
+            KeyChange::Changed(a.hash.clone()),
+            "the inserts told nothing; the revocation named its key"
+        );
+        sqlx::query("DELETE FROM api_keys WHERE id = $1")
+            .bind(b.id.as_uuid())
+            .execute(&by_hand)
+            .await
+            .unwrap();
+        assert_eq!(next(&mut feed).await, KeyChange::Changed(b.hash.clone()));
+        sqlx::query("TRUNCATE api_keys")
+            .execute(&by_hand)
+            .await
+            .unwrap();
+        assert_eq!(next(&mut feed).await, KeyChange::All);
+        store.insert_api_key(&c).await.unwrap();
+
+        cut_every_connection(&proxy, Duration::from_millis(100)).await;
+        assert_eq!(next(&mut feed).await, KeyChange::Lost);
+        assert_eq!(next(&mut feed).await, KeyChange::Following);
+        // By hand: the store's own pooled connection was cut too.
+        sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE id = $1")
+            .bind(c.id.as_uuid())
+            .execute(&by_hand)
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut feed).await,
+            KeyChange::Changed(c.hash.clone()),
+            "followed again after the cut"
+        );
+        by_hand.close().await;
     })
     .await;
 }

@@ -23,7 +23,7 @@ pub use blobs::{BlobRead, BlobStore, BodyError, ByteBudget, ChunkBody, ListedBlo
 pub use checksums::ChecksumStore;
 pub use deletion::DeletionStore;
 pub use inventory::{InventoryStore, StoreCounts};
-pub use keys::{KeyStore, StoredApiKey};
+pub use keys::{KeyChange, KeyChanges, KeyStore, StoredApiKey};
 pub use metrics::{Metrics, NoMetrics, TaskCount};
 pub use outbox::OutboxStore;
 pub use tasks::{ClaimDecision, TASK_KINDS, TaskClaim, TaskRecord, TaskStatus, TaskStore};

@@ -46,6 +46,47 @@ pub async fn a_revoked_key_is_refused(profile: Profile) {
     .await;
 }
 
+/// A key deleted by hand in SQL, not through `keys revoke`, is refused at once, although on
+/// Postgres the server keeps the keys it has verified in memory: the table's trigger tells it.
+pub async fn a_key_deleted_by_hand_is_refused(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
+    let firm = uuid::Uuid::new_v4();
+    let key = app.create_key(firm, uuid::Uuid::new_v4()).await;
+    // Verified, then (on Postgres) answered from memory.
+    for _ in 0..2 {
+        envelope(
+            app.post_chunk_as(&key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
+                .await,
+            200,
+        )
+        .await;
+    }
+    let deleted = match app.db().await {
+        filegate_tests::Db::Postgres(mut c) => {
+            sqlx::query("DELETE FROM api_keys WHERE firm_id = $1")
+                .bind(firm)
+                .execute(&mut c)
+                .await
+                .unwrap()
+                .rows_affected()
+        }
+        filegate_tests::Db::Sqlite(mut c) => sqlx::query("DELETE FROM api_keys WHERE firm_id = ?1")
+            .bind(firm.to_string())
+            .execute(&mut c)
+            .await
+            .unwrap()
+            .rows_affected(),
+    };
+    assert_eq!(deleted, 1);
+    error_naming(
+        app.post_chunk_as(&key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
+            .await,
+        401,
+        "revoked",
+    )
+    .await;
+}
+
 pub async fn the_spec_and_the_docs_ui_are_served_without_a_key(profile: Profile) {
     let app = TestApp::spawn(profile).await;
     let resp = app.http.get(app.url("/openapi.json")).send().await.unwrap();

@@ -70,6 +70,7 @@ on_both_profiles!(
     errors::a_key_over_its_rate_gets_429_with_retry_after,
     health::liveness_and_readiness_answer_without_a_key,
     health::a_revoked_key_is_refused,
+    health::a_key_deleted_by_hand_is_refused,
     health::the_spec_and_the_docs_ui_are_served_without_a_key,
     content::the_content_route_streams_the_file_with_its_headers,
     content::a_single_range_gets_206_with_just_those_bytes,
