@@ -32,6 +32,7 @@
 //
 // Exit status: 0 when every upload and every check passed, 1 otherwise.
 
+import { execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { createHash, randomBytes, randomFillSync } from "node:crypto";
 import fs from "node:fs";
@@ -592,8 +593,42 @@ function alive(t) {
 const DEFER_CLEANUP_FILES = 500;
 const deferredCleanup = [];
 
+// Before every timed run: write back the page cache's dirty pages and wait (10 s at most) until
+// the machine is idle, so that what one target left behind (its files' write-back, Azurite's
+// clean-up of deleted blobs, Postgres' autovacuum of the rows a run deleted) is not paid by the
+// next one. Without it, the first target of each group in a rep, which runs right after the
+// other group's runs, took up to 2.5 times the CPU for the same bytes (4 concurrent uploads:
+// 4.3 s instead of 1.7 s), whichever it was. Idle is the whole machine's (/proc/stat), not only
+// the servers': Postgres and the kernel's own threads count too.
+const SETTLE_WINDOW_MS = 250;
+const SETTLE_IDLE_CORES = 0.1;
+const SETTLE_MAX_MS = 10_000;
+
+// CPU seconds the whole machine spent busy (not idle, not waiting for I/O) since boot.
+function machineBusySeconds() {
+  const cpu = fs.readFileSync("/proc/stat", "utf8").split("\n", 1)[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - cpu[3] - cpu[4]) / clkTck;
+}
+
+async function settle() {
+  execFileSync("sync");
+  const deadline = performance.now() + SETTLE_MAX_MS;
+  for (;;) {
+    const before = machineBusySeconds();
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_WINDOW_MS));
+    const cores = (machineBusySeconds() - before) / (SETTLE_WINDOW_MS / 1000);
+    if (cores < SETTLE_IDLE_CORES) return;
+    if (performance.now() > deadline) {
+      console.error(`bench-client: the machine was still busy (${f(cores)} cores) after ${SETTLE_MAX_MS / 1000} s; measuring anyway`);
+      return;
+    }
+  }
+}
+
 async function measure(t, caseName) {
   const c = CASES[caseName];
+  await settle();
   alive(t);
   resetPeakRss(t.pid);
   resetPeakRss(t.backendPid);
@@ -743,6 +778,7 @@ function printTable(caseNames) {
       ? "Peak RSS: VmHWM of the target's process, reset before each run."
       : "Peak RSS: VmHWM since the process started (this kernel did not let it be reset).",
     "Every stored file was read back and matched by sha256 (outside the timed part); on Azure it was then deleted (Delete Blob, or filegate's DELETE), so that Azurite holds as much at every measurement.",
+    "Before every timed run the page cache's dirty pages were written back (sync) and the machine was left to fall idle (under a tenth of a core), so that no run pays for what the one before it left behind.",
   ];
   console.log(table);
   console.log("");
