@@ -160,6 +160,15 @@ mod tests {
         ApiKeys::new(InMemoryStore::default(), FixedClock, SeqIds::default())
     }
 
+    async fn a_key(keys: &ApiKeys<InMemoryStore, FixedClock, SeqIds>) -> CreatedKey {
+        keys.create(
+            FirmId::from_uuid(Uuid::nil()),
+            UserId::from_uuid(Uuid::nil()),
+        )
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn a_created_key_authenticates_as_its_firm_and_user() {
         let keys = keys();
@@ -176,13 +185,7 @@ mod tests {
     #[tokio::test]
     async fn the_store_never_sees_the_secret() {
         let keys = keys();
-        let created = keys
-            .create(
-                FirmId::from_uuid(Uuid::nil()),
-                UserId::from_uuid(Uuid::nil()),
-            )
-            .await
-            .unwrap();
+        let created = a_key(&keys).await;
         let stored = keys.store.keys();
         assert_eq!(stored.len(), 1);
         assert_ne!(stored[0].hash, created.secret);
@@ -192,13 +195,7 @@ mod tests {
     #[tokio::test]
     async fn a_revoked_key_no_longer_authenticates() {
         let keys = keys();
-        let created = keys
-            .create(
-                FirmId::from_uuid(Uuid::nil()),
-                UserId::from_uuid(Uuid::nil()),
-            )
-            .await
-            .unwrap();
+        let created = a_key(&keys).await;
         keys.revoke(created.id).await.unwrap();
         assert!(matches!(
             keys.authenticate(Some(&created.secret)).await,
@@ -218,13 +215,7 @@ mod tests {
         let cache = KeyCache::new(std::time::Duration::from_secs(60));
         cache.apply(KeyChange::Following);
         let keys = keys().with_cache(cache.clone());
-        let created = keys
-            .create(
-                FirmId::from_uuid(Uuid::nil()),
-                UserId::from_uuid(Uuid::nil()),
-            )
-            .await
-            .unwrap();
+        let created = a_key(&keys).await;
         keys.authenticate(Some(&created.secret)).await.unwrap();
         assert_eq!(cache.len(), 1);
         keys.store

@@ -20,16 +20,30 @@ pub async fn liveness_and_readiness_answer_without_a_key(profile: Profile) {
     assert_eq!(ready["data"]["blobStore"], "ok");
 }
 
-pub async fn a_revoked_key_is_refused(profile: Profile) {
-    let app = TestApp::spawn(profile).await;
-    let firm = uuid::Uuid::new_v4();
-    let key = app.create_key(firm, uuid::Uuid::new_v4()).await;
+async fn key_is_served(app: &TestApp, key: &str) {
     envelope(
-        app.post_chunk_as(&key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
+        app.post_chunk_as(key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
             .await,
         200,
     )
     .await;
+}
+
+async fn key_is_refused(app: &TestApp, key: &str) {
+    error_naming(
+        app.post_chunk_as(key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
+            .await,
+        401,
+        "revoked",
+    )
+    .await;
+}
+
+pub async fn a_revoked_key_is_refused(profile: Profile) {
+    let app = TestApp::spawn(profile).await;
+    let firm = uuid::Uuid::new_v4();
+    let key = app.create_key(firm, uuid::Uuid::new_v4()).await;
+    key_is_served(&app, &key).await;
     let id = key_id_of(&app, firm).await;
     let out = app.revoke_key(&id.to_string()).await;
     assert!(
@@ -37,13 +51,7 @@ pub async fn a_revoked_key_is_refused(profile: Profile) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    error_naming(
-        app.post_chunk_as(&key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
-            .await,
-        401,
-        "revoked",
-    )
-    .await;
+    key_is_refused(&app, &key).await;
 }
 
 /// A key deleted by hand in SQL, not through `keys revoke`, is refused at once, although on
@@ -54,12 +62,7 @@ pub async fn a_key_deleted_by_hand_is_refused(profile: Profile) {
     let key = app.create_key(firm, uuid::Uuid::new_v4()).await;
     // Verified, then (on Postgres) answered from memory.
     for _ in 0..2 {
-        envelope(
-            app.post_chunk_as(&key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
-                .await,
-            200,
-        )
-        .await;
+        key_is_served(&app, &key).await;
     }
     let deleted = match app.db().await {
         filegate_tests::Db::Postgres(mut c) => {
@@ -78,13 +81,7 @@ pub async fn a_key_deleted_by_hand_is_refused(profile: Profile) {
             .rows_affected(),
     };
     assert_eq!(deleted, 1);
-    error_naming(
-        app.post_chunk_as(&key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
-            .await,
-        401,
-        "revoked",
-    )
-    .await;
+    key_is_refused(&app, &key).await;
 }
 
 pub async fn the_spec_and_the_docs_ui_are_served_without_a_key(profile: Profile) {
