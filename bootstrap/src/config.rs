@@ -387,9 +387,10 @@ pub struct DatabaseSettings {
     /// Run the embedded migrations when `serve` starts. Default true.
     pub migrate_on_start: bool,
     /// On Postgres, how long `serve` keeps an API key it has verified in memory (0: not at
-    /// all). A revoked or deleted key is dropped at once all the same, by every server, through
-    /// Postgres' notifications; this only bounds how long a key goes unchecked. SQLite keys are
-    /// never kept (nothing tells a server of another process's revocation). Default 60.
+    /// all). A revoked or deleted key is dropped by every server as soon as Postgres' notice of
+    /// it arrives (milliseconds; 0 makes a revocation bite the instant it commits); this only
+    /// bounds how long a key goes unchecked. SQLite keys are never kept (nothing tells a server
+    /// of another process's revocation). Default 60.
     pub key_cache_secs: u64,
 }
 

@@ -1,8 +1,8 @@
 -- Every change to an API key, made by filegate (`keys revoke`) or by hand (an UPDATE, a DELETE,
 -- a TRUNCATE), tells the servers listening on the channel `filegate_api_keys` which key hash to
 -- forget ('*': all of them), so that a key a server keeps in memory is refused by every server
--- as soon as the change commits (docs/decisions.md, "Verified API keys are kept in memory on
--- Postgres"). A new key needs no notice: only keys found in the table are kept.
+-- as soon as the notice, sent when the change commits, reaches it (docs/decisions.md, "Verified
+-- API keys are kept in memory on Postgres"). A new key needs no notice: only keys found in the table are kept.
 CREATE FUNCTION filegate_api_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_LEVEL = 'STATEMENT' THEN

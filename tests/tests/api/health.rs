@@ -29,14 +29,27 @@ async fn key_is_served(app: &TestApp, key: &str) {
     .await;
 }
 
+/// How soon a revoked key must be refused. On SQLite at once; on Postgres, where servers keep
+/// verified keys in memory, once the server has processed Postgres' notice of the change:
+/// milliseconds, but under the whole suite's load on two vCPUs a request right after the
+/// change was seen to pass (docs/decisions.md, "Verified API keys are kept in memory on
+/// Postgres").
+const REVOCATION_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends chunks with `key` until one is refused with 401 naming the revocation, for at most
+/// [`REVOCATION_BOUND`]; anything but a success or that refusal fails at once.
 async fn key_is_refused(app: &TestApp, key: &str) {
-    error_naming(
-        app.post_chunk_as(key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
-            .await,
-        401,
-        "revoked",
-    )
-    .await;
+    let start = std::time::Instant::now();
+    loop {
+        let resp = app
+            .post_chunk_as(key, Chunk::new(&png_bytes(64), 0, 1, "Firm"))
+            .await;
+        if resp.status().as_u16() != 200 || start.elapsed() > REVOCATION_BOUND {
+            error_naming(resp, 401, "revoked").await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 pub async fn a_revoked_key_is_refused(profile: Profile) {
@@ -54,8 +67,8 @@ pub async fn a_revoked_key_is_refused(profile: Profile) {
     key_is_refused(&app, &key).await;
 }
 
-/// A key deleted by hand in SQL, not through `keys revoke`, is refused at once, although on
-/// Postgres the server keeps the keys it has verified in memory: the table's trigger tells it.
+/// A key deleted by hand in SQL, not through `keys revoke`, is refused, although on Postgres
+/// the server keeps the keys it has verified in memory: the table's trigger tells it.
 pub async fn a_key_deleted_by_hand_is_refused(profile: Profile) {
     let app = TestApp::spawn(profile).await;
     let firm = uuid::Uuid::new_v4();
