@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use filegate_application::completion::{
     BlockOutcome, CommitPlan, RecordError, record_block, record_first_block,
 };
-use filegate_application::ports::{ExpiredUpload, RecordedPart, StoreError, UploadStore};
+use filegate_application::ports::{
+    ExpiredUpload, RecordedPart, StagedBlock, StoreError, UploadStore,
+};
 use filegate_domain::{BlobPath, FileId, FileRecord, FirmId, Mode, SessionState, UploadSession};
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -659,6 +661,59 @@ pub async fn whole_files_recorded_at_once_each_get_their_own_answer<M: UploadSto
             "file {i} keeps the size it was recorded with"
         );
         assert_eq!(snapshot.staged_bytes, size, "file {i}");
+    }
+}
+
+/// What a group commit of new files of one block is given per file: its session as stored
+/// (committed), its block, record and event.
+pub type WholeFileParts = (
+    UploadSession,
+    StagedBlock,
+    FileRecord,
+    filegate_application::media_ports::OutgoingEvent,
+);
+
+/// Not a case of the port: a store that records new files in groups (the SQL stores) runs its
+/// largest group through `record_group` here, because the port's own case
+/// ([`whole_files_recorded_at_once_each_get_their_own_answer`]) would pass even if every group
+/// failed (a failed group is recorded again file by file). The group must succeed as one, and
+/// every file in it read back committed with its own size.
+pub async fn a_group_of_whole_files_is_recorded_as_one<M, F, Fut>(
+    store: M,
+    files: usize,
+    record_group: F,
+) where
+    M: UploadStore,
+    F: FnOnce(Vec<WholeFileParts>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let parts: Vec<WholeFileParts> = (0..files)
+        .map(|i| {
+            let session = UploadSession {
+                state: SessionState::Committed,
+                ..session(Mode::Message, 1, &format!("scan-{i}.pdf"))
+            };
+            let size = 100 + i as u64;
+            let record = record_for(&session, size);
+            let event = filegate_application::events::file_completed(&record);
+            (
+                session.clone(),
+                block(&session, 0, "whole", size),
+                record,
+                event,
+            )
+        })
+        .collect();
+    ok(record_group(parts.clone()).await, "record_group");
+    for (i, (session, _, record, _)) in parts.iter().enumerate() {
+        let snapshot = ok(
+            store.find_session(session.firm, session.file_id).await,
+            "find_session",
+        )
+        .unwrap_or_else(|| panic!("file {i} of the group is recorded"));
+        assert_eq!(snapshot.session.state, SessionState::Committed, "file {i}");
+        assert_eq!(snapshot.staged_bytes, record.size, "file {i}");
+        assert_eq!(snapshot.file.as_ref(), Some(record), "file {i}");
     }
 }
 

@@ -1,8 +1,10 @@
-//! Group commit of new files of one block, where the database has one writer (SQLite).
+//! Group commit of new files of one block.
 //!
 //! A file of one chunk costs one transaction of four inserts. On SQLite the transaction is
 //! three hand-overs to the connection's thread (`BEGIN`, the inserts, `COMMIT`) under the
-//! process's write gate, and with many small uploads in flight they queue there one by one.
+//! process's write gate, and with many small uploads in flight they queue there one by one. On
+//! Postgres it is one statement, but each is a round trip, a backend's parse-bind-execute and a
+//! WAL flush of its own, on a server that shares the machine's CPU with everything else.
 //! Recording every file that is waiting in one transaction makes the queue the batch: the
 //! first request to find no commit running starts one (on a task of its own, so that a client
 //! hanging up cannot cut it short for the others), the others wait for its answer. Exactly-once
@@ -159,39 +161,96 @@ impl<T> Drop for Running<'_, T> {
     }
 }
 
+/// How a store writes one file's four inserts ([`crate::whole_file_inserts!`]'s forms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WholeFileForm {
+    /// Four statements, run inside a transaction (SQLite takes several statements in one call).
+    Sequence,
+    /// One statement of data-modifying `WITH` parts, atomic on its own (Postgres prepares one
+    /// statement at a time).
+    Cte,
+}
+
 /// The query recording `n` files, `n` a power of two up to [`MAX_GROUP`] (the sizes
-/// [`GroupCommit::take`] answers): the statements of one file ([`crate::whole_file_inserts!`],
-/// its parameters `$1`..`$34`) repeated with the i-th file's parameters moved up by `34 * i`.
-/// Built once per size.
-pub fn group_sql(n: usize) -> &'static str {
-    static CACHE: OnceLock<Vec<String>> = OnceLock::new();
-    let all = CACHE.get_or_init(|| {
-        (0..=MAX_GROUP.ilog2())
-            .map(|k| renumbered(crate::whole_file_inserts!(sequence), 1 << k))
-            .collect()
-    });
+/// [`GroupCommit::take`] answers), the i-th file's parameters being those of one file
+/// (`$1`..`$34`) moved up by `34 * i`: for [`WholeFileForm::Sequence`] the statements of one
+/// file repeated; for [`WholeFileForm::Cte`] the one statement with a row per file in each of
+/// its four inserts. Built once per form and size.
+pub fn group_sql(form: WholeFileForm, n: usize) -> &'static str {
+    static SEQUENCE: OnceLock<Vec<String>> = OnceLock::new();
+    static CTE: OnceLock<Vec<String>> = OnceLock::new();
+    let sizes = || (0..=MAX_GROUP.ilog2()).map(|k| 1usize << k);
+    let all = match form {
+        WholeFileForm::Sequence => SEQUENCE.get_or_init(|| {
+            sizes()
+                .map(|n| repeated(crate::whole_file_inserts!(sequence), n))
+                .collect()
+        }),
+        WholeFileForm::Cte => CTE.get_or_init(|| sizes().map(cte_rows).collect()),
+    };
     let k = n.clamp(1, MAX_GROUP).ilog2() as usize;
     debug_assert!(n.is_power_of_two(), "a group of {n} files");
     &all[k]
 }
 
-fn renumbered(base: &str, n: usize) -> String {
-    let mut out = String::with_capacity(base.len() * n + n);
+/// `base` once per file, each with its own parameters, as statements of their own.
+fn repeated(base: &str, n: usize) -> String {
+    let mut out = String::with_capacity(base.len() * n + 2 * n);
     for i in 0..n {
-        let mut rest = base;
-        while let Some(at) = rest.find('$') {
-            out.push_str(&rest[..=at]);
-            rest = &rest[at + 1..];
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            match rest[..digits].parse::<usize>() {
-                Ok(k) => out.push_str(&(k + PARAMS_PER_FILE * i).to_string()),
-                Err(_) => out.push_str(&rest[..digits]),
-            }
-            rest = &rest[digits..];
-        }
-        out.push_str(rest);
+        out.push_str(&renumbered(base, PARAMS_PER_FILE * i));
         out.push_str(";\n");
     }
+    out
+}
+
+/// The `WITH` statement of one file, with each insert's row given once per file.
+fn cte_rows(n: usize) -> String {
+    let rows = |into: &str, row: &str, tail: &str| {
+        let all: Vec<String> = (0..n)
+            .map(|i| renumbered(row, PARAMS_PER_FILE * i))
+            .collect();
+        format!("{into} VALUES {}{tail}", all.join(", "))
+    };
+    format!(
+        "WITH s AS ({}),\nb AS ({}),\nf AS ({})\n{}",
+        rows(
+            crate::whole_file_inserts!(@session_into),
+            crate::whole_file_inserts!(@session_row),
+            ""
+        ),
+        rows(
+            crate::whole_file_inserts!(@block_into),
+            crate::whole_file_inserts!(@block_row),
+            ""
+        ),
+        rows(
+            crate::whole_file_inserts!(@file_into),
+            crate::whole_file_inserts!(@file_row),
+            ""
+        ),
+        rows(
+            crate::whole_file_inserts!(@event_into),
+            crate::whole_file_inserts!(@event_row),
+            crate::whole_file_inserts!(@event_tail)
+        ),
+    )
+}
+
+/// `sql` with every parameter `$k` made `$(k + offset)`.
+fn renumbered(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + sql.len() / 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(k) => out.push_str(&(k + offset).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -201,7 +260,7 @@ mod tests {
 
     #[test]
     fn each_file_of_a_group_has_parameters_of_its_own() {
-        let sql = renumbered("INSERT INTO t VALUES ($1, $12, $34); SELECT '$'", 3);
+        let sql = repeated("INSERT INTO t VALUES ($1, $12, $34); SELECT '$'", 3);
         assert_eq!(
             sql,
             "INSERT INTO t VALUES ($1, $12, $34); SELECT '$';\n\
@@ -221,9 +280,37 @@ mod tests {
         used.sort_unstable();
         used.dedup();
         assert_eq!(used, (1..=PARAMS_PER_FILE).collect::<Vec<_>>());
-        let group = group_sql(MAX_GROUP);
-        assert!(group.contains(&format!("${}", PARAMS_PER_FILE * MAX_GROUP)));
-        assert!(!group.contains(&format!("${}", PARAMS_PER_FILE * MAX_GROUP + 1)));
+        for form in [WholeFileForm::Sequence, WholeFileForm::Cte] {
+            let group = group_sql(form, MAX_GROUP);
+            assert!(group.contains(&format!("${}", PARAMS_PER_FILE * MAX_GROUP)));
+            assert!(!group.contains(&format!("${}", PARAMS_PER_FILE * MAX_GROUP + 1)));
+        }
+        assert_eq!(
+            group_sql(WholeFileForm::Cte, 1),
+            crate::whole_file_inserts!(cte),
+            "one file's group is the one file's statement"
+        );
+    }
+
+    #[test]
+    fn a_cte_group_has_a_row_per_file_in_each_insert() {
+        let sql = group_sql(WholeFileForm::Cte, 2);
+        assert_eq!(sql.matches("INSERT INTO").count(), 4, "{sql}");
+        assert_eq!(sql.matches("WITH").count(), 1, "{sql}");
+        assert!(
+            sql.contains(
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13), ($35, $36,"
+            ),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("VALUES ($14, $15, $16, $17, $18), ($48, $49, $50, $51, $52)"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("($64, $65, $66, $67, $68) ON CONFLICT (id) DO NOTHING"),
+            "{sql}"
+        );
     }
 
     #[test]

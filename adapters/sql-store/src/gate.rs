@@ -22,7 +22,7 @@ pub struct WriteGate {
     /// How long a writer queues before it gives up (a retryable error), as long as the busy
     /// timeout it replaces.
     wait: Duration,
-    /// New files of one block waiting to be recorded together (used where the gate is serial).
+    /// New files of one block waiting to be recorded together.
     group: crate::GroupCommit,
 }
 

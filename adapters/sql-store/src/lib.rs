@@ -16,7 +16,10 @@ mod gate;
 mod ports;
 mod rows;
 
-pub use batch::{GroupCommit, RecordGroup, WholeFile, group_sql, run as run_group_commit};
+pub use batch::{
+    GroupCommit, MAX_GROUP, RecordGroup, WholeFile, WholeFileForm, group_sql,
+    run as run_group_commit,
+};
 pub use checks::{corrupt, indices, pending_migrations, to_i32, to_i64, unsigned, unstorable};
 pub use dialect::{Dialect, Encoding};
 pub use errors::classify;
@@ -71,27 +74,72 @@ macro_rules! session_columns {
 /// [`UploadStore::record_whole_file`]: filegate_application::ports::UploadStore::record_whole_file
 #[macro_export]
 macro_rules! whole_file_inserts {
-    (@session) => {
+    // Each insert is its target (`@..._into`), one row of parameters (`@..._row`) and, for the
+    // event, a tail; `group_sql` gives the rows once per file.
+    (@session_into) => {
         "INSERT INTO upload_sessions
              (file_id, firm_id, user_id, mode, total_blocks, file_name, content_type, blob_path,
-              upload_id, state, created_at, completed_at, received_blocks)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+              upload_id, state, created_at, completed_at, received_blocks)"
+    };
+    (@session_row) => {
+        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    };
+    (@block_into) => {
+        "INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)"
+    };
+    (@block_row) => {
+        "($14, $15, $16, $17, $18)"
+    };
+    (@file_into) => {
+        concat!("INSERT INTO files (", $crate::file_columns!(), ")")
+    };
+    (@file_row) => {
+        "($19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
+    };
+    (@event_into) => {
+        "INSERT INTO outbox (id, routing_key, payload, created_at, traceparent)"
+    };
+    (@event_row) => {
+        "($30, $31, $32, $33, $34)"
+    };
+    (@event_tail) => {
+        " ON CONFLICT (id) DO NOTHING"
+    };
+    (@session) => {
+        concat!(
+            $crate::whole_file_inserts!(@session_into),
+            " VALUES ",
+            $crate::whole_file_inserts!(@session_row)
+        )
     };
     (@block) => {
-        "INSERT INTO staged_blocks (file_id, block_index, part_id, size, staged_at)
-         VALUES ($14, $15, $16, $17, $18)"
+        concat!(
+            $crate::whole_file_inserts!(@block_into),
+            " VALUES ",
+            $crate::whole_file_inserts!(@block_row)
+        )
     };
     (@file) => {
         concat!(
-            "INSERT INTO files (",
-            $crate::file_columns!(),
-            ") VALUES ($19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
+            $crate::whole_file_inserts!(@file_into),
+            " VALUES ",
+            $crate::whole_file_inserts!(@file_row)
         )
     };
     (@event) => {
-        "INSERT INTO outbox (id, routing_key, payload, created_at, traceparent)
-         VALUES ($30, $31, $32, $33, $34)
-         ON CONFLICT (id) DO NOTHING"
+        concat!(
+            $crate::whole_file_inserts!(@event_into),
+            " VALUES ",
+            $crate::whole_file_inserts!(@event_row),
+            $crate::whole_file_inserts!(@event_tail)
+        )
+    };
+    // How the form is named to `group_sql`.
+    (@form sequence) => {
+        $crate::WholeFileForm::Sequence
+    };
+    (@form cte) => {
+        $crate::WholeFileForm::Cte
     };
     // Whether the query needs a transaction around it to be atomic.
     (@needs_transaction sequence) => {

@@ -565,9 +565,10 @@ macro_rules! metadata_ports {
                 /// committed with its one block counted, the block, the file and the event (the
                 /// general path also reads and updates the count, lists the parts and updates the
                 /// state). On Postgres one round trip instead of six (with `BEGIN` and `COMMIT`).
-                /// On SQLite, where each call is a hand-over to the connection's thread and back
-                /// under the process's one write gate, the files that wait are recorded together
-                /// in one transaction (see [`GroupCommit`](crate::GroupCommit)).
+                /// The files that wait while a commit runs are recorded together, in one
+                /// transaction (see [`GroupCommit`](crate::GroupCommit)): on SQLite each call is a
+                /// hand-over to the connection's thread and back under the process's one write
+                /// gate; on Postgres each statement is a round trip and a WAL flush.
                 #[tracing::instrument(name = "store.record_whole_file", skip_all)]
                 async fn record_whole_file(
                     &self,
@@ -591,10 +592,6 @@ macro_rules! metadata_ports {
                         record: record.clone(),
                         event,
                     };
-                    if !self.gate.is_serial() {
-                        // Writers do not queue here: each file goes at once.
-                        return $crate::RecordGroup::record_group(self, std::slice::from_ref(&file)).await;
-                    }
                     let joined = self.gate.group().join(file);
                     if joined.lead {
                         let store = self.clone();
@@ -645,7 +642,7 @@ macro_rules! metadata_ports {
                     let sql = $crate::whole_file_inserts!($whole);
                     let mut query = match files.len() {
                         1 => ::sqlx::query(sql),
-                        n => ::sqlx::query(::sqlx::AssertSqlSafe($crate::group_sql(n))),
+                        n => ::sqlx::query(::sqlx::AssertSqlSafe($crate::group_sql($crate::whole_file_inserts!(@form $whole), n))),
                     };
                     for f in files {
                         let (session, block, record, event) = (&f.session, &f.block, &f.record, &f.event);
