@@ -12,11 +12,13 @@
 //! file by file, so that one file's error is only its own.
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use filegate_application::media_ports::OutgoingEvent;
 use filegate_application::ports::{StagedBlock, StoreError};
 use filegate_domain::{FileRecord, UploadSession};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 /// The most files one transaction records. A group is always a power of two of files (the
 /// rest wait for the next), so that each connection prepares and keeps at most six queries of
@@ -54,14 +56,45 @@ impl<T> Clone for GroupCommit<T> {
 struct Queue<T> {
     waiting: Vec<Waiter<T>>,
     committing: bool,
+    /// How long a commit waits for company when files have been arriving (zero: never).
+    gather: Duration,
+    /// When the last group was taken.
+    last_taken: Option<Instant>,
 }
+
+/// Files arriving this close after the last group was taken mean a steady stream, worth a
+/// short wait for company; an upload after a quiet spell goes at once.
+pub const BUSY_WITHIN: Duration = Duration::from_millis(10);
 
 impl<T> Default for GroupCommit<T> {
     fn default() -> Self {
+        Self::gathering(Duration::ZERO)
+    }
+}
+
+impl<T> GroupCommit<T> {
+    /// A queue whose commits, while files keep arriving (a group was taken within
+    /// [`BUSY_WITHIN`]), wait `gather` before taking the next group, so that more files share
+    /// it. Where writers queue behind a gate (SQLite), the gate's queue already gathers them;
+    /// where they do not (Postgres), a group would hold one or two files, each a statement and
+    /// a WAL flush, without it.
+    pub fn gathering(gather: Duration) -> Self {
         Self(Arc::new(Mutex::new(Queue {
             waiting: Vec::new(),
             committing: false,
+            gather,
+            last_taken: None,
         })))
+    }
+
+    /// How long the commit should wait before taking the next group: `gather` while files
+    /// keep arriving and the group is not full yet; nothing otherwise.
+    fn wait_for_company(&self) -> Option<Duration> {
+        let queue = self.lock();
+        let busy = queue
+            .last_taken
+            .is_some_and(|at| at.elapsed() < BUSY_WITHIN);
+        (busy && !queue.gather.is_zero() && queue.waiting.len() < MAX_GROUP).then_some(queue.gather)
     }
 }
 
@@ -94,6 +127,8 @@ impl<T> GroupCommit<T> {
         };
         if n == 0 {
             queue.committing = false;
+        } else {
+            queue.last_taken = Some(Instant::now());
         }
         queue.waiting.drain(..n).collect()
     }
@@ -115,6 +150,9 @@ impl<T> GroupCommit<T> {
 pub async fn run<T, R: RecordGroup<T>>(group: &GroupCommit<T>, recorder: &R) {
     let run = Running(group);
     loop {
+        if let Some(wait) = group.wait_for_company() {
+            tokio::time::sleep(wait).await;
+        }
         let (files, answers): (Vec<T>, Vec<_>) = group.take().into_iter().unzip();
         if files.is_empty() {
             break;
@@ -366,6 +404,88 @@ mod tests {
         }
         assert_eq!(answers, [true, false, true]);
         assert!(group.join(4).lead, "the run ended with the queue");
+    }
+
+    /// A group and the (paused) time it was recorded at.
+    type Recorded = (Vec<u32>, Instant);
+
+    /// Records each group with its time.
+    #[derive(Clone, Default)]
+    struct Timed(Arc<Mutex<Vec<Recorded>>>);
+
+    impl RecordGroup<u32> for Timed {
+        async fn record_group(&self, files: &[u32]) -> Result<(), StoreError> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((files.to_vec(), Instant::now()));
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_files_keep_coming_a_commit_waits_for_company() {
+        let gather = Duration::from_millis(1);
+        let group = GroupCommit::<u32>::gathering(gather);
+        let timed = Timed::default();
+        let start = |group: &GroupCommit<u32>| {
+            let (group, timed) = (group.clone(), timed.clone());
+            tokio::spawn(async move { run(&group, &timed).await })
+        };
+
+        // After a quiet spell a file goes at once.
+        let quiet = Instant::now();
+        let first = group.join(1);
+        assert!(first.lead);
+        let runner = start(&group);
+        first.answer.await.unwrap().unwrap();
+        runner.await.unwrap();
+
+        // Right after it, the next commit waits `gather`, and a file arriving meanwhile
+        // shares its group.
+        let busy = Instant::now();
+        let second = group.join(2);
+        assert!(second.lead, "the run before has ended");
+        let runner = start(&group);
+        tokio::time::sleep(gather / 2).await;
+        assert!(!group.join(3).lead, "a commit is under way");
+        runner.await.unwrap();
+
+        // After a quiet spell again, at once.
+        tokio::time::sleep(BUSY_WITHIN).await;
+        let later = Instant::now();
+        assert!(group.join(4).lead);
+        start(&group).await.unwrap();
+
+        let groups = timed.0.lock().unwrap().clone();
+        assert_eq!(
+            groups,
+            [
+                (vec![1], quiet),
+                (vec![2, 3], busy + gather),
+                (vec![4], later)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_never_gathers_takes_what_waits_at_once() {
+        let group = GroupCommit::<u32>::default();
+        let timed = Timed::default();
+        for n in 1..=2 {
+            assert!(group.join(n).lead, "each run ends with its queue");
+            let before = Instant::now();
+            run(&group, &timed).await;
+            assert!(before.elapsed() < BUSY_WITHIN, "no wait");
+        }
+        let groups: Vec<Vec<u32>> = timed
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(g, _)| g.clone())
+            .collect();
+        assert_eq!(groups, [vec![1], vec![2]]);
     }
 
     #[tokio::test]
