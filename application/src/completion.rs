@@ -79,6 +79,30 @@ where
     record_locked(tx, locked, file, block, commit).await
 }
 
+/// [`record_block`] for a block the caller expects to leave the file incomplete (every chunk
+/// but the last, as far as the session's snapshot told): the store records it in one step
+/// where it can ([`UploadStore::record_incomplete_block`]); when it would complete the file
+/// after all, or the session is no longer open, the rule above runs and decides.
+pub async fn record_block_expecting_more<S, F, Fut, E>(
+    store: &S,
+    file: FileId,
+    block: StagedBlock,
+    commit: F,
+) -> Result<BlockOutcome, RecordError<E>>
+where
+    S: UploadStore,
+    F: FnOnce(CommitPlan) -> Fut + Send,
+    Fut: Future<Output = Result<FileRecord, E>> + Send,
+    E: Send,
+{
+    if let Some(BlockUpsert { received, replaced }) =
+        store.record_incomplete_block(file, &block).await?
+    {
+        return Ok(BlockOutcome::Staged { received, replaced });
+    }
+    record_block(store, file, block, commit).await
+}
+
 /// [`record_block`] for the first block of a new upload: the session is stored by the same
 /// transaction that records the block (and, for a file of one block, commits it), so a new
 /// file costs one transaction less, and a first block whose commit fails leaves no session.

@@ -523,8 +523,11 @@ impl<M: UploadStore, B: BlobStore, C: Clock, I: IdSource> Uploads<M, B, C, I> {
         let commit = |plan| self.commit(&session, plan, candidate.as_ref());
         let outcome = if is_new {
             completion::record_first_block(&self.store, &session, block, commit).await
-        } else {
+        } else if may_complete {
             completion::record_block(&self.store, session.file_id, block, commit).await
+        } else {
+            completion::record_block_expecting_more(&self.store, session.file_id, block, commit)
+                .await
         };
         // Recorded (or refused): its bytes now count in the recorded total, or nowhere.
         drop(hold);

@@ -69,6 +69,8 @@ macro_rules! upload_store_suite {
                 a_first_block_opens_its_session_in_the_same_transaction,
                 a_whole_file_is_recorded_committed_at_once,
                 whole_files_recorded_at_once_each_get_their_own_answer,
+                an_incomplete_block_is_recorded_in_one_step_and_only_then,
+                racing_incomplete_blocks_count_each_index_once,
                 an_upload_id_is_open_only_while_its_session_is,
                 open_uploads_are_counted_per_firm,
                 files_without_a_checksum_are_listed_until_one_is_set,

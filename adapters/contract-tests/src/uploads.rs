@@ -12,7 +12,7 @@ use filegate_application::completion::{
     BlockOutcome, CommitPlan, RecordError, record_block, record_first_block,
 };
 use filegate_application::ports::{
-    ExpiredUpload, RecordedPart, StagedBlock, StoreError, UploadStore,
+    BlockUpsert, ExpiredUpload, RecordedPart, StagedBlock, StoreError, UploadStore,
 };
 use filegate_domain::{BlobPath, FileId, FileRecord, FirmId, Mode, SessionState, UploadSession};
 use tokio::sync::Barrier;
@@ -662,6 +662,148 @@ pub async fn whole_files_recorded_at_once_each_get_their_own_answer<M: UploadSto
         );
         assert_eq!(snapshot.staged_bytes, size, "file {i}");
     }
+}
+
+/// A block that leaves its open upload incomplete is recorded in one step, as the general path
+/// records it (count, replaced part); any other block changes nothing and answers `None`, for
+/// the general path to decide: no session, this block would complete the upload, a committed
+/// or an expired session.
+pub async fn an_incomplete_block_is_recorded_in_one_step_and_only_then<M: UploadStore>(store: M) {
+    let short = |store: &M, s: &UploadSession, index: u32, part: &str| {
+        let (store, block) = (store.clone(), block(s, index, part, 10 + u64::from(index)));
+        let file = s.file_id;
+        async move {
+            ok(
+                store.record_incomplete_block(file, &block).await,
+                "record_incomplete_block",
+            )
+        }
+    };
+    let upload = session(Mode::Import, 3, "contacts.csv");
+    assert_eq!(
+        short(&store, &upload, 0, "a0").await,
+        None,
+        "no session yet"
+    );
+    ok(store.open_session(&upload).await, "open_session");
+    let upsert = |received, replaced: Option<&str>| {
+        Some(BlockUpsert {
+            received,
+            replaced: replaced.map(str::to_owned),
+        })
+    };
+    assert_eq!(short(&store, &upload, 0, "a0").await, upsert(1, None));
+    assert_eq!(
+        short(&store, &upload, 0, "b0").await,
+        upsert(1, Some("a0")),
+        "a re-sent index replaces and is not counted twice"
+    );
+    assert_eq!(short(&store, &upload, 2, "a2").await, upsert(2, None));
+    assert_eq!(
+        short(&store, &upload, 2, "b2").await,
+        upsert(2, Some("a2")),
+        "a re-send at two of three blocks leaves it incomplete"
+    );
+    assert_eq!(
+        short(&store, &upload, 1, "a1").await,
+        None,
+        "the block that would complete the upload is the general path's"
+    );
+    let parts = ok(store.recorded_parts(upload.file_id).await, "recorded_parts");
+    assert_eq!(
+        parts
+            .iter()
+            .map(|p| (p.index, p.part_id.as_str(), p.size))
+            .collect::<Vec<_>>(),
+        [(0, "b0", 10), (2, "b2", 12)],
+        "recorded as the general path records, and nothing of the refused block"
+    );
+    let snapshot = ok(
+        store.find_session(upload.firm, upload.file_id).await,
+        "find_session",
+    )
+    .expect("the session exists");
+    assert_eq!(snapshot.received.len(), 2);
+    assert_eq!(snapshot.staged_bytes, 22);
+    assert_eq!(snapshot.session.state, SessionState::Open);
+
+    commit_last(&store, &upload, 1).await;
+    assert_eq!(
+        short(&store, &upload, 0, "late").await,
+        None,
+        "a committed upload takes no block"
+    );
+
+    let aged = UploadSession {
+        created_at: now() - chrono::Duration::hours(2),
+        ..session(Mode::Import, 3, "aged.csv")
+    };
+    ok(store.open_session(&aged).await, "open_session");
+    let expired = ok(
+        store
+            .expire_idle(Mode::Import, now() - chrono::Duration::hours(1))
+            .await,
+        "expire_idle",
+    );
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        short(&store, &aged, 0, "late").await,
+        None,
+        "an expired upload takes no block"
+    );
+    let snapshot = ok(
+        store.find_session(aged.firm, aged.file_id).await,
+        "find_session",
+    )
+    .expect("the session exists");
+    assert!(snapshot.received.is_empty(), "nothing was recorded");
+}
+
+/// Racing blocks recorded in one step, each index sent twice: every index counts once, one copy
+/// of each replaces the other, and the count never passes what was recorded.
+pub async fn racing_incomplete_blocks_count_each_index_once<M: UploadStore>(store: M) {
+    const INDICES: u32 = 6;
+    let upload = session(Mode::Import, i64::from(INDICES) + 1, "race.csv");
+    ok(store.open_session(&upload).await, "open_session");
+    let start = Arc::new(Barrier::new(2 * INDICES as usize));
+    let tasks: Vec<_> = (0..2 * INDICES)
+        .map(|n| {
+            let (store, start) = (store.clone(), Arc::clone(&start));
+            let block = block(&upload, n % INDICES, &format!("p{n}"), 1);
+            let file = upload.file_id;
+            tokio::spawn(async move {
+                start.wait().await;
+                store.record_incomplete_block(file, &block).await
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    let mut replaced = 0;
+    for task in tasks {
+        let upsert = ok(
+            task.await.expect("a recording task panicked"),
+            "record_incomplete_block",
+        )
+        .expect("no block of these completes the upload");
+        counts.push(upsert.received);
+        replaced += usize::from(upsert.replaced.is_some());
+    }
+    assert_eq!(
+        replaced, INDICES as usize,
+        "one copy of each index replaces the other"
+    );
+    assert_eq!(
+        counts.iter().max(),
+        Some(&INDICES),
+        "every index counted once: {counts:?}"
+    );
+    let snapshot = ok(
+        store.find_session(upload.firm, upload.file_id).await,
+        "find_session",
+    )
+    .expect("the session exists");
+    assert_eq!(snapshot.received.len(), INDICES);
+    assert_eq!(snapshot.staged_bytes, u64::from(INDICES));
 }
 
 /// What a group commit of new files of one block is given per file: its session as stored

@@ -13,4 +13,6 @@ filegate_sql_store::metadata_ports! {
     index_list: "string_agg(block_index::text, ',' ORDER BY block_index)",
     migration_log_exists: "SELECT to_regclass('_sqlx_migrations') IS NOT NULL",
     whole_file: cte,
+    incomplete_block: "SELECT received, replaced
+                       FROM filegate_record_incomplete_block($1, $2, $3, $4, $5)",
 }

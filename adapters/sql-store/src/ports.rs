@@ -18,6 +18,10 @@
 /// - `migration_log_exists`: a query answering whether `_sqlx_migrations` exists.
 /// - `whole_file`: how a file of one block is recorded in one query, `sequence` or `cte`
 ///   (see [`whole_file_inserts!`](crate::whole_file_inserts)).
+/// - `incomplete_block` (optional): a query recording a block that leaves its open upload
+///   incomplete in one round trip (parameters: file, index, part, size, time; columns
+///   `received`, `replaced`; no row when the block is not such a block); without it, the port's
+///   default (the general steps in one transaction) serves.
 #[macro_export]
 macro_rules! metadata_ports {
     (
@@ -28,7 +32,8 @@ macro_rules! metadata_ports {
         lock_row: $lock_row:literal,
         index_list: $index_list:literal,
         migration_log_exists: $log_exists:literal,
-        whole_file: $whole:ident $(,)?
+        whole_file: $whole:ident
+        $(, incomplete_block: $incomplete:literal)? $(,)?
     ) => {
         /// A transaction holding one session's lock.
         #[derive(Debug)]
@@ -569,6 +574,34 @@ macro_rules! metadata_ports {
                 /// transaction (see [`GroupCommit`](crate::GroupCommit)): on SQLite each call is a
                 /// hand-over to the connection's thread and back under the process's one write
                 /// gate; on Postgres each statement is a round trip and a WAL flush.
+                $(
+                    /// One round trip (see the port): the query runs the general path's steps
+                    /// under the session's row lock, or answers no row having changed nothing.
+                    #[tracing::instrument(name = "store.record_incomplete_block", skip_all)]
+                    async fn record_incomplete_block(
+                        &self,
+                        file: FileId,
+                        block: &StagedBlock,
+                    ) -> Result<Option<BlockUpsert>, StoreError> {
+                        let row: Option<(i32, Option<String>)> = ::sqlx::query_as($incomplete)
+                            .bind(id(file.as_uuid()))
+                            .bind(to_i32(block.index.get(), "block index")?)
+                            .bind(&block.part_id)
+                            .bind(to_i64(block.size, "block size")?)
+                            .bind(now()?)
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(err)?;
+                        row.map(|(received, replaced)| {
+                            let received = u32::try_from(received).map_err(|_| {
+                                corrupt(format_args!("file {file}: block count {received}"))
+                            })?;
+                            Ok(BlockUpsert { received, replaced })
+                        })
+                        .transpose()
+                    }
+                )?
+
                 #[tracing::instrument(name = "store.record_whole_file", skip_all)]
                 async fn record_whole_file(
                     &self,

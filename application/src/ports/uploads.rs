@@ -174,6 +174,37 @@ pub trait UploadStore: Clone + Send + Sync + 'static {
         }
     }
 
+    /// Records a block of an open upload when it leaves the upload incomplete, as one step
+    /// under the session's lock: most chunks of a file are such blocks, and a store that can do
+    /// it in one round trip (Postgres, a function of migration 0011) saves the five others of
+    /// the general path (`BEGIN`, the lock, the previous part, the count, `COMMIT`), each a
+    /// wake-up of the database on a machine it shares. `None`, with nothing changed, when the
+    /// block is not such a block (no session, a session no longer open, or this block would
+    /// complete it): the caller then takes the general path ([`Self::lock_session`] and the
+    /// completion rule), which decides what those mean.
+    fn record_incomplete_block(
+        &self,
+        file: FileId,
+        block: &StagedBlock,
+    ) -> impl Future<Output = Result<Option<BlockUpsert>, StoreError>> + Send {
+        async move {
+            let Some((mut tx, locked)) = self.lock_session(file).await? else {
+                return Ok(None);
+            };
+            if locked.state != filegate_domain::SessionState::Open {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let upsert = tx.upsert_block(block).await?;
+            if upsert.received >= locked.total_blocks {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            tx.commit().await?;
+            Ok(Some(upsert))
+        }
+    }
+
     /// Begins a transaction and takes the session's lock, waiting for the current holder:
     /// whoever holds it sees the block set as the previous holder left it, committed or not.
     /// `None` when there is no such session.
