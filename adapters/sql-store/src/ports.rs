@@ -566,14 +566,6 @@ macro_rules! metadata_ports {
                     Ok(($tx { tx, file: session.file_id }, LockedSession::from(session)))
                 }
 
-                /// Four inserts in one query (see [`whole_file_inserts!`]): the session already
-                /// committed with its one block counted, the block, the file and the event (the
-                /// general path also reads and updates the count, lists the parts and updates the
-                /// state). On Postgres one round trip instead of six (with `BEGIN` and `COMMIT`).
-                /// The files that wait while a commit runs are recorded together, in one
-                /// transaction (see [`GroupCommit`](crate::GroupCommit)): on SQLite each call is a
-                /// hand-over to the connection's thread and back under the process's one write
-                /// gate; on Postgres each statement is a round trip and a WAL flush.
                 $(
                     /// One round trip (see the port): the query runs the general path's steps
                     /// under the session's row lock, or answers no row having changed nothing.
@@ -602,6 +594,14 @@ macro_rules! metadata_ports {
                     }
                 )?
 
+                /// Four inserts in one query (see [`whole_file_inserts!`]): the session already
+                /// committed with its one block counted, the block, the file and the event (the
+                /// general path also reads and updates the count, lists the parts and updates the
+                /// state). On Postgres one round trip instead of six (with `BEGIN` and `COMMIT`).
+                /// The files that wait while a commit runs are recorded together, in one
+                /// transaction (see [`GroupCommit`](crate::GroupCommit)): on SQLite each call is a
+                /// hand-over to the connection's thread and back under the process's one write
+                /// gate; on Postgres each statement is a round trip and a WAL flush.
                 #[tracing::instrument(name = "store.record_whole_file", skip_all)]
                 async fn record_whole_file(
                     &self,
