@@ -39,6 +39,30 @@ pub struct WholeFile {
     pub event: OutgoingEvent,
 }
 
+impl From<(UploadSession, StagedBlock, FileRecord, OutgoingEvent)> for WholeFile {
+    fn from(
+        (session, block, record, event): (UploadSession, StagedBlock, FileRecord, OutgoingEvent),
+    ) -> Self {
+        Self {
+            session,
+            block,
+            record,
+            event,
+        }
+    }
+}
+
+/// Records `files` as one group through `store`: for the stores' tests that their largest
+/// group succeeds as one (a failed group would otherwise go by unseen, file by file).
+pub async fn record_as_group<S, F>(store: &S, files: Vec<F>) -> Result<(), StoreError>
+where
+    S: RecordGroup<WholeFile>,
+    F: Into<WholeFile>,
+{
+    let files: Vec<WholeFile> = files.into_iter().map(Into::into).collect();
+    store.record_group(&files).await
+}
+
 /// A file waiting, and where its answer goes.
 pub type Waiter<T> = (T, oneshot::Sender<Result<(), StoreError>>);
 

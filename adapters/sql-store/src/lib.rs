@@ -17,7 +17,7 @@ mod ports;
 mod rows;
 
 pub use batch::{
-    GroupCommit, MAX_GROUP, RecordGroup, WholeFile, WholeFileForm, group_sql,
+    GroupCommit, MAX_GROUP, RecordGroup, WholeFile, WholeFileForm, group_sql, record_as_group,
     run as run_group_commit,
 };
 pub use checks::{corrupt, indices, pending_migrations, to_i32, to_i64, unsigned, unstorable};

@@ -113,20 +113,7 @@ async fn a_group_of_whole_files_is_recorded_as_one() {
         filegate_contract_tests::uploads::a_group_of_whole_files_is_recorded_as_one(
             store,
             filegate_sql_store::MAX_GROUP,
-            |parts| async move {
-                let files: Vec<filegate_sql_store::WholeFile> = parts
-                    .into_iter()
-                    .map(
-                        |(session, block, record, event)| filegate_sql_store::WholeFile {
-                            session,
-                            block,
-                            record,
-                            event,
-                        },
-                    )
-                    .collect();
-                filegate_sql_store::RecordGroup::record_group(&recorder, &files).await
-            },
+            |parts| async move { filegate_sql_store::record_as_group(&recorder, parts).await },
         )
         .await;
     })
