@@ -103,6 +103,29 @@ where
     record_block(store, file, block, commit).await
 }
 
+/// [`UploadStore::record_incomplete_block`] made of the general steps, in one transaction on
+/// the session's lock: the port's default, and what a store that overrides it must match.
+pub async fn record_incomplete_block_in_steps<S: UploadStore>(
+    store: &S,
+    file: FileId,
+    block: &StagedBlock,
+) -> Result<Option<BlockUpsert>, StoreError> {
+    let Some((mut tx, locked)) = store.lock_session(file).await? else {
+        return Ok(None);
+    };
+    if locked.state != SessionState::Open {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let upsert = tx.upsert_block(block).await?;
+    if upsert.received >= locked.total_blocks {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(upsert))
+}
+
 /// [`record_block`] for the first block of a new upload: the session is stored by the same
 /// transaction that records the block (and, for a file of one block, commits it), so a new
 /// file costs one transaction less, and a first block whose commit fails leaves no session.

@@ -1160,6 +1160,36 @@ mod tests {
         assert_eq!(blobs.blob(&path).as_deref(), Some(&b"aabbccdd"[..]));
     }
 
+    /// Every chunk but the first and the expected last is offered to the store's one-step
+    /// record; the first opens the session and the last commits, on the general path.
+    #[tokio::test]
+    async fn chunks_in_the_middle_are_recorded_in_one_step() {
+        let (svc, _) = service();
+        let first = svc
+            .upload_chunk(who(1), chunk(None, 0, 4, b"aa"))
+            .await
+            .unwrap();
+        let id = Some(first.file_id);
+        for (index, data) in [(1, b"bb"), (2, b"cc")] {
+            let receipt = svc
+                .upload_chunk(who(1), chunk(id, index, 4, data))
+                .await
+                .unwrap();
+            assert_eq!(receipt.received_blocks, index as u32 + 1);
+        }
+        let last = svc
+            .upload_chunk(who(1), chunk(id, 3, 4, b"dd"))
+            .await
+            .unwrap();
+        assert!(last.is_complete);
+        assert_eq!(
+            svc.store
+                .incomplete_blocks
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+    }
+
     /// The block that may be the last gets its commit prepared before the session's lock,
     /// for the parts recorded with it in its place (a block sent again included): exactly the
     /// parts the commit then commits. A block whose snapshot still misses another prepares

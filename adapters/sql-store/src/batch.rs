@@ -39,27 +39,22 @@ pub struct WholeFile {
     pub event: OutgoingEvent,
 }
 
-impl From<(UploadSession, StagedBlock, FileRecord, OutgoingEvent)> for WholeFile {
-    fn from(
-        (session, block, record, event): (UploadSession, StagedBlock, FileRecord, OutgoingEvent),
-    ) -> Self {
-        Self {
+/// Records `files` (each its session, block, record and event) as one group through `store`:
+/// for the stores' tests that their largest group succeeds as one (a failed group would
+/// otherwise go by unseen, recorded file by file).
+pub async fn record_as_group<S: RecordGroup<WholeFile>>(
+    store: &S,
+    files: Vec<(UploadSession, StagedBlock, FileRecord, OutgoingEvent)>,
+) -> Result<(), StoreError> {
+    let files: Vec<WholeFile> = files
+        .into_iter()
+        .map(|(session, block, record, event)| WholeFile {
             session,
             block,
             record,
             event,
-        }
-    }
-}
-
-/// Records `files` as one group through `store`: for the stores' tests that their largest
-/// group succeeds as one (a failed group would otherwise go by unseen, file by file).
-pub async fn record_as_group<S, F>(store: &S, files: Vec<F>) -> Result<(), StoreError>
-where
-    S: RecordGroup<WholeFile>,
-    F: Into<WholeFile>,
-{
-    let files: Vec<WholeFile> = files.into_iter().map(Into::into).collect();
+        })
+        .collect();
     store.record_group(&files).await
 }
 
@@ -109,6 +104,12 @@ impl<T> GroupCommit<T> {
             gather,
             last_taken: None,
         })))
+    }
+
+    /// How long a commit waits for company while files keep arriving (zero: never).
+    #[cfg(test)]
+    pub(crate) fn gather(&self) -> Duration {
+        self.lock().gather
     }
 
     /// How long the commit should wait before taking the next group: `gather` while files
@@ -267,35 +268,35 @@ fn repeated(base: &str, n: usize) -> String {
 
 /// The `WITH` statement of one file, with each insert's row given once per file.
 fn cte_rows(n: usize) -> String {
-    let rows = |into: &str, row: &str, tail: &str| {
-        let all: Vec<String> = (0..n)
-            .map(|i| renumbered(row, PARAMS_PER_FILE * i))
-            .collect();
-        format!("{into} VALUES {}{tail}", all.join(", "))
-    };
-    format!(
-        "WITH s AS ({}),\nb AS ({}),\nf AS ({})\n{}",
-        rows(
+    let [session, block, file, event] = [
+        (
             crate::whole_file_inserts!(@session_into),
             crate::whole_file_inserts!(@session_row),
-            ""
+            "",
         ),
-        rows(
+        (
             crate::whole_file_inserts!(@block_into),
             crate::whole_file_inserts!(@block_row),
-            ""
+            "",
         ),
-        rows(
+        (
             crate::whole_file_inserts!(@file_into),
             crate::whole_file_inserts!(@file_row),
-            ""
+            "",
         ),
-        rows(
+        (
             crate::whole_file_inserts!(@event_into),
             crate::whole_file_inserts!(@event_row),
-            crate::whole_file_inserts!(@event_tail)
+            crate::whole_file_inserts!(@event_tail),
         ),
-    )
+    ]
+    .map(|(into, row, tail)| {
+        let rows: Vec<String> = (0..n)
+            .map(|i| renumbered(row, PARAMS_PER_FILE * i))
+            .collect();
+        format!("{into} VALUES {}{tail}", rows.join(", "))
+    });
+    format!("WITH s AS ({session}),\nb AS ({block}),\nf AS ({file})\n{event}")
 }
 
 /// `sql` with every parameter `$k` made `$(k + offset)`.

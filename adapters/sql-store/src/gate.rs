@@ -52,11 +52,6 @@ impl WriteGate {
         }
     }
 
-    /// Whether writers queue here, one at a time (the database has one writer).
-    pub fn is_serial(&self) -> bool {
-        self.turn.is_some()
-    }
-
     /// The files of one block waiting for a group commit behind this gate.
     pub fn group(&self) -> &crate::GroupCommit {
         &self.group
@@ -137,6 +132,16 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(first);
         assert!(waiting.await.unwrap().unwrap(), "the next writer got in");
+    }
+
+    /// Only where writers do not queue at the gate do group commits wait for company.
+    #[test]
+    fn only_an_open_gates_group_commits_gather() {
+        assert_eq!(WriteGate::open().group().gather(), GATHER);
+        assert_eq!(
+            WriteGate::serial(Duration::from_secs(1)).group().gather(),
+            Duration::ZERO
+        );
     }
 
     #[tokio::test]

@@ -46,6 +46,8 @@ pub struct InMemoryStore {
     session_locks: Arc<Mutex<HashMap<FileId, Arc<tokio::sync::Mutex<()>>>>>,
     /// Set to make opening a new session fail, as a store that went away would.
     pub fail_new_sessions: Arc<std::sync::atomic::AtomicBool>,
+    /// How many blocks were recorded in one step ([`UploadStore::record_incomplete_block`]).
+    pub incomplete_blocks: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl InMemoryStore {
@@ -330,6 +332,20 @@ impl UploadStore for InMemoryStore {
                 .filter(|_| session.state == SessionState::Committed)
                 .cloned(),
         }))
+    }
+
+    async fn record_incomplete_block(
+        &self,
+        file: FileId,
+        block: &StagedBlock,
+    ) -> Result<Option<BlockUpsert>, StoreError> {
+        let recorded =
+            crate::completion::record_incomplete_block_in_steps(self, file, block).await?;
+        if recorded.is_some() {
+            self.incomplete_blocks
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(recorded)
     }
 
     async fn open_and_lock(

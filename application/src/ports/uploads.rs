@@ -187,22 +187,7 @@ pub trait UploadStore: Clone + Send + Sync + 'static {
         file: FileId,
         block: &StagedBlock,
     ) -> impl Future<Output = Result<Option<BlockUpsert>, StoreError>> + Send {
-        async move {
-            let Some((mut tx, locked)) = self.lock_session(file).await? else {
-                return Ok(None);
-            };
-            if locked.state != filegate_domain::SessionState::Open {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            let upsert = tx.upsert_block(block).await?;
-            if upsert.received >= locked.total_blocks {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            tx.commit().await?;
-            Ok(Some(upsert))
-        }
+        crate::completion::record_incomplete_block_in_steps(self, file, block)
     }
 
     /// Begins a transaction and takes the session's lock, waiting for the current holder:
