@@ -55,6 +55,8 @@ const { request, Agent } = requireBench("undici");
 
 const sizes = config.sizes;
 const clkTck = Number(config.clkTck || 100);
+// The machine's cores, as /proc/stat counts them (its cpuN lines).
+const cores = fs.readFileSync("/proc/stat", "utf8").split("\n").filter((l) => /^cpu\d+ /.test(l)).length;
 const timeoutMs = Number(config.requestTimeoutMs || 120_000);
 
 // Belt and braces: the whole run is bounded in time, whatever a server does.
@@ -617,10 +619,10 @@ async function settle() {
   for (;;) {
     const before = machineBusySeconds();
     await new Promise((resolve) => setTimeout(resolve, SETTLE_WINDOW_MS));
-    const cores = (machineBusySeconds() - before) / (SETTLE_WINDOW_MS / 1000);
-    if (cores < SETTLE_IDLE_CORES) return;
+    const busy = (machineBusySeconds() - before) / (SETTLE_WINDOW_MS / 1000);
+    if (busy < SETTLE_IDLE_CORES) return;
     if (performance.now() > deadline) {
-      console.error(`bench-client: the machine was still busy (${f(cores)} cores) after ${SETTLE_MAX_MS / 1000} s; measuring anyway`);
+      console.error(`bench-client: the machine was still busy (${f(busy)} cores) after ${SETTLE_MAX_MS / 1000} s; measuring anyway`);
       return;
     }
   }
@@ -654,9 +656,11 @@ async function measure(t, caseName) {
   resetPeakRss(t.backendPid);
   const cpu0 = cpuSeconds(t.pid);
   const bcpu0 = cpuSeconds(t.backendPid);
+  const busy0 = machineBusySeconds();
   const t0 = performance.now();
   const stored = await c.run(t);
   const secs = (performance.now() - t0) / 1000;
+  const busy1 = machineBusySeconds();
   const cpu1 = cpuSeconds(t.pid);
   const bcpu1 = cpuSeconds(t.backendPid);
   const rss = peakRssMiB(t.pid);
@@ -668,6 +672,9 @@ async function measure(t, caseName) {
     filesps: c.files() / secs,
     cpu: cpu0 != null && cpu1 != null ? cpu1 - cpu0 : null,
     backendCpu: bcpu0 != null && bcpu1 != null ? bcpu1 - bcpu0 : null,
+    // Every process's, the client's and Postgres' too, in cores: at the machine's core count
+    // the run was bound by CPU, and its rate then follows the CPU it spent per byte.
+    busyCores: (busy1 - busy0) / secs,
     rss,
   };
 }
@@ -763,7 +770,7 @@ function log(caseName, rep, name, m, anchor) {
   const rate = caseName === "small" ? `${f(m.filesps)} files/s` : `${f(m.mibps)} MiB/s`;
   const ratio = anchor ? ` (${f(ratioOf(caseName, m, anchor))}×)` : "";
   console.error(
-    `bench-client: ${caseName} rep ${rep + 1}: ${name}: ${rate}${ratio}, ${f(m.secs)} s, CPU ${f(m.cpu)} s, peak RSS ${f(m.rss, 0)} MiB, verified`,
+    `bench-client: ${caseName} rep ${rep + 1}: ${name}: ${rate}${ratio}, ${f(m.secs)} s, CPU ${f(m.cpu)} s, machine ${f(m.busyCores)} of ${cores} cores busy, peak RSS ${f(m.rss, 0)} MiB, verified`,
   );
 }
 
@@ -774,9 +781,9 @@ function ratioOf(caseName, m, anchor) {
 function printTable(caseNames) {
   const lines = [];
   lines.push(
-    "| case | target | MiB/s min / **median** / max | files/s min / **median** / max | server CPU s (median) | Azurite CPU s (median) | peak RSS MiB (max) | × anchor, paired (min / **median** / max) |",
+    "| case | target | MiB/s min / **median** / max | files/s min / **median** / max | server CPU s (median) | Azurite CPU s (median) | machine busy, cores (median) | peak RSS MiB (max) | × anchor, paired (min / **median** / max) |",
   );
-  lines.push("|---|---|---|---|---|---|---|---|");
+  lines.push("|---|---|---|---|---|---|---|---|---|");
   for (const caseName of caseNames) {
     const c = CASES[caseName];
     for (const [gi, g] of config.groups.entries()) {
@@ -796,6 +803,7 @@ function printTable(caseNames) {
           `| ${c.title()} | ${label} | ${spread(ms.map((m) => m.mibps))} | ` +
             `${caseName === "small" ? spread(ms.map((m) => m.filesps)) : "—"} | ` +
             `${cpu.length ? f(median(cpu)) : "—"} | ${bcpu.length ? f(median(bcpu)) : "—"} | ` +
+            `${f(median(ms.map((m) => m.busyCores)))} of ${cores} | ` +
             `${rss.length ? f(Math.max(...rss), 0) : "—"} | ${isAnchor ? "anchor" : spread(ratios, 2)} |`,
         );
       }
@@ -804,7 +812,7 @@ function printTable(caseNames) {
   const table = lines.join("\n");
   const notes = [
     `${config.reps} rep(s) per case; each target's rep is paired with the same rep's anchor run; the order turns every rep (anchor first, then anchor last), so that what favours the later run favours neither side over an even number of reps.`,
-    "Server CPU: utime+stime of the target's own process over the timed part (for Azurite direct, Azurite's; for the relay, the relay's). Azurite CPU: the Azurite process behind an Azure target.",
+    "Server CPU: utime+stime of the target's own process over the timed part (for Azurite direct, Azurite's; for the relay, the relay's). Azurite CPU: the Azurite process behind an Azure target. Machine busy: every process's CPU over the timed part (the client's, Postgres', the kernel's too; /proc/stat), divided by its wall time: at the core count, the run was bound by CPU.",
     hwmResettable
       ? "Peak RSS: VmHWM of the target's process, reset before each run."
       : "Peak RSS: VmHWM since the process started (this kernel did not let it be reset).",
