@@ -645,7 +645,11 @@ async function warmUp(t) {
     ...(await uploadBig(t, 1, 1, warmFile, warmSha)),
     ...(await uploadSmall(t, warmSmallFiles)),
   ];
-  await verifyAll(t, stored, false);
+  // Removed only after the last timed run, like a case's many files (DEFER_CLEANUP_FILES): a
+  // hundred files deleted right before the first timed run made the next target's new files
+  // pay ext4's skipping of recently freed inodes (`recently_deleted`, `find_inode_bit` in a
+  // profile of filegate's small files).
+  await verifyAll(t, stored, true);
 }
 
 async function measure(t, caseName) {
