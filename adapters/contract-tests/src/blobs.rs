@@ -506,24 +506,55 @@ pub async fn a_blob_put_whole_reads_back_and_a_failed_put_leaves_none<B: BlobSto
     let (_, bytes) = read_all(store, &path, None).await;
     assert!(bytes == whole, "a blob put whole must read back whole");
 
-    let failed_path = fresh_path("failed.png");
-    let pieces: Vec<Result<Bytes, BodyError>> =
-        vec![Ok(random_bytes(4096)), Err(BodyError::Stalled(30))];
-    match store
-        .put(
-            &failed_path,
-            ChunkBody::new(futures::stream::iter(pieces).boxed()),
-        )
-        .await
-    {
-        Err(BlobError::Body(BodyError::Stalled(30))) => {}
-        other => panic!("a failing body must be answered with its error, got {other:?}"),
-    }
-    let err = store.read(&failed_path, None).await.err();
-    assert!(
-        matches!(err, Some(BlobError::NotFound(_))),
-        "a failed put must leave no blob, got {err:?}"
+    // Larger than a store may gather before it writes (the local store: 1 MiB).
+    let large_path = fresh_path("large.png");
+    let large = random_bytes(3 * 1024 * 1024 + 5);
+    let pieces: Vec<Result<Bytes, BodyError>> = large
+        .chunks(64 * 1024)
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
+    let size = ok(
+        store
+            .put(
+                &large_path,
+                ChunkBody::new(futures::stream::iter(pieces).boxed()),
+            )
+            .await,
+        "a large put",
     );
+    assert_eq!(size, large.len() as u64, "put must answer the blob's size");
+    let (_, bytes) = read_all(store, &large_path, None).await;
+    assert!(
+        bytes == large,
+        "a large blob put whole must read back whole"
+    );
+
+    // A body failing early, and one failing after more than a store may gather.
+    for (name, before) in [("failed.png", 4096), ("failed-late.png", 2 * 1024 * 1024)] {
+        let failed_path = fresh_path(name);
+        let pieces: Vec<Result<Bytes, BodyError>> = random_bytes(before)
+            .chunks(64 * 1024)
+            .map(|p| Ok(Bytes::copy_from_slice(p)))
+            .chain([Err(BodyError::Stalled(30))])
+            .collect();
+        match store
+            .put(
+                &failed_path,
+                ChunkBody::new(futures::stream::iter(pieces).boxed()),
+            )
+            .await
+        {
+            Err(BlobError::Body(BodyError::Stalled(30))) => {}
+            other => panic!(
+                "a body failing after {before} bytes must be answered with its error, got {other:?}"
+            ),
+        }
+        let err = store.read(&failed_path, None).await.err();
+        assert!(
+            matches!(err, Some(BlobError::NotFound(_))),
+            "a failed put must leave no blob, got {err:?}"
+        );
+    }
 }
 
 /// The listing holds committed blobs, with their size and a recent time, under the path they

@@ -232,7 +232,7 @@ impl LocalFsStore {
         let (mut temp, dir, part_id) = self
             .blocking(move |inner| inner.open_part(&p, &u, index, head))
             .await?;
-        let size = append_body(&mut temp, &mut body, |e| {
+        let size = append_body(&mut temp, Vec::new(), &mut body, |e| {
             self.inner.stage_error(e, path, upload_id, index)
         })
         .await?;
@@ -990,11 +990,31 @@ impl BlobStore for LocalFsStore {
     #[tracing::instrument(name = "blob.put", skip_all)]
     async fn put(&self, path: &BlobPath, mut body: ChunkBody) -> Result<u64, BlobError> {
         let target = self.inner.resolve(path)?;
+        let head = Head::read(&mut body).await?;
         let p = path.clone();
+        if head.is_whole {
+            // A small file, the common case: one blocking task creates, writes and publishes
+            // it, where three (each a hand-over to a thread and back) did.
+            let Head {
+                pieces, size, held, ..
+            } = head;
+            self.blocking(move |inner| {
+                let _held = held;
+                let (mut temp, folder, changed) = inner.open_put(&p, &target)?;
+                write_pieces(temp.file()?, &pieces)
+                    .map_err(|e| inner.io_error(e, "writing", &p))?;
+                inner.publish(temp, &p, &folder, &changed)
+            })
+            .await?;
+            return Ok(size);
+        }
+        // Longer: streamed, its head first (held by the writer from here on).
+        let Head { pieces, held, .. } = head;
+        drop(held);
         let (mut temp, folder, changed) = self
             .blocking(move |inner| inner.open_put(&p, &target))
             .await?;
-        let size = append_body(&mut temp, &mut body, |e| {
+        let size = append_body(&mut temp, pieces, &mut body, |e| {
             self.inner.io_error(e, "writing", path)
         })
         .await?;
@@ -1163,12 +1183,17 @@ impl BlobStore for LocalFsStore {
 /// back flushed), and answers the file's size: what it held before plus the body.
 async fn append_body(
     temp: &mut TempFile,
+    first: Vec<Bytes>,
     body: &mut ChunkBody,
     cx: impl Fn(io::Error) -> BlobError,
 ) -> Result<u64, BlobError> {
     let mut file = temp.take_file()?;
     let mut size = file.seek(SeekFrom::End(0)).map_err(&cx)?;
     let mut writer = PieceWriter::new(file, body.budget());
+    for piece in first {
+        size += piece.len() as u64;
+        writer.write(piece).await.map_err(&cx)?;
+    }
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(BlobError::Body)?;
         size += piece.len() as u64;
@@ -1176,6 +1201,41 @@ async fn append_body(
     }
     temp.put_file(writer.finish().await.map_err(&cx)?);
     Ok(size)
+}
+
+/// The first pieces of a body, up to [`WRITE_BATCH`] bytes, held against its budget: the whole
+/// body when it ends within them (`is_whole`), which then needs no streaming at all.
+struct Head {
+    pieces: Vec<Bytes>,
+    size: u64,
+    is_whole: bool,
+    held: Reservation,
+}
+
+impl Head {
+    async fn read(body: &mut ChunkBody) -> Result<Self, BlobError> {
+        let mut head = Head {
+            pieces: Vec::new(),
+            size: 0,
+            is_whole: false,
+            held: body.budget().reservation(),
+        };
+        while head.size < WRITE_BATCH as u64 {
+            let Some(piece) = body.next().await else {
+                head.is_whole = true;
+                break;
+            };
+            let piece = piece.map_err(BlobError::Body)?;
+            let len = piece.len() as u64;
+            head.size += len;
+            head.pieces.push(piece);
+            // Over the budget: the rest streams, each piece written as it comes.
+            if head.held.grow(len).is_err() {
+                break;
+            }
+        }
+        Ok(head)
+    }
 }
 
 /// Writes a body's pieces to a file as they arrive, without copying them: they are gathered
@@ -1530,6 +1590,7 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use filegate_application::ports::BodyError;
 
     fn pieces(n: usize, len: usize) -> Vec<Bytes> {
         (0..n).map(|i| Bytes::from(vec![i as u8; len])).collect()
@@ -1645,6 +1706,53 @@ mod tests {
         assert_eq!(budget.held(), 0, "every batch's bytes are given back");
         assert_eq!(fs::read(&path).unwrap(), sent.concat());
         fs::remove_file(path).unwrap();
+    }
+
+    fn body_of(pieces: &[Bytes], budget: &ByteBudget) -> ChunkBody {
+        let items: Vec<Result<Bytes, BodyError>> = pieces.iter().cloned().map(Ok).collect();
+        ChunkBody::new(futures::stream::iter(items).boxed()).with_budget(budget.clone())
+    }
+
+    #[tokio::test]
+    async fn a_body_that_ends_within_a_batch_is_read_whole_and_held_against_its_budget() {
+        let budget = ByteBudget::new(64 * 1024 * 1024);
+        let sent = pieces(5, 1000);
+        let mut body = body_of(&sent, &budget);
+        let head = Head::read(&mut body).await.unwrap();
+        assert!(head.is_whole);
+        assert_eq!((head.pieces.clone(), head.size), (sent, 5000));
+        assert_eq!(budget.held(), 5000, "held while it waits to be written");
+        drop(head);
+        assert_eq!(budget.held(), 0, "and given back");
+    }
+
+    #[tokio::test]
+    async fn a_longer_body_or_a_spent_budget_leaves_the_rest_to_stream() {
+        let budget = ByteBudget::new(64 * 1024 * 1024);
+        let sent = pieces(40, 100 * 1024);
+        let mut body = body_of(&sent, &budget);
+        let head = Head::read(&mut body).await.unwrap();
+        assert!(!head.is_whole);
+        assert_eq!(head.pieces, sent[..11], "a batch's worth, in order");
+        let mut rest = Vec::new();
+        while let Some(piece) = body.next().await {
+            rest.push(piece.unwrap());
+        }
+        assert_eq!(
+            rest,
+            sent[11..],
+            "nothing lost between the head and the rest"
+        );
+
+        let spent = ByteBudget::new(0);
+        let mut body = body_of(&sent, &spent);
+        let head = Head::read(&mut body).await.unwrap();
+        assert!(!head.is_whole);
+        assert_eq!(
+            head.pieces.len(),
+            1,
+            "over the budget, the first piece is all it takes"
+        );
     }
 
     #[tokio::test]
