@@ -490,60 +490,31 @@ pub async fn discarding_the_staging_keeps_the_blob<B: BlobStore>(store: &B) {
 /// A blob written whole (one request, no staging) reads back whole, however its bytes
 /// arrived; a body that fails midway is answered with its error and leaves no blob.
 pub async fn a_blob_put_whole_reads_back_and_a_failed_put_leaves_none<B: BlobStore>(store: &B) {
-    let path = fresh_path("whole.png");
-    let whole = random_bytes(200 * 1024 + 3);
-    let pieces: Vec<Result<Bytes, BodyError>> = whole
-        .chunks(16 * 1024)
-        .map(|p| Ok(Bytes::copy_from_slice(p)))
-        .collect();
-    let size = ok(
-        store
-            .put(&path, ChunkBody::new(futures::stream::iter(pieces).boxed()))
-            .await,
-        "put",
-    );
-    assert_eq!(size, whole.len() as u64, "put must answer the blob's size");
-    let (_, bytes) = read_all(store, &path, None).await;
-    assert!(bytes == whole, "a blob put whole must read back whole");
-
-    // Larger than a store may gather before it writes (the local store: 1 MiB).
-    let large_path = fresh_path("large.png");
-    let large = random_bytes(3 * 1024 * 1024 + 5);
-    let pieces: Vec<Result<Bytes, BodyError>> = large
-        .chunks(64 * 1024)
-        .map(|p| Ok(Bytes::copy_from_slice(p)))
-        .collect();
-    let size = ok(
-        store
-            .put(
-                &large_path,
-                ChunkBody::new(futures::stream::iter(pieces).boxed()),
-            )
-            .await,
-        "a large put",
-    );
-    assert_eq!(size, large.len() as u64, "put must answer the blob's size");
-    let (_, bytes) = read_all(store, &large_path, None).await;
-    assert!(
-        bytes == large,
-        "a large blob put whole must read back whole"
-    );
+    // Small, and larger than a store may gather before it writes (the local store: 1 MiB).
+    for (name, len, piece) in [
+        ("whole.png", 200 * 1024 + 3, 16 * 1024),
+        ("large.png", 3 * 1024 * 1024 + 5, 64 * 1024),
+    ] {
+        let path = fresh_path(name);
+        let whole = random_bytes(len);
+        let size = ok(store.put(&path, in_pieces(&whole, piece, None)).await, name);
+        assert_eq!(size, whole.len() as u64, "put must answer the blob's size");
+        let (_, bytes) = read_all(store, &path, None).await;
+        assert!(
+            bytes == whole,
+            "a blob put whole must read back whole ({name})"
+        );
+    }
 
     // A body failing early, and one failing after more than a store may gather.
     for (name, before) in [("failed.png", 4096), ("failed-late.png", 2 * 1024 * 1024)] {
         let failed_path = fresh_path(name);
-        let pieces: Vec<Result<Bytes, BodyError>> = random_bytes(before)
-            .chunks(64 * 1024)
-            .map(|p| Ok(Bytes::copy_from_slice(p)))
-            .chain([Err(BodyError::Stalled(30))])
-            .collect();
-        match store
-            .put(
-                &failed_path,
-                ChunkBody::new(futures::stream::iter(pieces).boxed()),
-            )
-            .await
-        {
+        let body = in_pieces(
+            &random_bytes(before),
+            64 * 1024,
+            Some(BodyError::Stalled(30)),
+        );
+        match store.put(&failed_path, body).await {
             Err(BlobError::Body(BodyError::Stalled(30))) => {}
             other => panic!(
                 "a body failing after {before} bytes must be answered with its error, got {other:?}"
@@ -555,6 +526,16 @@ pub async fn a_blob_put_whole_reads_back_and_a_failed_put_leaves_none<B: BlobSto
             "a failed put must leave no blob, got {err:?}"
         );
     }
+}
+
+/// `bytes` as a body arriving in pieces of `piece` bytes, then failing with `then` if given.
+fn in_pieces(bytes: &[u8], piece: usize, then: Option<BodyError>) -> ChunkBody {
+    let pieces: Vec<Result<Bytes, BodyError>> = bytes
+        .chunks(piece)
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .chain(then.map(Err))
+        .collect();
+    ChunkBody::new(futures::stream::iter(pieces).boxed())
 }
 
 /// The listing holds committed blobs, with their size and a recent time, under the path they
