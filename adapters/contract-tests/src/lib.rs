@@ -133,6 +133,29 @@ macro_rules! metadata_store_suites {
     };
 }
 
+/// [`uploads::a_group_of_whole_files_is_recorded_as_one`] for a store that records new files in
+/// groups of up to `$max`, each group through `$record(&store, parts)`.
+#[macro_export]
+macro_rules! largest_group_case {
+    ($run:path, $max:expr, $record:path) => {
+        /// The largest group of new files the store records together succeeds as one (see the
+        /// case).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn a_group_of_whole_files_is_recorded_as_one() {
+            $run(|store| async move {
+                let recorder = store.clone();
+                $crate::uploads::a_group_of_whole_files_is_recorded_as_one(
+                    store,
+                    $max,
+                    |parts| async move { $record(&recorder, parts).await },
+                )
+                .await;
+            })
+            .await;
+        }
+    };
+}
+
 /// The [`BlobStore`](filegate_application::ports::BlobStore) suite: every case that needs
 /// only the store. [`blobs::share_url_answers_the_bytes`] needs a store whose shared URLs are
 /// readable by anyone holding them, so an adapter with such URLs calls it itself. A module name

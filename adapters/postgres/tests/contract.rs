@@ -129,20 +129,11 @@ where
 
 filegate_contract_tests::metadata_store_suites!(run);
 
-/// The largest group of new files the store records together succeeds as one (see the case).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_group_of_whole_files_is_recorded_as_one() {
-    run(|store| async move {
-        let recorder = store.clone();
-        filegate_contract_tests::uploads::a_group_of_whole_files_is_recorded_as_one(
-            store,
-            filegate_sql_store::MAX_GROUP,
-            |parts| async move { filegate_sql_store::record_as_group(&recorder, parts).await },
-        )
-        .await;
-    })
-    .await;
-}
+filegate_contract_tests::largest_group_case!(
+    run,
+    filegate_sql_store::MAX_GROUP,
+    filegate_sql_store::record_as_group
+);
 
 /// A database the release before issue 10 made (its migrations, its rows) upgrades, and its
 /// rows read back through today's ports.
